@@ -1,0 +1,26 @@
+"""The pricing learner: features, price arms and guardrails, bandit policies, reward bookkeeping.
+
+Plain Python and numpy; nothing here knows about gRPC, the store or the simulator.
+"""
+
+from learner.arms import DEFAULT_ALPHAS, PriceGrid
+from learner.errors import (
+    ConflictingReport,
+    InvalidInput,
+    PricingError,
+    SnapshotError,
+    Unavailable,
+    UnknownQuote,
+)
+from learner.features import DEFAULT_CONTEXT_FEATURES, FeatureBuilder
+from learner.policies import POLICIES, Choice, Policy, make_policy
+from learner.pricer import Pricer, PricerConfig, fingerprint
+from learner.rewards import ReportStatus, RewardWindow, Settlement, judge_repeat, reward_of
+from learner.types import ArmView, Decision, Product, QuoteRequest
+
+__all__ = [
+    "DEFAULT_ALPHAS", "DEFAULT_CONTEXT_FEATURES", "POLICIES", "ArmView", "Choice", "ConflictingReport",
+    "Decision", "FeatureBuilder", "InvalidInput", "Policy", "PriceGrid", "Pricer", "PricerConfig",
+    "PricingError", "Product", "QuoteRequest", "ReportStatus", "RewardWindow", "Settlement",
+    "SnapshotError", "Unavailable", "UnknownQuote", "fingerprint", "judge_repeat", "make_policy", "reward_of",
+]

@@ -1,0 +1,20 @@
+"""The pricing objective: expected profit = P(purchase at this price) * margin.
+
+Margins are measured in units of the user value ``V`` so that exploration rules that compare gaps
+(SquareCB, epsilon-greedy) behave the same for a 5-dollar and a 5,000-dollar product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def margin_payoffs(prices: np.ndarray, unit_cost: float, user_value: float) -> np.ndarray:
+    """Each arm's margin ``price - cost`` divided by ``V`` (plain margin when ``V`` is 0)."""
+    margins = np.asarray(prices, dtype=float) - unit_cost
+    return margins / user_value if user_value > 0 else margins
+
+
+def expected_profit(purchase_probability: np.ndarray, prices: np.ndarray, unit_cost: float) -> np.ndarray:
+    """Expected profit per quote in currency units, for each arm."""
+    return np.asarray(purchase_probability) * (np.asarray(prices) - unit_cost)

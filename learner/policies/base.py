@@ -1,0 +1,161 @@
+"""The policy protocol: estimate each arm, choose one with a known probability, learn from the outcome.
+
+A policy learns the purchase probability of every arm (a number in [0, 1]) and chooses to maximise
+expected profit: ``payoff[a] * P(purchase | x, a)``, where ``payoff`` is the arm's margin in units of
+the user value (the caller's objective). Masked arms (outside the price guardrails) get probability
+zero. Policies never touch global random state: the caller passes the generator for each decision.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from learner.errors import InvalidInput, SnapshotError
+from learner.policies.ridge import RidgeArms
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The arm chosen, the probability it had, the distribution it was drawn from, and the
+    purchase-probability estimates it was based on."""
+
+    arm: int
+    probability: float
+    pmf: np.ndarray
+    explored: bool
+    estimates: np.ndarray
+
+
+MAX_FEATURE = 1e100
+"""Beyond this, ``x xᵀ`` overflows float64; the server refuses anything above 1e6 long before."""
+
+
+def check_features(x: np.ndarray, dim: int) -> np.ndarray:
+    """Return ``x`` as a float vector of length ``dim``, refusing non-finite or overflowing values."""
+    x = np.asarray(x, dtype=float)
+    if x.shape != (dim,):
+        raise InvalidInput("features", f"expected a vector of {dim} features, got shape {x.shape}")
+    if not np.all(np.abs(x) <= MAX_FEATURE):  # also false for NaN
+        raise InvalidInput("features", f"every feature must be finite with magnitude <= {MAX_FEATURE:g}")
+    return x
+
+
+def sample_arm(pmf: np.ndarray, rng: np.random.Generator) -> int:
+    """Draw an arm from ``pmf`` by inverse CDF with one uniform: reproducible for a seeded rng."""
+    cdf = np.cumsum(pmf)
+    arm = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    arm = min(arm, len(pmf) - 1)
+    while pmf[arm] == 0:  # a uniform that lands exactly on a boundary of a zero-mass arm
+        arm -= 1
+    return arm
+
+
+def masked_argmax(values: np.ndarray, allowed: np.ndarray) -> int:
+    """Index of the largest allowed value; ties go to the lowest index."""
+    return int(np.argmax(np.where(allowed, values, -np.inf)))
+
+
+class Policy(ABC):
+    """Base of the linear policies: ridge statistics per arm, plus a rule to choose."""
+
+    name: ClassVar[str]
+    deterministic: ClassVar[bool] = False
+
+    def __init__(self, n_arms: int, dim: int, *, l2: float = 1.0, decay: float = 1.0) -> None:
+        self.n_arms, self.dim = n_arms, dim
+        self.l2, self.decay = l2, decay
+        self._ridge = RidgeArms(n_arms, dim, l2=l2, decay=decay)
+
+    # -- estimates -------------------------------------------------------------------------------
+    def estimates(self, x: np.ndarray) -> np.ndarray:
+        """Estimated purchase probability of every arm at ``x``, clipped to [0, 1]."""
+        return self._estimates(check_features(x, self.dim))
+
+    def _estimates(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(self._ridge.mean(x), 0.0, 1.0)
+
+    # -- choosing --------------------------------------------------------------------------------
+    def select(
+        self, x: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray, rng: np.random.Generator
+    ) -> Choice:
+        """Choose an allowed arm to maximise ``payoffs * P(purchase)``; report its probability."""
+        x = check_features(x, self.dim)
+        payoffs = np.asarray(payoffs, dtype=float)
+        allowed = np.asarray(allowed, dtype=bool)
+        if payoffs.shape != (self.n_arms,) or allowed.shape != (self.n_arms,):
+            raise InvalidInput("payoffs", f"need one payoff and one mask entry per arm ({self.n_arms})")
+        if not allowed.any():
+            raise InvalidInput("allowed", "no arm is allowed")
+        if not np.all(np.isfinite(payoffs)):
+            raise InvalidInput("payoffs", "every payoff must be finite")
+        estimates = self._estimates(x)
+        greedy = masked_argmax(payoffs * estimates, allowed)
+        pmf = self._pmf(x, payoffs, allowed, greedy, estimates, rng)
+        pmf = np.where(allowed, pmf, 0.0)
+        pmf = pmf / pmf.sum()
+        arm = self._draw(pmf, rng)
+        return Choice(arm=arm, probability=float(pmf[arm]), pmf=pmf, explored=arm != greedy,
+                      estimates=estimates)
+
+    def _draw(self, pmf: np.ndarray, rng: np.random.Generator) -> int:
+        return sample_arm(pmf, rng)
+
+    @abstractmethod
+    def _pmf(
+        self,
+        x: np.ndarray,
+        payoffs: np.ndarray,
+        allowed: np.ndarray,
+        greedy: int,
+        estimates: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """The distribution over arms (masked arms are zeroed by the caller)."""
+
+    # -- learning --------------------------------------------------------------------------------
+    def learn_one(self, x: np.ndarray, arm: int, reward: float, probability: float) -> None:
+        """Learn that ``arm`` at ``x`` earned ``reward`` (1 purchase, 0 none).
+
+        ``probability`` is the logged propensity; the ridge fit is on-policy and does not weight
+        by it, but it is checked so that a corrupt log cannot slip through.
+        """
+        x = check_features(x, self.dim)
+        if not 0 <= arm < self.n_arms:
+            raise InvalidInput("arm", f"{arm} is not an arm index in [0, {self.n_arms})")
+        if not (np.isfinite(reward) and 0.0 <= reward <= 1.0):
+            raise InvalidInput("reward", f"{reward} must be in [0, 1]")
+        if not (np.isfinite(probability) and 0.0 < probability <= 1.0):
+            raise InvalidInput("probability", f"{probability} must be in (0, 1]")
+        self._ridge.learn_one(x, arm, float(reward))
+
+    @property
+    def updates(self) -> int:
+        return int(self._ridge.counts.sum())
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def hyperparameters(self) -> dict[str, Any]:
+        """Everything that must match for a snapshot to be valid in this policy."""
+        return {"name": self.name, "n_arms": self.n_arms, "dim": self.dim, "l2": self.l2,
+                "decay": self.decay}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self._ridge.state()
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self._ridge.load(state)
+
+
+def check_hyperparameters(expected: dict[str, Any], found: dict[str, Any]) -> None:
+    """Refuse a snapshot made by a differently configured policy, naming what differs."""
+    if expected != found:
+        diff = {k: (found.get(k), expected.get(k)) for k in expected.keys() | found.keys()
+                if expected.get(k) != found.get(k)}
+        details = ", ".join(f"{k}: snapshot {s!r} vs configured {c!r}" for k, (s, c) in sorted(diff.items()))
+        raise SnapshotError(
+            f"the snapshot was made by a differently configured policy ({details}); start with the "
+            "same settings, or with a new --data-dir to begin learning afresh"
+        )

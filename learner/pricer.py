@@ -1,0 +1,156 @@
+"""The Pricer: one object that prices a quote and learns from its outcome.
+
+The server and the simulator drive the same Pricer, so what the simulator measures is what
+production runs. It is thread-safe: decisions and updates hold one lock, and both are O(K d²).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from learner import snapshot
+from learner.arms import DEFAULT_ALPHAS, PriceGrid
+from learner.errors import InvalidInput, SnapshotError
+from learner.features import DEFAULT_CONTEXT_FEATURES, FeatureBuilder
+from learner.objective import expected_profit, margin_payoffs
+from learner.policies import make_policy
+from learner.policies.base import check_hyperparameters
+from learner.rewards import RewardWindow
+from learner.seeding import decision_rng
+from learner.types import ArmView, Decision, QuoteRequest
+
+
+@dataclass(frozen=True)
+class PricerConfig:
+    """Everything that shapes decisions. A snapshot only loads into a Pricer of the same config."""
+
+    policy: str = "linucb"
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
+    category_buckets: int = 8
+    l2: float = 1.0
+    decay: float = 1.0
+    seed: int = 0
+    reward_window_seconds: float = 600.0
+    policy_options: Mapping[str, float] = field(default_factory=dict)
+
+    def decision_config(self) -> dict[str, Any]:
+        """The part that must match between a snapshot and the Pricer loading it."""
+        data = asdict(self)
+        data.pop("reward_window_seconds")
+        data["alphas"] = list(self.alphas)
+        data["context_features"] = list(self.context_features)
+        data["policy_options"] = dict(self.policy_options)
+        return data
+
+
+class Pricer:
+    VALUE_SOURCE = "list_margin"
+
+    def __init__(self, config: PricerConfig | None = None) -> None:
+        self.config = config or PricerConfig()
+        self.grid = PriceGrid(tuple(self.config.alphas))
+        self.features = FeatureBuilder(self.config.context_features, self.config.category_buckets)
+        self.window = RewardWindow(self.config.reward_window_seconds)
+        self.policy = make_policy(
+            self.config.policy, len(self.grid), self.features.dim,
+            l2=self.config.l2, decay=self.config.decay, **dict(self.config.policy_options),
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.policy.name}:{self.policy.updates}"
+
+    @property
+    def updates(self) -> int:
+        return self.policy.updates
+
+    def user_value(self, request: QuoteRequest) -> float:
+        """V: what the product is worth to this user. The list margin until a value model exists."""
+        return request.product.list_price - request.product.unit_cost
+
+    def quote(self, request: QuoteRequest, now: float) -> Decision:
+        """Price ``request``: mask arms outside the guardrails, let the policy choose, record why."""
+        product = request.product
+        value = self.user_value(request)
+        x = self.features.build(request.context, product)
+        arm_prices = self.grid.prices(product, value)
+        payoffs = margin_payoffs(arm_prices.prices, product.unit_cost, value)
+        rng = decision_rng(self.config.seed, request.quote_id)
+        with self._lock:
+            version = self.model_version
+            if arm_prices.any_allowed:
+                choice = self.policy.select(x, payoffs, arm_prices.allowed, rng)
+                arm, price, pmf = choice.arm, float(arm_prices.prices[choice.arm]), choice.pmf
+                propensity, explored, bound = choice.probability, choice.explored, False
+                estimates = choice.estimates
+            else:
+                estimates = self.policy.estimates(x)
+                arm, price = PriceGrid.nearest_bound(product, arm_prices.prices)
+                pmf = np.eye(len(self.grid))[arm]
+                propensity, explored, bound = 1.0, False, True
+        profits = expected_profit(estimates, arm_prices.prices, product.unit_cost)
+        arms = tuple(
+            ArmView(i, *row)
+            for i, row in enumerate(zip(self.grid.alphas.tolist(), arm_prices.prices.tolist(),
+                                        arm_prices.allowed.tolist(), estimates.tolist(),
+                                        profits.tolist(), pmf.tolist(), strict=True))
+        )
+        return Decision(
+            quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
+            category=product.category, currency=product.currency, unit_cost=product.unit_cost,
+            arm=arm, alpha=float(self.grid.alphas[arm]), price=price, user_value=value,
+            propensity=float(propensity), explored=bool(explored),
+            deterministic=self.policy.deterministic, guardrail_bound=bound,
+            policy=self.policy.name, model_version=version, value_source=self.VALUE_SOURCE,
+            features=tuple(x.tolist()), feature_names=self.features.names, arms=arms,
+            created_at=now, expires_at=self.window.expires_at(now),
+            request_fingerprint=fingerprint(request),
+        )
+
+    def learnable(self, decision: Decision) -> bool:
+        """A guardrail-bound price was no arm's price, so its outcome says nothing about an arm."""
+        return not decision.guardrail_bound
+
+    def update(self, decision: Decision, reward: float) -> None:
+        """Learn the outcome of ``decision`` (1 purchase, 0 none)."""
+        if not self.learnable(decision):
+            raise InvalidInput("quote_id", "a guardrail-bound quote is not learned")
+        x = np.asarray(decision.features, dtype=float)
+        with self._lock:
+            self.policy.learn_one(x, decision.arm, reward, decision.propensity)
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        with self._lock:
+            header = {"pricer": self.config.decision_config(),
+                      "policy": self.policy.hyperparameters(),
+                      "model_version": self.model_version}
+            return snapshot.encode(header, self.policy.state())
+
+    def restore(self, blob: bytes) -> None:
+        """Load a snapshot made by a Pricer of the same configuration, or raise SnapshotError."""
+        header, arrays = snapshot.decode(blob)
+        check_hyperparameters(self.config.decision_config(), header.get("pricer") or {})
+        check_hyperparameters(self.policy.hyperparameters(), header.get("policy") or {})
+        with self._lock:
+            self.policy.load(arrays)
+        if self.model_version != header.get("model_version"):
+            raise SnapshotError("snapshot model version does not match its statistics; corrupt")
+
+
+def fingerprint(request: QuoteRequest) -> str:
+    """A stable digest of what was asked, to tell an idempotent retry from a reused quote id."""
+    product = request.product
+    data = [request.user_id, product.product_id, product.category, product.unit_cost,
+            product.list_price, product.floor_price, product.ceiling_price, product.currency,
+            sorted(request.context.items())]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()

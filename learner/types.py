@@ -1,0 +1,165 @@
+"""The dataclasses that cross the learner's boundary: what is priced, and what was decided."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
+
+from learner.errors import InvalidInput
+
+MAX_MONEY = 1e12
+"""Largest price or cost accepted; far above any real product, far below float overflow."""
+
+
+def check_money(field_name: str, value: float, *, allow_zero: bool = True) -> float:
+    """Return ``value`` as float if it is a finite amount of money, else raise InvalidInput."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InvalidInput(field_name, f"expected a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidInput(field_name, f"{value} is not a finite amount")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidInput(field_name, f"{value} must be {'>=' if allow_zero else '>'} 0")
+    if value > MAX_MONEY:
+        raise InvalidInput(field_name, f"{value} is above the largest accepted amount {MAX_MONEY:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class Product:
+    """A product as the shop describes it. Money in the product's currency, major units."""
+
+    product_id: str
+    unit_cost: float
+    list_price: float
+    category: str = ""
+    floor_price: float | None = None
+    ceiling_price: float | None = None
+    currency: str = "USD"
+
+    def __post_init__(self) -> None:
+        if not self.product_id:
+            raise InvalidInput("product.product_id", "must not be empty")
+        check_money("product.unit_cost", self.unit_cost)
+        check_money("product.list_price", self.list_price)
+        if self.list_price < self.unit_cost:
+            raise InvalidInput(
+                "product.list_price",
+                f"{self.list_price} is below product.unit_cost {self.unit_cost}; "
+                "a list price must cover the cost",
+            )
+        if self.floor_price is not None:
+            check_money("product.floor_price", self.floor_price)
+        if self.ceiling_price is not None:
+            check_money("product.ceiling_price", self.ceiling_price)
+        below_cost = self.ceiling_price is not None and self.unit_cost > self.ceiling_price
+        if below_cost and self.floor_price is None:
+            raise InvalidInput(
+                "product.ceiling_price",
+                f"{self.ceiling_price} is below product.unit_cost {self.unit_cost}, the default floor; "
+                "set product.floor_price to allow a price below cost",
+            )
+        if self.ceiling_price is not None and self.floor > self.ceiling_price:
+            raise InvalidInput(
+                "product.floor_price",
+                f"{self.floor} is above product.ceiling_price {self.ceiling_price}",
+            )
+
+    @property
+    def floor(self) -> float:
+        """The lowest price allowed: the floor if set, else the unit cost."""
+        return self.unit_cost if self.floor_price is None else self.floor_price
+
+    @property
+    def ceiling(self) -> float:
+        """The highest price allowed: the ceiling if set, else unbounded."""
+        return math.inf if self.ceiling_price is None else self.ceiling_price
+
+
+@dataclass(frozen=True)
+class QuoteRequest:
+    """One pricing question: this user, this product, in this context."""
+
+    user_id: str
+    product: Product
+    quote_id: str
+    context: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.user_id:
+            raise InvalidInput("user_id", "must not be empty")
+        if not self.quote_id:
+            raise InvalidInput("quote_id", "must not be empty")
+
+
+class ArmView(NamedTuple):
+    """What the learner thought of one arm when it decided (a tuple: built 11 times per quote)."""
+
+    arm: int
+    alpha: float
+    price: float
+    allowed: bool
+    purchase_probability: float
+    expected_profit: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A priced quote with everything needed to learn from its outcome and to replay it.
+
+    ``features`` is the exact context vector the policy saw; ``propensity`` the probability with
+    which the chosen arm was drawn. Times are Unix seconds.
+    """
+
+    quote_id: str
+    user_id: str
+    product_id: str
+    category: str
+    currency: str
+    unit_cost: float
+    arm: int
+    alpha: float
+    price: float
+    user_value: float
+    propensity: float
+    explored: bool
+    deterministic: bool
+    guardrail_bound: bool
+    policy: str
+    model_version: str
+    value_source: str
+    features: tuple[float, ...]
+    feature_names: tuple[str, ...]
+    arms: tuple[ArmView, ...]
+    created_at: float
+    expires_at: float
+    request_fingerprint: str
+
+    @property
+    def margin(self) -> float:
+        """Profit made if the shopper buys: price minus unit cost (negative below cost)."""
+        return self.price - self.unit_cost
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (arms as rows of ArmView's fields); ``from_dict`` restores an equal one.
+
+        Written by hand, not with ``dataclasses.asdict``: this runs on every quote, and asdict's
+        deep copy costs more than the whole pricing decision.
+        """
+        data = {name: getattr(self, name) for name in _PLAIN_FIELDS}
+        data["arms"] = [list(view) for view in self.arms]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        values = dict(data)
+        values["features"] = tuple(float(v) for v in values["features"])
+        values["feature_names"] = tuple(values["feature_names"])
+        values["arms"] = tuple(ArmView(*row) for row in values["arms"])
+        return cls(**values)
+
+
+_PLAIN_FIELDS = tuple(spec.name for spec in fields(Decision) if spec.name != "arms")

@@ -1,0 +1,163 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Product(_message.Message):
+    __slots__ = ("product_id", "category", "unit_cost", "list_price", "floor_price", "ceiling_price", "currency")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_COST_FIELD_NUMBER: _ClassVar[int]
+    LIST_PRICE_FIELD_NUMBER: _ClassVar[int]
+    FLOOR_PRICE_FIELD_NUMBER: _ClassVar[int]
+    CEILING_PRICE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    category: str
+    unit_cost: float
+    list_price: float
+    floor_price: float
+    ceiling_price: float
+    currency: str
+    def __init__(self, product_id: _Optional[str] = ..., category: _Optional[str] = ..., unit_cost: _Optional[float] = ..., list_price: _Optional[float] = ..., floor_price: _Optional[float] = ..., ceiling_price: _Optional[float] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class QuoteRequest(_message.Message):
+    __slots__ = ("user_id", "product", "context", "quote_id")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    product: Product
+    context: _containers.ScalarMap[str, float]
+    quote_id: str
+    def __init__(self, user_id: _Optional[str] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., context: _Optional[_Mapping[str, float]] = ..., quote_id: _Optional[str] = ...) -> None: ...
+
+class ArmEstimate(_message.Message):
+    __slots__ = ("arm", "alpha", "price", "allowed", "purchase_probability", "expected_profit", "probability")
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    PURCHASE_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_PROFIT_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    arm: int
+    alpha: float
+    price: float
+    allowed: bool
+    purchase_probability: float
+    expected_profit: float
+    probability: float
+    def __init__(self, arm: _Optional[int] = ..., alpha: _Optional[float] = ..., price: _Optional[float] = ..., allowed: _Optional[bool] = ..., purchase_probability: _Optional[float] = ..., expected_profit: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
+
+class Explanation(_message.Message):
+    __slots__ = ("arms", "guardrail_bound", "policy", "deterministic", "value_source")
+    ARMS_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAIL_BOUND_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
+    VALUE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    arms: _containers.RepeatedCompositeFieldContainer[ArmEstimate]
+    guardrail_bound: bool
+    policy: str
+    deterministic: bool
+    value_source: str
+    def __init__(self, arms: _Optional[_Iterable[_Union[ArmEstimate, _Mapping]]] = ..., guardrail_bound: _Optional[bool] = ..., policy: _Optional[str] = ..., deterministic: _Optional[bool] = ..., value_source: _Optional[str] = ...) -> None: ...
+
+class QuoteResponse(_message.Message):
+    __slots__ = ("quote_id", "price", "alpha", "arm", "user_value", "propensity", "explored", "model_version", "expires_at", "currency", "product_id", "explanation")
+    QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    USER_VALUE_FIELD_NUMBER: _ClassVar[int]
+    PROPENSITY_FIELD_NUMBER: _ClassVar[int]
+    EXPLORED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    quote_id: str
+    price: float
+    alpha: float
+    arm: int
+    user_value: float
+    propensity: float
+    explored: bool
+    model_version: str
+    expires_at: _timestamp_pb2.Timestamp
+    currency: str
+    product_id: str
+    explanation: Explanation
+    def __init__(self, quote_id: _Optional[str] = ..., price: _Optional[float] = ..., alpha: _Optional[float] = ..., arm: _Optional[int] = ..., user_value: _Optional[float] = ..., propensity: _Optional[float] = ..., explored: _Optional[bool] = ..., model_version: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., currency: _Optional[str] = ..., product_id: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ...) -> None: ...
+
+class QuoteBatchRequest(_message.Message):
+    __slots__ = ("user_id", "products", "context", "request_id")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    products: _containers.RepeatedCompositeFieldContainer[Product]
+    context: _containers.ScalarMap[str, float]
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., context: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class QuoteBatchResponse(_message.Message):
+    __slots__ = ("quotes",)
+    QUOTES_FIELD_NUMBER: _ClassVar[int]
+    quotes: _containers.RepeatedCompositeFieldContainer[QuoteResponse]
+    def __init__(self, quotes: _Optional[_Iterable[_Union[QuoteResponse, _Mapping]]] = ...) -> None: ...
+
+class RewardRequest(_message.Message):
+    __slots__ = ("quote_id", "purchased")
+    QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
+    PURCHASED_FIELD_NUMBER: _ClassVar[int]
+    quote_id: str
+    purchased: bool
+    def __init__(self, quote_id: _Optional[str] = ..., purchased: _Optional[bool] = ...) -> None: ...
+
+class RewardResponse(_message.Message):
+    __slots__ = ("quote_id", "learned", "status", "model_version")
+    class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATUS_UNSPECIFIED: _ClassVar[RewardResponse.Status]
+        LEARNED: _ClassVar[RewardResponse.Status]
+        DUPLICATE: _ClassVar[RewardResponse.Status]
+        LATE: _ClassVar[RewardResponse.Status]
+    STATUS_UNSPECIFIED: RewardResponse.Status
+    LEARNED: RewardResponse.Status
+    DUPLICATE: RewardResponse.Status
+    LATE: RewardResponse.Status
+    QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
+    LEARNED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    quote_id: str
+    learned: bool
+    status: RewardResponse.Status
+    model_version: str
+    def __init__(self, quote_id: _Optional[str] = ..., learned: _Optional[bool] = ..., status: _Optional[_Union[RewardResponse.Status, str]] = ..., model_version: _Optional[str] = ...) -> None: ...

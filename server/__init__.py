@@ -1,0 +1,1 @@
+"""The pricing service: gRPC handlers, validation, stores, metrics and the command line."""

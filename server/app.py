@@ -1,0 +1,138 @@
+"""The composition root: build the store, learner, service, gRPC server and metrics endpoint."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from importlib import metadata
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from learner import Pricer
+from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from server.config import ServerConfig
+from server.metrics import Metrics, MetricsInterceptor, create_metrics
+from server.service import PricingService
+from server.servicer import PricingServicer
+from server.store import SQLiteStore
+from server.validation import RequestReader
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pricing_pb2.DESCRIPTOR.services_by_name["PricingService"].full_name
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("pricebandit")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class RunningServer:
+    """A started server: its bound ports, and the parts tests and the CLI need to reach."""
+
+    config: ServerConfig
+    server: grpc.Server
+    port: int
+    metrics_port: int
+    service: PricingService
+    metrics: Metrics
+    health: health.HealthServicer
+    _metrics_http: object
+    _housekeeper: threading.Thread
+    _stopping: threading.Event
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def load(self) -> None:
+        """Recover state (health NOT_SERVING meanwhile), then serve."""
+        self.service.recover()
+        self._housekeeper.start()
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self) -> None:
+        """Health NOT_SERVING, drain in-flight RPCs, stop housekeeping, write a final snapshot."""
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.service.stop_serving()
+        self.server.stop(self.config.shutdown_grace_seconds).wait()
+        self._stopping.set()
+        if self._housekeeper.is_alive():
+            self._housekeeper.join()
+        try:
+            self.service.expire_due()
+            self.service.snapshot_if_due(force=True)
+        finally:
+            self.service.store.close()
+            self._metrics_http.shutdown()  # type: ignore[attr-defined]
+            self._metrics_http.server_close()  # type: ignore[attr-defined]
+        log.info("stopped; model %s saved", self.service.pricer.model_version)
+
+
+def _housekeeping(service: PricingService, interval: float, stopping: threading.Event) -> None:
+    """Expire due quotes and write snapshots until told to stop; a store failure is retried."""
+    while not stopping.wait(interval):
+        try:
+            service.expire_due()
+            service.snapshot_if_due()
+        except Exception:
+            log.exception("housekeeping failed; retrying in %.1f s", interval)
+
+
+def build_server(config: ServerConfig) -> RunningServer:
+    """Assemble and start a server (health NOT_SERVING until ``load()`` has recovered the state)."""
+    store = SQLiteStore(config.data_dir)
+    pricer = Pricer(config.pricer_config())
+    metrics = create_metrics(
+        policy=config.policy, version=package_version(), n_arms=len(pricer.grid),
+        pending_count=store.pending_count, model_updates_now=lambda: pricer.updates,
+    )
+    service = PricingService(
+        pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,
+        snapshot_interval_seconds=config.snapshot_interval_seconds,
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+        interceptors=[MetricsInterceptor(metrics)],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        options=[("grpc.max_receive_message_length", config.max_message_bytes),
+                 ("grpc.so_reuseport", 0)],
+    )
+    reader = RequestReader(pricer.features, config.currency, config.max_batch)
+    pricing_pb2_grpc.add_PricingServiceServicer_to_server(PricingServicer(service, reader), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        store.close()
+        raise OSError(f"cannot listen on {config.host}:{config.port} (in use or not permitted)")
+    metrics_http, _ = start_http_server(config.metrics_port, config.metrics_host,
+                                        registry=metrics.registry)
+    server.start()
+    stopping = threading.Event()
+    housekeeper = threading.Thread(
+        target=_housekeeping, args=(service, config.sweep_interval_seconds, stopping),
+        name="housekeeping", daemon=True,
+    )
+    return RunningServer(
+        config=config, server=server, port=port, metrics_port=metrics_http.server_address[1],
+        service=service, metrics=metrics, health=health_servicer, _metrics_http=metrics_http,
+        _housekeeper=housekeeper, _stopping=stopping,
+    )

@@ -1,0 +1,120 @@
+"""Server configuration: one dataclass, read from command-line flags or PRICEBANDIT_* variables.
+
+A flag wins over its environment variable, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from learner import DEFAULT_ALPHAS, DEFAULT_CONTEXT_FEATURES, POLICIES, PricerConfig
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    data_dir: Path = Path("pricebandit-data")
+    reward_window_seconds: float = 600.0
+    policy: str = "linucb"
+    seed: int = 0
+    log_level: str = "INFO"
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
+    decay: float = 1.0
+    currency: str = "USD"
+    max_batch: int = 50
+    workers: int = 16
+    max_concurrent_rpcs: int = 256
+    max_message_bytes: int = 1 << 20
+    snapshot_every_updates: int = 1000
+    snapshot_interval_seconds: float = 60.0
+    sweep_interval_seconds: float = 1.0
+    shutdown_grace_seconds: float = 5.0
+    policy_options: Mapping[str, float] = field(default_factory=dict)
+
+    def pricer_config(self) -> PricerConfig:
+        return PricerConfig(
+            policy=self.policy, alphas=self.alphas, context_features=self.context_features,
+            decay=self.decay, seed=self.seed, reward_window_seconds=self.reward_window_seconds,
+            policy_options=dict(self.policy_options),
+        )
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in text.split(",") if part.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _options(text: str) -> dict[str, float]:
+    """``beta=0.5,epsilon=0.1`` -> {"beta": 0.5, "epsilon": 0.1}."""
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    return {key.strip(): float(value) for key, value in pairs}
+
+
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "alphas": _floats, "context_features": _names, "policy_options": _options, "data_dir": Path,
+}
+HELP = {
+    "host": "address to serve gRPC on",
+    "port": "gRPC port (0 picks a free one)",
+    "metrics_host": "address of the Prometheus /metrics endpoint (may differ from --host)",
+    "metrics_port": "Prometheus port (0 picks a free one)",
+    "data_dir": "folder holding the SQLite state file",
+    "reward_window_seconds": "how long a quote waits for its reward before counting as no purchase",
+    "policy": f"bandit policy: one of {', '.join(sorted(POLICIES))}",
+    "seed": "seed of every random choice (decisions are seeded by it and the quote id)",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "alphas": "comma-separated price grid; arm a quotes cost + alpha[a] * V",
+    "context_features": "comma-separated names of the numeric context features accepted",
+    "decay": "per-update discount of an arm's old evidence, in (0, 1]; 1 keeps everything",
+    "currency": "currency assumed when a product names none",
+    "max_batch": "most products in one QuoteBatch",
+    "workers": "gRPC worker threads",
+    "max_concurrent_rpcs": "RPCs in flight before new ones get RESOURCE_EXHAUSTED",
+    "max_message_bytes": "largest request accepted",
+    "snapshot_every_updates": "write a learner snapshot after this many learned outcomes",
+    "snapshot_interval_seconds": "or after this many seconds with anything new",
+    "sweep_interval_seconds": "how often expired quotes are learned as no purchase",
+    "shutdown_grace_seconds": "how long in-flight RPCs may finish at shutdown",
+    "policy_options": "policy hyperparameters, e.g. beta=1.0 or epsilon=0.05",
+}
+
+
+def _render(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+                 ) -> ServerConfig:
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="pricebandit-server",
+        description="Serve personalized prices over gRPC and learn from purchase outcomes.",
+    )
+    defaults = ServerConfig()
+    for spec in fields(ServerConfig):
+        env_name = f"PRICEBANDIT_{spec.name.upper()}"
+        default = getattr(defaults, spec.name)
+        convert: Callable[[str], Any] = PARSERS.get(spec.name) or type(default)
+        parser.add_argument(
+            f"--{spec.name.replace('_', '-')}", dest=spec.name, type=convert,
+            default=convert(environ[env_name]) if env_name in environ else default,
+            help=f"{HELP[spec.name]} (env {env_name}; default {_render(default)})",
+        )
+    args = parser.parse_args(argv)
+    return ServerConfig(**vars(args))

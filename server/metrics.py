@@ -1,0 +1,169 @@
+"""Prometheus metrics: one private registry per server, every labelled series created at start-up.
+
+Names follow ``pricebandit_<what>_<unit>``; counters end in ``_total``; latency buckets start at
+50 µs because a quote takes about a millisecond. No user or product ids in labels.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5,
+)
+DELAY_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+RPC_METHODS = ("Quote", "QuoteBatch", "Reward")
+STATUS_CODES = tuple(code.name for code in grpc.StatusCode)
+REWARD_OUTCOMES = ("purchased", "not_purchased")
+REWARD_STATUSES = ("learned", "duplicate", "late")
+STORE_OPERATIONS = ("quote", "reward", "expire", "snapshot")
+CONVERSION_WINDOW = 1000
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    rpc_requests: Counter
+    rpc_duration: Histogram
+    quote_duration: Histogram
+    quotes: Counter
+    quotes_explored: Counter
+    quotes_guardrail_bound: Counter
+    rewards: Counter
+    reward_delay: Histogram
+    quotes_expired: Counter
+    revenue: Counter
+    profit: Counter
+    model_updates: Counter
+    snapshots: Counter
+    snapshot_timestamp: Gauge
+    store_errors: Counter
+    _recent: collections.deque[float]
+    _recent_lock: threading.Lock
+
+    def record_settled(self, purchased: bool) -> None:
+        """Remember a learned outcome for the rolling conversion ratio."""
+        with self._recent_lock:
+            self._recent.append(1.0 if purchased else 0.0)
+
+    def conversion_ratio(self) -> float:
+        with self._recent_lock:
+            return sum(self._recent) / len(self._recent) if self._recent else 0.0
+
+
+def create_metrics(
+    *, policy: str, version: str, n_arms: int, pending_count: Callable[[], float],
+    model_updates_now: Callable[[], float],
+) -> Metrics:
+    """Build every metric in a fresh registry, with gauges that read live values at scrape time."""
+    registry = CollectorRegistry(auto_describe=True)
+    info = Info("pricebandit_build", "Build and configuration of this server.", registry=registry)
+    info.info({"version": version, "policy": policy})
+    metrics = Metrics(
+        registry=registry,
+        rpc_requests=Counter("pricebandit_rpc_requests_total", "RPCs handled, by method and status code.",
+                             ["method", "code"], registry=registry),
+        rpc_duration=Histogram("pricebandit_rpc_duration_seconds", "Server time per RPC, by method.",
+                               ["method"], buckets=LATENCY_BUCKETS, registry=registry),
+        quote_duration=Histogram("pricebandit_quote_duration_seconds",
+                                 "Time to price one product (learner and store), per quote.",
+                                 buckets=LATENCY_BUCKETS, registry=registry),
+        quotes=Counter("pricebandit_quotes_total", "Quotes issued, by chosen price arm.", ["arm"],
+                       registry=registry),
+        quotes_explored=Counter("pricebandit_quotes_explored_total",
+                                "Quotes whose arm was not the best estimated expected profit.",
+                                registry=registry),
+        quotes_guardrail_bound=Counter("pricebandit_quotes_guardrail_bound_total",
+                                       "Quotes where no arm fit the floor/ceiling and a bound was quoted.",
+                                       registry=registry),
+        rewards=Counter("pricebandit_rewards_total", "Reward reports, by outcome and what was done.",
+                        ["outcome", "status"], registry=registry),
+        reward_delay=Histogram("pricebandit_reward_delay_seconds",
+                               "Time from a quote to its reward report.", buckets=DELAY_BUCKETS,
+                               registry=registry),
+        quotes_expired=Counter("pricebandit_quotes_expired_total",
+                               "Quotes whose reward window closed unreported (learned as no purchase).",
+                               registry=registry),
+        revenue=Counter("pricebandit_revenue_total",
+                        "Sum of prices of reported purchases, in the products' currency units.",
+                        registry=registry),
+        profit=Counter("pricebandit_profit_total",
+                       "Sum of price minus unit cost of reported purchases, in currency units.",
+                       registry=registry),
+        model_updates=Counter("pricebandit_model_updates_total", "Outcomes learned by the model.",
+                              registry=registry),
+        snapshots=Counter("pricebandit_snapshots_total", "Learner snapshots written.", registry=registry),
+        snapshot_timestamp=Gauge("pricebandit_snapshot_timestamp_seconds",
+                                 "Unix time of the last snapshot written or loaded.", registry=registry),
+        store_errors=Counter("pricebandit_store_errors_total", "Failed state-store operations.",
+                             ["operation"], registry=registry),
+        _recent=collections.deque(maxlen=CONVERSION_WINDOW),
+        _recent_lock=threading.Lock(),
+    )
+    Gauge("pricebandit_pending_quotes", "Quotes waiting for their reward.",
+          registry=registry).set_function(pending_count)
+    Gauge("pricebandit_model_version", "The model version: outcomes learned since the model was "
+          "created (survives restarts; the N in '<policy>:N').",
+          registry=registry).set_function(model_updates_now)
+    Gauge("pricebandit_conversion_ratio",
+          f"Share of the last {CONVERSION_WINDOW} learned quotes that were purchased.",
+          registry=registry).set_function(metrics.conversion_ratio)
+    for method in RPC_METHODS:
+        metrics.rpc_duration.labels(method)
+        for code in STATUS_CODES:
+            metrics.rpc_requests.labels(method, code)
+    for arm in range(n_arms):
+        metrics.quotes.labels(str(arm))
+    for outcome in REWARD_OUTCOMES:
+        for status in REWARD_STATUSES:
+            metrics.rewards.labels(outcome, status)
+    for operation in STORE_OPERATIONS:
+        metrics.store_errors.labels(operation)
+    return metrics
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts and times every unary RPC of the pricing service, with its final status code."""
+
+    SERVICE_PREFIX = "/pricing.v1.PricingService/"
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None or not details.method.startswith(
+            self.SERVICE_PREFIX
+        ):
+            return handler
+        method = details.method[len(self.SERVICE_PREFIX):]
+        inner = handler.unary_unary
+        metrics = self._metrics
+
+        def timed(request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = "UNKNOWN"
+            try:
+                response = inner(request, context)
+                code = (context.code() or grpc.StatusCode.OK).name
+                return response
+            except BaseException:
+                code = (context.code() or grpc.StatusCode.UNKNOWN).name
+                raise
+            finally:
+                metrics.rpc_duration.labels(method).observe(time.perf_counter() - start)
+                metrics.rpc_requests.labels(method, code).inc()
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,257 @@
+"""The pricing service: the Pricer and the Store wired together, independent of gRPC.
+
+Ordering rules that make restarts exact:
+- a quote is acknowledged only after its pending row is committed;
+- closing a quote (reward or expiry) commits the log entry first, then updates the learner, both
+  under one lock, so the learner always equals "latest snapshot + learned log entries after it";
+- snapshots are taken under the same lock and record the last log entry they include.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from learner import (
+    ConflictingReport,
+    Decision,
+    Pricer,
+    QuoteRequest,
+    ReportStatus,
+    Unavailable,
+    UnknownQuote,
+    fingerprint,
+    judge_repeat,
+    reward_of,
+)
+from server.decision_log import dsjson_line
+from server.metrics import Metrics
+from server.store import QuoteIdTaken, Store
+
+log = logging.getLogger(__name__)
+
+EXPIRY_BATCH = 500
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    quote_id: str
+    status: ReportStatus
+    model_version: str
+
+    @property
+    def learned(self) -> bool:
+        return self.status is ReportStatus.LEARNED
+
+
+class PricingService:
+    def __init__(
+        self,
+        pricer: Pricer,
+        store: Store,
+        metrics: Metrics,
+        *,
+        snapshot_every_updates: int = 1000,
+        snapshot_interval_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pricer, self.store, self.metrics, self.clock = pricer, store, metrics, clock
+        self.snapshot_every_updates = snapshot_every_updates
+        self.snapshot_interval_seconds = snapshot_interval_seconds
+        self._learn_lock = threading.Lock()
+        self._ready = threading.Event()
+        self._recovered = False
+        self._last_seq = 0
+        self._snapshot_seq = 0
+        self._snapshot_time = 0.0
+        self._has_snapshot = False
+
+    # -- life cycle --------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Load the latest snapshot and replay the decision log after it; returns entries replayed."""
+        replayed = 0
+        with self._learn_lock:
+            stored = self.store.latest_snapshot()
+            self._snapshot_time = self.clock()
+            if stored is not None:
+                self.pricer.restore(stored.blob)
+                self._last_seq = self._snapshot_seq = stored.last_seq
+                self._snapshot_time, self._has_snapshot = stored.created_at, True
+                self.metrics.snapshot_timestamp.set(stored.created_at)
+            for entry in self.store.log_after(self._last_seq):
+                if entry.learned:
+                    self.pricer.update(entry.decision, entry.reward)
+                    replayed += 1
+                self._last_seq = entry.seq
+        log.info("recovered model %s (%d log entries replayed after the snapshot)",
+                 self.pricer.model_version, replayed)
+        self._recovered = True
+        self._ready.set()
+        return replayed
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def stop_serving(self) -> None:
+        self._ready.clear()
+
+    def _require_ready(self) -> None:
+        if not self._ready.is_set():
+            raise Unavailable("the pricing service is loading its state or shutting down; retry shortly")
+
+    # -- quotes ------------------------------------------------------------------------------
+    def quote(self, requests: list[QuoteRequest]) -> list[Decision]:
+        """Price each request; an id seen before returns its stored decision (idempotent retry)."""
+        self._require_ready()
+        start = time.perf_counter()
+        now = self.clock()
+        decisions: list[Decision] = []
+        fresh: list[Decision] = []
+        for request in requests:
+            existing = self.store.find_decision(request.quote_id)
+            if existing is not None:
+                decisions.append(self._same_request(existing, request))
+                continue
+            decision = self.pricer.quote(request, now)
+            decisions.append(decision)
+            fresh.append(decision)
+        if fresh:
+            try:
+                self.store.put_pending(fresh)
+            except QuoteIdTaken:  # a concurrent retry with the same caller id won the race
+                return [self._same_request(self._stored(r.quote_id), r) for r in requests]
+            except Unavailable:
+                self.metrics.store_errors.labels("quote").inc()
+                raise
+        for decision in fresh:
+            self.metrics.quotes.labels(str(decision.arm)).inc()
+            if decision.explored:
+                self.metrics.quotes_explored.inc()
+            if decision.guardrail_bound:
+                self.metrics.quotes_guardrail_bound.inc()
+        if fresh:
+            elapsed = (time.perf_counter() - start) / len(fresh)
+            for _ in fresh:
+                self.metrics.quote_duration.observe(elapsed)
+        return decisions
+
+    def _stored(self, quote_id: str) -> Decision:
+        found = self.store.find_decision(quote_id)
+        if found is None:
+            raise Unavailable(f"quote {quote_id!r} vanished while being stored; retry")
+        return found
+
+    @staticmethod
+    def _same_request(existing: Decision, request: QuoteRequest) -> Decision:
+        if existing.request_fingerprint != fingerprint(request):
+            raise ConflictingReport(
+                f"quote_id: {request.quote_id!r} was already used for a different request "
+                "(user, product or context differ); use a new quote_id"
+            )
+        return existing
+
+    # -- rewards -----------------------------------------------------------------------------
+    def reward(self, quote_id: str, purchased: bool) -> RewardResult:
+        """Learn a reported outcome, or say why not (duplicate, late); raise on unknown/conflict."""
+        self._require_ready()
+        reward = reward_of(purchased)
+        now = self.clock()
+        with self._learn_lock:
+            decision = self.store.pending(quote_id)
+            if decision is not None and now < decision.expires_at:
+                self._close(decision, "reward", reward, now)
+                status = ReportStatus.LEARNED
+            else:
+                if decision is not None:  # its window closed and the sweeper has not run yet
+                    self._close(decision, "expired", self.pricer.window.default_reward, now)
+                status = self._repeat(quote_id, reward, now)
+            version = self.pricer.model_version
+        self.metrics.rewards.labels("purchased" if purchased else "not_purchased", status.value).inc()
+        return RewardResult(quote_id, status, version)
+
+    def _repeat(self, quote_id: str, reward: float, now: float) -> ReportStatus:
+        settlement = self.store.settlement(quote_id)
+        if settlement is None:
+            raise UnknownQuote(quote_id)
+        status = judge_repeat(settlement, reward, quote_id)
+        if status is ReportStatus.LATE:
+            decision = self._stored(quote_id)
+            line = dsjson_line(decision, reward, learned=False, late=True)
+            self._write(lambda: self.store.append_log(decision, "late", reward, False, now, line),
+                        "reward")
+        return status
+
+    def _close(self, decision: Decision, kind: str, reward: float, now: float) -> None:
+        """Commit the outcome to the log, then learn it. Caller holds the learn lock."""
+        learned = self.pricer.learnable(decision)
+        reported = reward if kind == "reward" else None
+        line = dsjson_line(decision, reported, learned=learned, late=False)
+        operation = "reward" if kind == "reward" else "expire"
+        self._last_seq = self._write(
+            lambda: self.store.close_quote(decision, kind, reward, learned, now, line), operation
+        )
+        if learned:
+            self.pricer.update(decision, reward)
+            self.metrics.model_updates.inc()
+            self.metrics.record_settled(reward > 0)
+        if kind == "reward":
+            self.metrics.reward_delay.observe(max(0.0, now - decision.created_at))
+            if reward > 0:
+                self.metrics.revenue.inc(decision.price)
+                self.metrics.profit.inc(max(0.0, decision.margin))
+        else:
+            self.metrics.quotes_expired.inc()
+
+    def _write(self, operation: Callable[[], T], name: str) -> T:
+        try:
+            return operation()
+        except Unavailable:
+            self.metrics.store_errors.labels(name).inc()
+            raise
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def expire_due(self) -> int:
+        """Learn every quote whose window has closed as no purchase; returns how many."""
+        if not self._recovered:
+            return 0
+        expired = 0
+        while True:
+            now = self.clock()
+            due = self.store.due(now, EXPIRY_BATCH)
+            with self._learn_lock:
+                for decision in due:
+                    try:
+                        self._close(decision, "expired", self.pricer.window.default_reward, now)
+                    except LookupError:  # a reward closed it first
+                        continue
+                    expired += 1
+            if len(due) < EXPIRY_BATCH:
+                return expired
+
+    def snapshot_if_due(self, force: bool = False) -> bool:
+        """Write a snapshot when enough updates or time have passed since the last (or if forced)."""
+        if not self._recovered:  # never overwrite saved state with a model that did not load
+            return False
+        with self._learn_lock:
+            now = self.clock()
+            new_entries = self._last_seq - self._snapshot_seq
+            if not force and not (
+                new_entries >= self.snapshot_every_updates
+                or (new_entries > 0 and now - self._snapshot_time >= self.snapshot_interval_seconds)
+            ):
+                return False
+            if force and new_entries == 0 and self._has_snapshot:
+                return False
+            blob = self.pricer.snapshot()
+            last_seq = self._last_seq
+            self._write(lambda: self.store.save_snapshot(blob, last_seq, now), "snapshot")
+            self._snapshot_seq, self._snapshot_time, self._has_snapshot = self._last_seq, now, True
+        self.metrics.snapshots.inc()
+        self.metrics.snapshot_timestamp.set(now)
+        return True

@@ -1,0 +1,65 @@
+"""The gRPC servicer: validate, call the service, build the response. Nothing else."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from learner import Decision, ReportStatus
+from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from server.service import PricingService
+from server.status import maps_errors
+from server.validation import RequestReader
+
+REWARD_STATUS = {
+    ReportStatus.LEARNED: pricing_pb2.RewardResponse.LEARNED,
+    ReportStatus.DUPLICATE: pricing_pb2.RewardResponse.DUPLICATE,
+    ReportStatus.LATE: pricing_pb2.RewardResponse.LATE,
+}
+
+
+def quote_response(decision: Decision) -> pricing_pb2.QuoteResponse:
+    expires_at = Timestamp()
+    expires_at.FromNanoseconds(int(decision.expires_at * 1e9))
+    return pricing_pb2.QuoteResponse(
+        quote_id=decision.quote_id, price=decision.price, alpha=decision.alpha, arm=decision.arm,
+        user_value=decision.user_value, propensity=decision.propensity, explored=decision.explored,
+        model_version=decision.model_version, expires_at=expires_at, currency=decision.currency,
+        product_id=decision.product_id,
+        explanation=pricing_pb2.Explanation(
+            arms=[pricing_pb2.ArmEstimate(
+                arm=view.arm, alpha=view.alpha, price=view.price, allowed=view.allowed,
+                purchase_probability=view.purchase_probability,
+                expected_profit=view.expected_profit, probability=view.probability,
+            ) for view in decision.arms],
+            guardrail_bound=decision.guardrail_bound, policy=decision.policy,
+            deterministic=decision.deterministic, value_source=decision.value_source,
+        ),
+    )
+
+
+class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
+    def __init__(self, service: PricingService, reader: RequestReader) -> None:
+        self._service = service
+        self._reader = reader
+
+    @maps_errors
+    def Quote(self, request: pricing_pb2.QuoteRequest, context: grpc.ServicerContext
+              ) -> pricing_pb2.QuoteResponse:
+        (decision,) = self._service.quote([self._reader.quote(request)])
+        return quote_response(decision)
+
+    @maps_errors
+    def QuoteBatch(self, request: pricing_pb2.QuoteBatchRequest, context: grpc.ServicerContext
+                   ) -> pricing_pb2.QuoteBatchResponse:
+        decisions = self._service.quote(self._reader.batch(request))
+        return pricing_pb2.QuoteBatchResponse(quotes=[quote_response(d) for d in decisions])
+
+    @maps_errors
+    def Reward(self, request: pricing_pb2.RewardRequest, context: grpc.ServicerContext
+               ) -> pricing_pb2.RewardResponse:
+        result = self._service.reward(self._reader.reward(request), request.purchased)
+        return pricing_pb2.RewardResponse(
+            quote_id=result.quote_id, learned=result.learned, status=REWARD_STATUS[result.status],
+            model_version=result.model_version,
+        )

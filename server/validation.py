@@ -1,0 +1,111 @@
+"""Wire messages to learner dataclasses, refusing bad fields with the field's name.
+
+Every check that needs only the request lives here or in the learner's dataclasses; the message of
+each InvalidInput starts with the field path as the caller spells it (``products[2].unit_cost``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+
+from learner import FeatureBuilder, InvalidInput, Product, QuoteRequest
+from pricing.v1 import pricing_pb2
+
+MAX_ID_LENGTH = 256
+MAX_CATEGORY_LENGTH = 128
+QUOTE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,120}")
+CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
+
+
+def check_text(field: str, value: str, *, max_length: int, required: bool) -> str:
+    if not value:
+        if required:
+            raise InvalidInput(field, "must not be empty")
+        return value
+    if len(value) > max_length:
+        raise InvalidInput(field, f"is {len(value)} characters long; at most {max_length}")
+    if not value.isprintable():
+        raise InvalidInput(field, "must not contain control characters")
+    return value
+
+
+def check_pattern(field: str, value: str, pattern: re.Pattern[str], description: str) -> str:
+    if not pattern.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise InvalidInput(field, f"{shown!r} is not {description}")
+    return value
+
+
+def new_quote_id() -> str:
+    return f"q-{uuid.uuid4().hex}"
+
+
+class RequestReader:
+    """Turns pricing.v1 requests into learner requests for one feature schema and currency."""
+
+    def __init__(self, features: FeatureBuilder, default_currency: str, max_batch: int) -> None:
+        self.features = features
+        self.default_currency = default_currency
+        self.max_batch = max_batch
+
+    def product(self, message: pricing_pb2.Product, field: str) -> Product:
+        try:
+            return Product(
+                product_id=check_text(f"{field}.product_id", message.product_id,
+                                      max_length=MAX_ID_LENGTH, required=True),
+                category=check_text(f"{field}.category", message.category,
+                                    max_length=MAX_CATEGORY_LENGTH, required=False),
+                unit_cost=message.unit_cost,
+                list_price=message.list_price,
+                floor_price=message.floor_price if message.HasField("floor_price") else None,
+                ceiling_price=message.ceiling_price if message.HasField("ceiling_price") else None,
+                currency=check_pattern(f"{field}.currency", message.currency,
+                                       CURRENCY_PATTERN, "an ISO 4217 code like 'EUR'")
+                if message.currency else self.default_currency,
+            )
+        except InvalidInput as exc:
+            if exc.field.startswith("product.") and field != "product":
+                raise InvalidInput(field + exc.field[len("product"):], exc.problem) from None
+            raise
+
+    def context(self, context: Mapping[str, float]) -> dict[str, float]:
+        values = dict(context)
+        self.features.validate_context(values)
+        return values
+
+    def user_id(self, user_id: str) -> str:
+        return check_text("user_id", user_id, max_length=MAX_ID_LENGTH, required=True)
+
+    def quote(self, request: pricing_pb2.QuoteRequest) -> QuoteRequest:
+        user_id = self.user_id(request.user_id)
+        if not request.HasField("product"):
+            raise InvalidInput("product", "is required")
+        quote_id = (check_pattern("quote_id", request.quote_id, QUOTE_ID_PATTERN,
+                                  "1..128 characters from [A-Za-z0-9._:-]")
+                    if request.quote_id else new_quote_id())
+        return QuoteRequest(user_id=user_id, product=self.product(request.product, "product"),
+                            quote_id=quote_id, context=self.context(request.context))
+
+    def batch(self, request: pricing_pb2.QuoteBatchRequest) -> list[QuoteRequest]:
+        user_id = self.user_id(request.user_id)
+        count = len(request.products)
+        if not 1 <= count <= self.max_batch:
+            raise InvalidInput("products", f"{count} products; send 1 to {self.max_batch} per batch")
+        prefix = (check_pattern("request_id", request.request_id, REQUEST_ID_PATTERN,
+                                "1..120 characters from [A-Za-z0-9._:-]")
+                  if request.request_id else new_quote_id())
+        context = self.context(request.context)
+        return [
+            QuoteRequest(user_id=user_id, product=self.product(product, f"products[{i}]"),
+                         quote_id=f"{prefix}:{i}", context=context)
+            for i, product in enumerate(request.products)
+        ]
+
+    @staticmethod
+    def reward(request: pricing_pb2.RewardRequest) -> str:
+        return check_pattern("quote_id", check_text("quote_id", request.quote_id,
+                                                    max_length=128, required=True),
+                             QUOTE_ID_PATTERN, "a quote id issued by this service")

@@ -1,0 +1,1 @@
+"""The market simulator (see its issue); empty until then."""

@@ -1,0 +1,172 @@
+"""The ``pricebandit-server`` command as ops run it: flags and environment, crash, restart, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from builders import quote_request
+from conftest import DEADLINE, ServerHandle
+from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from server.config import ServerConfig, parse_config
+from server.healthcheck import main as healthcheck
+
+SERVING = re.compile(r"serving pricing\.v1 on (\S+) \(metrics on \S+:(\d+)")
+
+
+def test_flags_win_over_environment_which_wins_over_defaults() -> None:
+    env = {"PRICEBANDIT_PORT": "6000", "PRICEBANDIT_POLICY": "thompson",
+           "PRICEBANDIT_ALPHAS": "0.2,0.4,0.6", "PRICEBANDIT_POLICY_OPTIONS": "v=0.3"}
+    config = parse_config(["--policy", "squarecb", "--reward-window-seconds", "30"], env)
+    assert (config.port, config.policy, config.reward_window_seconds) == (6000, "squarecb", 30.0)
+    assert config.alphas == (0.2, 0.4, 0.6)
+    assert config.policy_options == {"v": 0.3}
+    assert config.metrics_port == ServerConfig().metrics_port == 9464
+    assert parse_config([], {}) == ServerConfig()
+
+
+class ServerProcess:
+    """``pricebandit-server`` in a child process; ``address`` is read from its start-up log line."""
+
+    def __init__(self, data_dir: Path, *extra: str) -> None:
+        command = [sys.executable, "-m", "server.cli", "--port", "0", "--metrics-port", "0",
+                   "--data-dir", str(data_dir), "--sweep-interval-seconds", "0.05", *extra]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.log: list[str] = []
+        self.address = ""
+
+    def wait_until_serving(self, seconds: float = 20.0) -> str:
+        assert self.process.stderr is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stderr, selectors.EVENT_READ)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=0.1):
+                continue
+            line = self.process.stderr.readline()
+            if not line:
+                break
+            self.log.append(line)
+            if match := SERVING.search(line):
+                self.address = match.group(1)
+                return self.address
+        raise AssertionError("server did not start:\n" + "".join(self.log))
+
+    def finish(self, seconds: float = 20.0) -> tuple[int, str]:
+        _, rest = self.process.communicate(timeout=seconds)
+        return self.process.returncode, "".join(self.log) + rest
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for child in started:
+        if child.process.poll() is None:
+            child.process.kill()
+        child.process.communicate()  # also closes the pipe
+
+
+def drive(address: str, count: int, prefix: str) -> str:
+    """Quote and reward ``count`` times; returns the model version after the last reward."""
+    with grpc.insecure_channel(address) as channel:
+        stub = pricing_pb2_grpc.PricingServiceStub(channel)
+        version = ""
+        for i in range(count):
+            quote = stub.Quote(quote_request(quote_id=f"{prefix}-{i}", user_id=f"u{i}"), timeout=DEADLINE)
+            version = stub.Reward(pricing_pb2.RewardRequest(quote_id=quote.quote_id, purchased=i % 2 == 0),
+                                  timeout=DEADLINE).model_version
+        return version
+
+
+def probe(address: str) -> pricing_pb2.QuoteResponse:
+    with grpc.insecure_channel(address) as channel:
+        return pricing_pb2_grpc.PricingServiceStub(channel).Quote(
+            quote_request(user_id="probe"), timeout=DEADLINE)
+
+
+def test_sigkill_then_restart_replays_the_log_and_sigterm_saves_a_snapshot(
+    tmp_path: Path, processes: list[ServerProcess]
+) -> None:
+    first = ServerProcess(tmp_path)
+    processes.append(first)
+    assert drive(first.wait_until_serving(), 25, "a") == "linucb:25"
+    before = probe(first.address).explanation
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(timeout=DEADLINE)
+
+    second = ServerProcess(tmp_path)
+    processes.append(second)
+    second.wait_until_serving()
+    after = probe(second.address)
+    assert after.model_version == "linucb:25"
+    assert [a.purchase_probability for a in after.explanation.arms] == [
+        a.purchase_probability for a in before.arms]
+    assert any("25 log entries replayed" in line for line in second.log)
+    assert drive(second.address, 5, "b") == "linucb:30"
+    second.process.send_signal(signal.SIGTERM)
+    code, log = second.finish()
+    assert code == 0, log
+    assert "stopped; model linucb:30 saved" in log
+    with sqlite3.connect(tmp_path / "pricebandit.sqlite3") as db:
+        (last_seq,) = db.execute("SELECT last_seq FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
+    assert last_seq == 30  # the final snapshot covers every log entry: nothing to replay next time
+
+    third = ServerProcess(tmp_path)
+    processes.append(third)
+    third.wait_until_serving()
+    assert any("0 log entries replayed" in line for line in third.log)
+    assert probe(third.address).model_version == "linucb:30"
+    third.process.send_signal(signal.SIGINT)
+    assert third.finish()[0] == 0
+
+
+def test_a_corrupt_state_file_stops_the_start_with_what_to_do(
+    tmp_path: Path, processes: list[ServerProcess]
+) -> None:
+    (tmp_path / "pricebandit.sqlite3").write_bytes(b"this is not a database" * 100)
+    child = ServerProcess(tmp_path)
+    processes.append(child)
+    code, log = child.finish()
+    assert code == 2
+    assert "is not a usable SQLite database" in log and "move it aside" in log
+
+
+def test_a_snapshot_of_another_policy_stops_the_start(
+    tmp_path: Path, processes: list[ServerProcess]
+) -> None:
+    first = ServerProcess(tmp_path)
+    processes.append(first)
+    drive(first.wait_until_serving(), 3, "a")
+    first.process.send_signal(signal.SIGTERM)
+    assert first.finish()[0] == 0
+    second = ServerProcess(tmp_path, "--policy", "thompson")
+    processes.append(second)
+    code, log = second.finish()
+    assert code == 2
+    assert "policy: snapshot 'linucb' vs configured 'thompson'" in log and "--data-dir" in log
+    with sqlite3.connect(tmp_path / "pricebandit.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 1  # nothing overwritten
+
+
+def test_healthcheck_command_reports_serving_and_failure(
+    pricing: ServerHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert healthcheck(["--address", pricing.server.address]) == 0
+    assert capsys.readouterr().out.strip().endswith("SERVING")
+    pricing.server.health.set("pricing.v1.PricingService", 2)  # NOT_SERVING, as while shutting down
+    assert healthcheck(["--address", pricing.server.address]) == 1
+    pricing.stop()
+    assert healthcheck(["--address", "127.0.0.1:1", "--timeout", "0.5"]) == 1

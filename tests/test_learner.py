@@ -1,0 +1,236 @@
+"""Unit tests of the learner: price grid and guardrails, features, snapshots, reward rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from builders import request
+from learner import (
+    ConflictingReport,
+    Decision,
+    FeatureBuilder,
+    InvalidInput,
+    PriceGrid,
+    Pricer,
+    PricerConfig,
+    Product,
+    ReportStatus,
+    RewardWindow,
+    Settlement,
+    SnapshotError,
+    judge_repeat,
+)
+from learner.seeding import decision_rng
+
+# -- price grid and guardrails -----------------------------------------------------------------
+
+
+def test_price_is_cost_plus_alpha_times_value() -> None:
+    decision = Pricer().quote(request(), now=0.0)
+    assert decision.user_value == 60.0
+    assert decision.price == pytest.approx(40.0 + decision.alpha * 60.0)
+    assert [view.price for view in decision.arms] == pytest.approx([40 + 6 * i for i in range(11)])
+
+
+def test_arms_outside_floor_and_ceiling_are_masked_before_choosing() -> None:
+    product = Product("sku", unit_cost=40.0, list_price=100.0, floor_price=55.0, ceiling_price=80.0)
+    pricer = Pricer(PricerConfig(policy="egreedy", policy_options={"epsilon": 1.0}))
+    for i in range(50):
+        decision = pricer.quote(request(f"q{i}", product=product), now=0.0)
+        assert 55.0 <= decision.price <= 80.0
+        allowed = [view.allowed for view in decision.arms]
+        assert allowed == [False, False, False, True, True, True, True, False, False, False, False]
+        assert sum(view.probability for view in decision.arms) == pytest.approx(1.0)
+        assert all(view.probability == 0 for view in decision.arms if not view.allowed)
+        assert decision.propensity == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("floor", "ceiling", "expected"),
+    [(200.0, None, 200.0), (10.0, 30.0, 30.0), (41.5, 45.0, 45.0), (42.0, 43.0, 42.0)],
+)
+def test_no_arm_fits_quotes_the_nearest_bound(floor: float | None, ceiling: float | None,
+                                              expected: float) -> None:
+    product = Product("sku", unit_cost=40.0, list_price=100.0, floor_price=floor, ceiling_price=ceiling)
+    pricer = Pricer()
+    decision = pricer.quote(request(product=product), now=0.0)
+    assert decision.guardrail_bound
+    assert decision.price == expected
+    assert decision.propensity == 1.0
+    assert not pricer.learnable(decision)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cost=st.floats(0, 1e6),
+    markup=st.floats(0, 1e6),
+    floor=st.one_of(st.none(), st.floats(0, 3e6)),
+    width=st.one_of(st.none(), st.floats(0, 3e6)),
+    quote_id=st.text(min_size=1, max_size=10),
+)
+def test_quotes_stay_inside_floor_and_ceiling(cost: float, markup: float, floor: float | None,
+                                              width: float | None, quote_id: str) -> None:
+    ceiling = None if width is None else (floor if floor is not None else cost) + width
+    product = Product("sku", unit_cost=cost, list_price=cost + markup, floor_price=floor,
+                      ceiling_price=ceiling)
+    decision = Pricer(PricerConfig(policy="thompson")).quote(request(quote_id, product=product), 0.0)
+    assert product.floor <= decision.price <= product.ceiling
+    assert math.isfinite(decision.price)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field_named"),
+    [
+        ({"unit_cost": -1.0}, "product.unit_cost"),
+        ({"unit_cost": math.nan}, "product.unit_cost"),
+        ({"list_price": math.inf}, "product.list_price"),
+        ({"list_price": 10.0}, "product.list_price"),
+        ({"floor_price": 90.0, "ceiling_price": 80.0}, "product.floor_price"),
+        ({"ceiling_price": -5.0}, "product.ceiling_price"),
+        ({"ceiling_price": 30.0}, "product.ceiling_price"),
+        ({"unit_cost": 1e13, "list_price": 1e13}, "product.unit_cost"),
+        ({"product_id": ""}, "product.product_id"),
+    ],
+)
+def test_bad_products_are_refused_naming_the_field(fields: dict, field_named: str) -> None:
+    values = {"product_id": "sku", "unit_cost": 40.0, "list_price": 100.0, **fields}
+    with pytest.raises(InvalidInput) as error:
+        Product(**values)
+    assert error.value.field == field_named
+    assert str(error.value).startswith(field_named)
+
+
+@pytest.mark.parametrize("alphas", [(0.5,), (0.0, 0.0), (0.3, 0.1), (-0.1, 0.5), (0.0, math.nan)])
+def test_bad_price_grids_are_refused(alphas: tuple[float, ...]) -> None:
+    with pytest.raises(InvalidInput):
+        PriceGrid(alphas)
+
+
+# -- features ----------------------------------------------------------------------------------
+
+
+def test_features_follow_the_schema_and_missing_names_are_zero() -> None:
+    builder = FeatureBuilder(("a", "b"), category_buckets=4)
+    x = builder.build({"b": 2.0}, Product("sku", 40.0, 100.0, category="shoes"))
+    assert builder.names[:3] == ("bias", "context.a", "context.b")
+    assert x[:3].tolist() == [1.0, 0.0, 2.0]
+    assert x[3] == pytest.approx(math.log1p(100.0) / 10)
+    assert x[4] == pytest.approx(0.6)
+    assert x[5:].sum() == 1.0
+    same = builder.build({"b": 2.0}, Product("other", 40.0, 100.0, category="shoes"))
+    np.testing.assert_array_equal(x, same)
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [({"nope": 1.0}, 'context["nope"]: unknown context feature; known names: a, b'),
+     ({"a": math.nan}, 'context["a"]: nan must be finite'),
+     ({"a": -math.inf}, 'context["a"]: -inf must be finite'),
+     ({"a": 1e7}, 'context["a"]: 10000000.0 must be finite with absolute value <= 1e+06'),
+     ({f"k{i}": 0.0 for i in range(65)}, "context: 65 entries; at most 64")],
+)
+def test_bad_context_is_refused_naming_the_entry(context: dict, message: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        FeatureBuilder(("a", "b")).build(context, Product("sku", 1.0, 2.0))
+    assert str(error.value).startswith(message)
+
+
+# -- decisions, seeding, learning --------------------------------------------------------------
+
+
+def test_decision_round_trips_through_its_dict() -> None:
+    decision = Pricer().quote(request(is_mobile=1.0), now=12.5)
+    assert Decision.from_dict(decision.to_dict()) == decision
+    assert decision.expires_at == 12.5 + 600.0
+
+
+def test_the_quote_id_seeds_the_decision() -> None:
+    a, b = decision_rng(7, "q-1").random(3), decision_rng(7, "q-1").random(3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, decision_rng(7, "q-2").random(3))
+    assert not np.array_equal(a, decision_rng(8, "q-1").random(3))
+    pricer = Pricer(PricerConfig(policy="thompson"))
+    assert pricer.quote(request("same"), 0.0) == pricer.quote(request("same"), 0.0)
+
+
+def test_update_moves_the_chosen_arms_estimate_toward_the_reward() -> None:
+    pricer = Pricer(PricerConfig(policy="linucb"))
+    decision = pricer.quote(request(), now=0.0)
+    for _ in range(20):
+        pricer.update(decision, 1.0)
+    after = pricer.quote(request("next"), now=0.0)
+    assert after.arms[decision.arm].purchase_probability > 0.9
+    assert pricer.model_version == "linucb:20"
+
+
+def test_decay_forgets_old_evidence() -> None:
+    kept, decayed = Pricer(), Pricer(PricerConfig(decay=0.9))
+    for pricer in (kept, decayed):
+        decision = pricer.quote(request(), now=0.0)
+        for reward in [1.0] * 100 + [0.0] * 30:
+            pricer.update(decision, reward)
+    arm = decision.arm
+    assert kept.quote(request("x"), 0.0).arms[arm].purchase_probability > 0.7
+    assert decayed.quote(request("x"), 0.0).arms[arm].purchase_probability < 0.1
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+
+def trained_pricer(**config: object) -> Pricer:
+    pricer = Pricer(PricerConfig(**config))  # type: ignore[arg-type]
+    for i in range(30):
+        pricer.update(pricer.quote(request(f"q{i}", is_mobile=float(i % 2)), 0.0), float(i % 3 == 0))
+    return pricer
+
+
+def test_snapshot_refuses_another_configuration() -> None:
+    blob = trained_pricer(policy="linucb").snapshot()
+    with pytest.raises(SnapshotError, match="policy: snapshot 'linucb' vs configured 'thompson'"):
+        Pricer(PricerConfig(policy="thompson")).restore(blob)
+    with pytest.raises(SnapshotError, match="alphas"):
+        Pricer(PricerConfig(alphas=(0.0, 0.5, 1.0))).restore(blob)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [(lambda b: b[:-10], "checksum mismatch"),
+     (lambda b: b[:5], "bad magic"),
+     (lambda b: b"XX" + b[2:], "bad magic"),
+     (lambda b: b.replace(b'"schema_version": 1', b'"schema_version": 9'), "schema version 9"),
+     (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "checksum mismatch")],
+    ids=["truncated", "cut-header", "magic", "schema", "bit-flip"],
+)
+def test_corrupt_snapshots_are_refused_with_what_to_do(damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    blob = trained_pricer().snapshot()
+    fresh = Pricer()
+    with pytest.raises(SnapshotError, match=message):
+        fresh.restore(damage(blob))
+    assert fresh.updates == 0
+
+
+# -- reward rules ------------------------------------------------------------------------------
+
+
+def test_repeat_reports_are_judged() -> None:
+    reported = Settlement(reward=1.0, reported=True)
+    assert judge_repeat(reported, 1.0, "q") is ReportStatus.DUPLICATE
+    with pytest.raises(ConflictingReport, match="already reported as purchased"):
+        judge_repeat(reported, 0.0, "q")
+    expired = Settlement(reward=0.0, reported=False)
+    assert judge_repeat(expired, 1.0, "q") is ReportStatus.LATE
+    late = Settlement(reward=0.0, reported=False, late_reward=1.0)
+    assert judge_repeat(late, 1.0, "q") is ReportStatus.DUPLICATE
+    with pytest.raises(ConflictingReport, match="late report"):
+        judge_repeat(late, 0.0, "q")
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, math.nan, math.inf])
+def test_reward_window_must_be_positive(seconds: float) -> None:
+    with pytest.raises(InvalidInput, match="reward_window_seconds"):
+        RewardWindow(seconds)

@@ -1,0 +1,138 @@
+"""One contract every policy must pass (after river's ``checks``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from builders import request
+from learner import POLICIES, InvalidInput, Policy, make_policy
+from learner.pricer import Pricer, PricerConfig
+
+N_ARMS, DIM = 6, 5
+PAYOFFS = np.linspace(0.0, 1.0, N_ARMS)
+
+
+def new_policy(name: str) -> Policy:
+    return make_policy(name, N_ARMS, DIM)
+
+
+def contexts(seed: int, count: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(count, DIM))
+    x[:, 0] = 1.0
+    return x
+
+
+def trained(name: str, rounds: int = 200) -> Policy:
+    policy = new_policy(name)
+    allowed = np.ones(N_ARMS, dtype=bool)
+    for i, x in enumerate(contexts(1, rounds)):
+        choice = policy.select(x, PAYOFFS, allowed, np.random.default_rng(i))
+        reward = float(x[1] > 0 and choice.arm <= 3)
+        policy.learn_one(x, choice.arm, reward, choice.probability)
+    return policy
+
+
+@pytest.fixture(params=sorted(POLICIES))
+def name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_probabilities_sum_to_one_over_allowed_arms_only(name: str) -> None:
+    policy = trained(name)
+    allowed = np.array([False, True, True, False, True, True])
+    for i, x in enumerate(contexts(2, 50)):
+        choice = policy.select(x, PAYOFFS, allowed, np.random.default_rng(i))
+        assert choice.pmf.sum() == pytest.approx(1.0)
+        assert np.all(choice.pmf[~allowed] == 0.0)
+        assert allowed[choice.arm]
+        assert choice.probability == pytest.approx(choice.pmf[choice.arm])
+        assert 0.0 < choice.probability <= 1.0
+        if policy.deterministic:
+            assert choice.probability == 1.0
+
+
+def test_same_seed_gives_same_choices(name: str) -> None:
+    first, second = trained(name), trained(name)
+    allowed = np.ones(N_ARMS, dtype=bool)
+    for i, x in enumerate(contexts(3, 50)):
+        a = first.select(x, PAYOFFS, allowed, np.random.default_rng(100 + i))
+        b = second.select(x, PAYOFFS, allowed, np.random.default_rng(100 + i))
+        assert (a.arm, a.probability) == (b.arm, b.probability)
+        np.testing.assert_array_equal(a.pmf, b.pmf)
+
+
+def test_snapshot_round_trip_gives_identical_decisions(name: str) -> None:
+    pricer = Pricer(PricerConfig(policy=name, context_features=("a", "b")))
+    for i in range(60):
+        decision = pricer.quote(request(f"q{i}", a=float(i % 3), b=-1.0), now=0.0)
+        pricer.update(decision, float(i % 2))
+    restored = Pricer(PricerConfig(policy=name, context_features=("a", "b")))
+    restored.restore(pricer.snapshot())
+    assert restored.model_version == pricer.model_version
+    for i in range(40):
+        req = request(f"replay{i}", a=float(i % 4), b=0.5)
+        assert restored.quote(req, now=1.0) == pricer.quote(req, now=1.0)
+
+
+def test_inputs_are_not_mutated(name: str) -> None:
+    policy = trained(name, rounds=20)
+    x = contexts(4, 1)[0]
+    payoffs, allowed = PAYOFFS.copy(), np.ones(N_ARMS, dtype=bool)
+    before = (x.copy(), payoffs.copy(), allowed.copy())
+    choice = policy.select(x, payoffs, allowed, np.random.default_rng(0))
+    policy.learn_one(x, choice.arm, 1.0, choice.probability)
+    for original, now in zip(before, (x, payoffs, allowed), strict=True):
+        np.testing.assert_array_equal(original, now)
+
+
+HOSTILE_FEATURES = [
+    np.array([1.0, np.nan, 0, 0, 0]),
+    np.array([1.0, np.inf, 0, 0, 0]),
+    np.array([1.0, -np.inf, 0, 0, 0]),
+    np.array([1.0, 1e200, 0, 0, 0]),
+    np.ones(DIM + 1),
+]
+
+
+@pytest.mark.parametrize("x", HOSTILE_FEATURES, ids=["nan", "inf", "-inf", "1e200", "wrong-shape"])
+def test_hostile_features_are_refused_and_parameters_stay_finite(name: str, x: np.ndarray) -> None:
+    policy = trained(name, rounds=30)
+    before = policy.state()
+    with pytest.raises(InvalidInput):
+        policy.learn_one(x, 0, 1.0, 0.5)
+    after = policy.state()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])
+        assert np.all(np.isfinite(after[key]))
+
+
+@pytest.mark.parametrize(
+    ("arm", "reward", "probability"),
+    [(-1, 1.0, 0.5), (N_ARMS, 1.0, 0.5), (0, np.nan, 0.5), (0, 2.0, 0.5), (0, 1.0, 0.0),
+     (0, 1.0, np.inf), (0, 1.0, 1.5)],
+)
+def test_hostile_outcomes_are_refused(name: str, arm: int, reward: float, probability: float) -> None:
+    policy = trained(name, rounds=10)
+    with pytest.raises(InvalidInput):
+        policy.learn_one(contexts(5, 1)[0], arm, reward, probability)
+    assert policy.updates == 10
+
+
+def test_large_but_finite_features_keep_parameters_finite(name: str) -> None:
+    policy = new_policy(name)
+    rng = np.random.default_rng(6)
+    allowed = np.ones(N_ARMS, dtype=bool)
+    for i in range(300):
+        x = rng.normal(size=DIM) * 10.0 ** rng.integers(-6, 7)
+        choice = policy.select(x, PAYOFFS, allowed, np.random.default_rng(i))
+        policy.learn_one(x, choice.arm, float(i % 2), choice.probability)
+    for value in policy.state().values():
+        assert np.all(np.isfinite(value))
+
+
+def test_no_allowed_arm_is_refused(name: str) -> None:
+    with pytest.raises(InvalidInput, match="no arm is allowed"):
+        new_policy(name).select(contexts(7, 1)[0], PAYOFFS, np.zeros(N_ARMS, dtype=bool),
+                                np.random.default_rng(0))
