@@ -106,15 +106,18 @@ class PricingService:
             raise Unavailable("the pricing service is loading its state or shutting down; retry shortly")
 
     # -- quotes ------------------------------------------------------------------------------
-    def quote(self, requests: list[QuoteRequest]) -> list[Decision]:
-        """Price each request; an id seen before returns its stored decision (idempotent retry)."""
+    def quote(self, requests: list[QuoteRequest], *, caller_ids: bool = True) -> list[Decision]:
+        """Price each request; an id seen before returns its stored decision (idempotent retry).
+
+        ``caller_ids=False`` says the ids were just generated here, so no lookup is needed.
+        """
         self._require_ready()
         start = time.perf_counter()
         now = self.clock()
         decisions: list[Decision] = []
         fresh: list[Decision] = []
         for request in requests:
-            existing = self.store.find_decision(request.quote_id)
+            existing = self.store.find_decision(request.quote_id) if caller_ids else None
             if existing is not None:
                 decisions.append(self._same_request(existing, request))
                 continue

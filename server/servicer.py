@@ -46,13 +46,14 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
     @maps_errors
     def Quote(self, request: pricing_pb2.QuoteRequest, context: grpc.ServicerContext
               ) -> pricing_pb2.QuoteResponse:
-        (decision,) = self._service.quote([self._reader.quote(request)])
+        (decision,) = self._service.quote([self._reader.quote(request)],
+                                          caller_ids=bool(request.quote_id))
         return quote_response(decision)
 
     @maps_errors
     def QuoteBatch(self, request: pricing_pb2.QuoteBatchRequest, context: grpc.ServicerContext
                    ) -> pricing_pb2.QuoteBatchResponse:
-        decisions = self._service.quote(self._reader.batch(request))
+        decisions = self._service.quote(self._reader.batch(request), caller_ids=bool(request.request_id))
         return pricing_pb2.QuoteBatchResponse(quotes=[quote_response(d) for d in decisions])
 
     @maps_errors
