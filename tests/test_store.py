@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,3 +95,39 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     (tmp_path / SQLiteStore.FILENAME).write_bytes(b"\x00garbage" * 512)
     with pytest.raises(StoreCorrupt, match=r"not a usable SQLite database.*move it aside"):
         SQLiteStore(tmp_path)
+
+
+def test_concurrent_writes_share_a_commit_and_one_failure_spares_the_others(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    first = decision("q-0")
+    store.put_pending([first])
+    outcomes: dict[str, str] = {}
+
+    def put(quote_id: str) -> None:
+        try:
+            store.put_pending([decision(quote_id)])
+            outcomes[quote_id] = "stored"
+        except QuoteIdTaken:
+            outcomes[quote_id] = "taken"
+
+    ids = ["q-1", "q-2", "q-0", "q-3"]  # q-0 is taken: its write alone must fail
+    with store._lock:  # hold the database so that every writer queues behind one commit
+        threads = [threading.Thread(target=put, args=(quote_id,)) for quote_id in ids]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(store._queue) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(store._queue) == len(ids)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert outcomes == {"q-1": "stored", "q-2": "stored", "q-0": "taken", "q-3": "stored"}
+    seqs = []
+    for quote_id in ("q-1", "q-2", "q-3"):
+        seqs.append(store.close_quote(store.pending(quote_id), "reward", 1.0, True, 5.0, "{}"))
+    assert seqs == [1, 2, 3]
+    store.close()
+    reopened = SQLiteStore(tmp_path)
+    assert reopened.pending("q-0") == first and reopened.pending_count() == 1
+    assert [e.decision.quote_id for e in reopened.log_after(0)] == ["q-1", "q-2", "q-3"]
+    reopened.close()

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from learner.errors import InvalidInput
-from learner.policies.base import Policy
+from learner.policies.base import Policy, clip01
 
 
 class LinearThompson(Policy):
@@ -36,7 +36,7 @@ class LinearThompson(Policy):
         mean = self._ridge.mean(x)
         scale = self.v * np.sqrt(self._ridge.variance(x))
         z = rng.standard_normal((self.samples, self.n_arms))
-        draws = np.clip(mean + z * scale, 0.0, 1.0)
+        draws = clip01(mean + z * scale)
         profits = np.where(allowed, draws * payoffs, -np.inf)
         winners = np.argmax(profits, axis=1)
         self._drawn_arm = int(winners[0])
