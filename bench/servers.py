@@ -11,11 +11,13 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 START_SECONDS = 60.0
+REPO = Path(__file__).resolve().parents[1]  # every process runs from here, wherever bench was started
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def wait_serving(address: str, process: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def process(command: list[str], address: str) -> Iterator[int]:
     """Run a server until the block ends; yields its process id."""
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=REPO)
     try:
         wait_serving(address, child)
         yield child.pid
@@ -88,7 +90,7 @@ def drive(address: str, pid: int, requests: int, concurrency: int, warmup: int
     output = subprocess.run(
         [sys.executable, "-m", "bench.load", "--address", address, "--requests", str(requests),
          "--concurrency", str(concurrency), "--warmup", str(warmup), "--server-pid", str(pid)],
-        check=True, capture_output=True, text=True, timeout=600,
+        check=True, capture_output=True, text=True, timeout=600, cwd=REPO,
     ).stdout
     return json.loads(output)  # type: ignore[no-any-return]
 

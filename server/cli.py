@@ -16,8 +16,8 @@ from server.store import StoreCorrupt
 GIL_SWITCH_INTERVAL = 0.0005
 """Seconds a thread may hold the GIL while others wait (Python's default is 0.005). A worker that
 wakes from an fsync holding the store's lock would otherwise wait up to 5 ms for the GIL while every
-other worker waits for it: at 32 concurrent calls this doubles quote throughput and cuts p99 by
-three quarters (see bench/ and the README's Performance section)."""
+other worker waits for it. Measured on 2 cores at 32 concurrent calls: 510 -> 1230 quotes/s, p99
+198 -> 45 ms (bench/, README "Performance")."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
