@@ -34,30 +34,35 @@ def verdict(ok: bool) -> str:
 
 
 def server_section(rows: list[servers.Row]) -> tuple[str, list[str]]:
-    by_key = {(r.server, r.method, r.concurrency): r for r in rows}
+    by_key = {(r.client, r.server, r.method, r.concurrency): r for r in rows}
     lines, targets = [], []
     concurrencies = sorted({r.concurrency for r in rows})
-    for method in ("quote", "reward"):
+    runs = sorted({(r.client, r.method) for r in rows}, key=lambda k: (k[0] != "python", k[1]))
+    for client, method in runs:
         for c in concurrencies:
-            empty, real = by_key[("empty", method, c)], by_key[("pricebandit", method, c)]
+            empty, real = by_key[(client, "empty", method, c)], by_key[(client, "pricebandit", method, c)]
             lines.append([
-                method.capitalize(), c, empty.throughput, real.throughput,
+                method.capitalize(), client, c, empty.throughput, real.throughput,
                 f"{real.throughput / empty.throughput:.2f}", empty.p50_ms, real.p50_ms, empty.p99_ms,
                 real.p99_ms, f"{real.p99_ms / empty.p99_ms:.2f}", empty.server_cpu_us, real.server_cpu_us,
                 real.errors,
             ])
     top = max(concurrencies)
-    empty_q, real_q = by_key[("empty", "quote", top)], by_key[("pricebandit", "quote", top)]
-    ratio, p99_ratio = real_q.throughput / empty_q.throughput, real_q.p99_ms / empty_q.p99_ms
-    targets.append(f"Quote throughput at concurrency {top}: {ratio:.2f} of the empty server "
-                   f"(floor {QUOTE_RATIO_FLOOR:.2f}): {verdict(ratio >= QUOTE_RATIO_FLOOR)}")
-    targets.append(f"Quote p99 at concurrency {top}: {p99_ratio:.2f}x the empty server's "
-                   f"(ceiling {P99_RATIO_CEILING:.1f}x): {verdict(p99_ratio <= P99_RATIO_CEILING)}")
-    served = {(r.method, r.concurrency): r.throughput for r in rows if r.server == "pricebandit"}
+    for client in sorted({r.client for r in rows}, key=lambda name: name != "python"):
+        empty_q = by_key[(client, "empty", "quote", top)]
+        real_q = by_key[(client, "pricebandit", "quote", top)]
+        ratio, p99_ratio = real_q.throughput / empty_q.throughput, real_q.p99_ms / empty_q.p99_ms
+        targets.append(f"Quote throughput at concurrency {top} ({client} client): {ratio:.2f} of the empty "
+                       f"server (floor {QUOTE_RATIO_FLOOR:.2f}): {verdict(ratio >= QUOTE_RATIO_FLOOR)}")
+        targets.append(f"Quote p99 at concurrency {top} ({client} client): {p99_ratio:.2f}x the empty "
+                       f"server's (ceiling {P99_RATIO_CEILING:.1f}x): "
+                       f"{verdict(p99_ratio <= P99_RATIO_CEILING)}")
+    served = {(r.method, r.concurrency): r.throughput for r in rows
+              if r.server == "pricebandit" and r.client == "python"}
     slower = [c for c in concurrencies if served[("reward", c)] < served[("quote", c)]]
     targets.append("Reward at least as fast as Quote at every concurrency: "
                    + (verdict(True) if not slower else f"MISSED at concurrency {slower}"))
-    header = ["RPC", "concurrency", "empty req/s", "pricebandit req/s", "ratio", "empty p50 ms",
+    header = ["RPC", "client", "concurrency", "empty req/s", "pricebandit req/s", "ratio", "empty p50 ms",
               "pricebandit p50 ms", "empty p99 ms", "pricebandit p99 ms", "p99 ratio",
               "empty CPU µs/call", "pricebandit CPU µs/call", "errors"]
     return table(header, lines), targets
@@ -135,7 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{platform.python_version()}), load average {load:.2f} at the start; "
         f"{args.requests} timed calls per row after {args.warmup} warm-up quotes.",
         "",
-        "### Servers: empty handler vs pricebandit (separate load process, grpc.aio client)",
+        "### Servers: empty handler vs pricebandit",
+        "",
+        "Each server is its own process; the load runs in another (`python`: a grpc.aio client, "
+        "Quote then Reward for those quotes; `h2load`: nghttp2's C client, one connection, "
+        "Quote only, where installed). CPU is the server process's, per call.",
         "",
         server_text,
         "",

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.load import cpu_seconds, percentile, quote_requests
 
 START_SECONDS = 60.0
 REPO = Path(__file__).resolve().parents[1]  # every process runs from here, wherever bench was started
@@ -23,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]  # every process runs from here, wher
 @dataclass(frozen=True)
 class Row:
     server: str
+    client: str  # "python" (grpc.aio, Quote then Reward) or "h2load" (C, Quote only)
     method: str
     concurrency: int
     requests: int
@@ -95,6 +101,40 @@ def drive(address: str, pid: int, requests: int, concurrency: int, warmup: int
     return json.loads(output)  # type: ignore[no-any-return]
 
 
+def h2load(address: str, pid: int, requests: int, concurrency: int, folder: Path) -> Row | None:
+    """Quote with h2load (nghttp2's C load generator) on one HTTP/2 connection, ``concurrency``
+    streams in flight, so the client costs little of the machine's CPU. None if it is not installed.
+
+    Every call sends the same request (gRPC frame: flag byte, big-endian length, message); each
+    gets a fresh server-made quote id. h2load's log has each request's HTTP status and microseconds.
+    """
+    binary = shutil.which("h2load")
+    if binary is None:
+        return None
+    message = quote_requests(1)[0].SerializeToString()
+    body, log = folder / "quote.grpc", folder / "h2load.log"
+    body.write_bytes(b"\x00" + struct.pack(">I", len(message)) + message)
+    log.unlink(missing_ok=True)  # h2load appends
+    before = cpu_seconds(pid)
+    output = subprocess.run(
+        [binary, "-n", str(requests), "-c", "1", "-m", str(concurrency), "-d", str(body),
+         "-H", "content-type: application/grpc", "-H", "te: trailers", f"--log-file={log}",
+         f"http://{address}/pricing.v1.PricingService/Quote"],
+        check=True, capture_output=True, text=True, timeout=600,
+    ).stdout
+    after = cpu_seconds(pid)
+    rate = re.search(r"finished in .*?, ([0-9.]+) req/s", output)
+    lines = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    latencies = sorted(int(fields[2]) / 1e3 for fields in lines if fields[1] == "200")
+    done = len(latencies)
+    return Row(server="", client="h2load", method="quote", concurrency=concurrency, requests=done,
+               errors=requests - done, throughput=float(rate.group(1)) if rate else 0.0,
+               p50_ms=round(percentile(latencies, 0.5), 3) if done else 0.0,
+               p99_ms=round(percentile(latencies, 0.99), 3) if done else 0.0,
+               server_cpu_us=(None if before is None or after is None or not done
+                              else round(1e6 * (after - before) / done, 1)))
+
+
 def compare(requests: int, concurrencies: tuple[int, ...], warmup: int) -> list[Row]:
     """Both servers at every concurrency, alternating between them so that drift in the machine's
     load hits both alike."""
@@ -105,8 +145,11 @@ def compare(requests: int, concurrencies: tuple[int, ...], warmup: int) -> list[
         for concurrency in concurrencies:
             for name, (address, pid) in servers.items():
                 for method, run in drive(address, pid, requests, concurrency, warmup).items():
-                    rows.append(Row(server=name, method=method, concurrency=concurrency,
+                    rows.append(Row(server=name, client="python", method=method, concurrency=concurrency,
                                     requests=int(run["requests"]), errors=int(run["errors"]),
                                     throughput=run["throughput"], p50_ms=run["p50_ms"],
                                     p99_ms=run["p99_ms"], server_cpu_us=run["server_cpu_us"]))
+                c_row = h2load(address, pid, requests, concurrency, Path(data_dir))
+                if c_row is not None:
+                    rows.append(replace(c_row, server=name))
     return rows
