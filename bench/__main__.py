@@ -87,8 +87,9 @@ def learner_section(rows: list[learner_scaling.Scaling], pricer_rows: list[learn
             lines.append([policy, dim] + [
                 f"{by_key[(policy, dim, k)].decide_us} + {by_key[(policy, dim, k)].update_us} = "
                 f"{by_key[(policy, dim, k)].total_us}" for k in arms])
-    text = ("Decision + update = total, µs (policy alone: `select` with its seeded generator, "
-            "then `learn_one`):\n\n" + table(["policy", "dim"] + [f"{k} arms" for k in arms], lines))
+    text = ("Decision + update = total, CPU µs, best of 5 (policy alone: `select` with its seeded "
+            "generator, then `learn_one`):\n\n"
+            + table(["policy", "dim"] + [f"{k} arms" for k in arms], lines))
     text += ("\n\nThe whole learner path (`Pricer.quote`: features, guardrails, policy, decision "
              "record; then `Pricer.update`):\n\n" + table(
                  ["path", "dim", "arms", "decision µs", "update µs", "total µs"],
@@ -148,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         server_text,
         "",
-        "### Stage costs (in-process, best of 3, default config: LinUCB, dim 16, 11 arms)",
+        "### Stage costs (in-process, best of 5, CPU µs except the store's wall-clock µs; "
+        "default config: LinUCB, dim 16, 11 arms)",
         "",
         stage_text,
         "",
