@@ -65,7 +65,9 @@ class PricingService:
         self.pricer, self.store, self.metrics, self.clock = pricer, store, metrics, clock
         self.snapshot_every_updates = snapshot_every_updates
         self.snapshot_interval_seconds = snapshot_interval_seconds
-        self._learn_lock = threading.Lock()  # the learner and _last_seq change together
+        # The learner and _last_seq change together, under this lock, in the store's after-commit
+        # steps: so no store write may wait while it is held (recover() reads before serving).
+        self._learn_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()  # one snapshot writer at a time
         self._ready = threading.Event()
         self._recovered = False

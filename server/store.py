@@ -111,12 +111,12 @@ def _decision(text: str) -> Decision:
 class _Write:
     """One queued write: what to run inside the transaction, what to run after it, what came of it."""
 
-    __slots__ = ("after_commit", "apply", "done", "error", "result")
+    __slots__ = ("after_commit", "apply", "committed", "error", "result")
 
     def __init__(self, apply: Callable[[], Any], after_commit: AfterCommit | None) -> None:
         self.apply = apply
         self.after_commit = after_commit
-        self.done = False
+        self.committed = False  # its transaction has ended (committed, or failed: see error)
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -131,6 +131,10 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # the connection: held by readers and by the committing writer
         self._queue_lock = threading.Lock()
+        # Held by a committing writer from just before it releases the connection until its
+        # batch's after-commit callbacks have run: callbacks keep log order, and the next batch's
+        # fsync overlaps this one's callbacks.
+        self._after_commit_lock = threading.Lock()
         self._queue: list[_Write] = []
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -177,15 +181,34 @@ class SQLiteStore:
         write = _Write(apply, after_commit)
         with self._queue_lock:
             self._queue.append(write)
+        batch: list[_Write] = []
         with self._lock:
-            if not write.done:  # no other writer committed it while this one waited: lead
-                self._commit_queued()
+            if not write.committed:  # no other writer committed it while this one waited: lead
+                batch = self._commit_queued()
+                self._after_commit_lock.acquire()
+        if batch:
+            try:
+                self._run_after_commit(batch)
+            finally:
+                self._after_commit_lock.release()
+        else:
+            with self._after_commit_lock:  # the writer that committed this one holds it until done
+                pass
         if write.error is not None:
             raise write.error
         return write.result  # type: ignore[no-any-return]
 
-    def _commit_queued(self) -> None:
-        """Commit every queued write in one transaction. Caller holds the connection lock."""
+    @staticmethod
+    def _run_after_commit(batch: list[_Write]) -> None:
+        for write in batch:
+            if write.error is None and write.after_commit is not None:
+                try:
+                    write.after_commit(write.result)
+                except Exception as exc:
+                    write.error = exc
+
+    def _commit_queued(self) -> list[_Write]:
+        """Commit every queued write in one transaction; returns them. Caller holds the connection."""
         with self._queue_lock:
             batch, self._queue = self._queue, []
         try:
@@ -200,16 +223,10 @@ class SQLiteStore:
             failure = exc if isinstance(exc, Unavailable) else Unavailable(f"the state store failed: {exc!r}")
             for write in batch:
                 write.error = write.error or failure
-        else:
-            for write in batch:
-                if write.error is None and write.after_commit is not None:
-                    try:
-                        write.after_commit(write.result)
-                    except Exception as exc:
-                        write.error = exc
         finally:
             for write in batch:
-                write.done = True
+                write.committed = True
+        return batch
 
     def _apply(self, write: _Write) -> None:
         """Run a write alone in its transaction: its own failure rolls the transaction back."""

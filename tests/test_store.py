@@ -131,3 +131,28 @@ def test_concurrent_writes_share_a_commit_and_one_failure_spares_the_others(tmp_
     assert reopened.pending("q-0") == first and reopened.pending_count() == 1
     assert [e.decision.quote_id for e in reopened.log_after(0)] == ["q-1", "q-2", "q-3"]
     reopened.close()
+
+
+def test_after_commit_steps_run_once_durable_and_in_log_order(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    quotes = [decision(f"q-{i}") for i in range(6)]
+    store.put_pending(quotes)
+    ran: list[int] = []
+
+    def close(quote: Decision) -> None:
+        store.close_quote(quote, "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+
+    with store._lock:  # queue every close behind one commit
+        threads = [threading.Thread(target=close, args=(quote,)) for quote in quotes]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(store._queue) < len(quotes) and time.monotonic() < deadline:
+            time.sleep(0.001)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert ran == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(LookupError):  # closing again fails, and its step never runs
+        store.close_quote(quotes[0], "reward", 1.0, True, 6.0, "{}", after_commit=ran.append)
+    assert ran == [1, 2, 3, 4, 5, 6]
+    store.close()
