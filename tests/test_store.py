@@ -5,14 +5,18 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from builders import request
 from learner import Decision, Pricer, Settlement
 from server.store import QuoteIdTaken, SQLiteStore, StoreCorrupt
+
+T = TypeVar("T")
 
 
 def decision(quote_id: str, expires_at: float = 100.0) -> Decision:
@@ -97,6 +101,21 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
         SQLiteStore(tmp_path)
 
 
+def run_behind_one_commit(store: SQLiteStore, write: Callable[[T], None], items: list[T]) -> None:
+    """Run ``write(item)`` for each item on its own thread while the database is held, so that all
+    of them queue and then share one commit; wait for all."""
+    with store._lock:
+        threads = [threading.Thread(target=write, args=(item,)) for item in items]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(store._queue) < len(items) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(store._queue) == len(items)
+    for thread in threads:
+        thread.join(timeout=10)
+
+
 def test_concurrent_writes_share_a_commit_and_one_failure_spares_the_others(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path)
     first = decision("q-0")
@@ -110,17 +129,7 @@ def test_concurrent_writes_share_a_commit_and_one_failure_spares_the_others(tmp_
         except QuoteIdTaken:
             outcomes[quote_id] = "taken"
 
-    ids = ["q-1", "q-2", "q-0", "q-3"]  # q-0 is taken: its write alone must fail
-    with store._lock:  # hold the database so that every writer queues behind one commit
-        threads = [threading.Thread(target=put, args=(quote_id,)) for quote_id in ids]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 10
-        while len(store._queue) < len(ids) and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert len(store._queue) == len(ids)
-    for thread in threads:
-        thread.join(timeout=10)
+    run_behind_one_commit(store, put, ["q-1", "q-2", "q-0", "q-3"])  # q-0 is taken: it alone fails
     assert outcomes == {"q-1": "stored", "q-2": "stored", "q-0": "taken", "q-3": "stored"}
     seqs = []
     for quote_id in ("q-1", "q-2", "q-3"):
@@ -142,15 +151,7 @@ def test_after_commit_steps_run_once_durable_and_in_log_order(tmp_path: Path) ->
     def close(quote: Decision) -> None:
         store.close_quote(quote, "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
 
-    with store._lock:  # queue every close behind one commit
-        threads = [threading.Thread(target=close, args=(quote,)) for quote in quotes]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 10
-        while len(store._queue) < len(quotes) and time.monotonic() < deadline:
-            time.sleep(0.001)
-    for thread in threads:
-        thread.join(timeout=10)
+    run_behind_one_commit(store, close, quotes)
     assert ran == [1, 2, 3, 4, 5, 6]
     with pytest.raises(LookupError):  # closing again fails, and its step never runs
         store.close_quote(quotes[0], "reward", 1.0, True, 6.0, "{}", after_commit=ran.append)
