@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench import learner_scaling, servers, stages
 
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 QUOTE_RATIO_FLOOR = 0.60
 P99_RATIO_CEILING = 2.0
 LEARNER_BUDGET_US = 100.0
@@ -117,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--learner-count", type=int, default=1000, help="decisions timed per learner cell")
     parser.add_argument("--smoke", action="store_true", help="tiny counts: checks that it all runs")
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
+    parser.add_argument("--readme", type=Path,
+                        help=f"also put the report in this file between {README_START} and {README_END}")
     args = parser.parse_args(argv)
     dims: tuple[int, ...] = learner_scaling.DIMS
     arms: tuple[int, ...] = learner_scaling.ARMS
@@ -165,7 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report)
     if args.markdown is not None:
         args.markdown.write_text(report + "\n")
+    if args.readme is not None:
+        replace_block(args.readme, report.replace("\n### ", "\n#### "))
     return 0
+
+
+def replace_block(path: Path, block: str) -> None:
+    """Replace what lies between the README markers with ``block``."""
+    text = path.read_text()
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    path.write_text(text[:start] + "\n" + block + "\n" + text[end:])
 
 
 if __name__ == "__main__":
