@@ -76,14 +76,17 @@ class RidgeArms:
             A = self.decay * self._A[arm] + (1.0 - self.decay) * self.l2 * np.eye(self.dim) + outer
             b = self.decay * self._b[arm] + reward * x
         else:
-            A = self._A[arm] + outer
+            A = outer
+            A += self._A[arm]  # in place: the same sums as A[arm] + outer, one d×d buffer fewer
             b = self._b[arm] + reward * x
         count = self._counts[arm] + 1
         if self.decay < 1.0 or count % self.refresh_every == 0:
             A_inv = np.linalg.inv(A)
         else:
             A_inv_x = self._A_inv[arm] @ x
-            A_inv = self._A_inv[arm] - (A_inv_x[:, None] * A_inv_x) / (1.0 + x @ A_inv_x)
+            A_inv = A_inv_x[:, None] * A_inv_x
+            A_inv /= 1.0 + x @ A_inv_x
+            np.subtract(self._A_inv[arm], A_inv, out=A_inv)  # A⁻¹ - (A⁻¹x)(A⁻¹x)ᵀ / (1 + xᵀA⁻¹x)
         return A, A_inv, b, A_inv @ b
 
     def state(self) -> dict[str, np.ndarray]:
