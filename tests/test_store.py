@@ -13,7 +13,7 @@ from typing import TypeVar
 import pytest
 
 from builders import request
-from learner import Decision, Pricer, Settlement
+from learner import Decision, Pricer, Settlement, Unavailable
 from server.store import QuoteIdTaken, SQLiteStore, StoreCorrupt
 
 T = TypeVar("T")
@@ -156,4 +156,30 @@ def test_after_commit_steps_run_once_durable_and_in_log_order(tmp_path: Path) ->
     with pytest.raises(LookupError):  # closing again fails, and its step never runs
         store.close_quote(quotes[0], "reward", 1.0, True, 6.0, "{}", after_commit=ran.append)
     assert ran == [1, 2, 3, 4, 5, 6]
+    store.close()
+
+
+def test_a_failed_commit_fails_every_write_in_it_and_runs_no_after_commit_step(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    store._db.execute("PRAGMA busy_timeout=50")  # fail fast while another process holds the file
+    quotes = [decision(f"q-{i}") for i in range(3)]
+    store.put_pending(quotes)
+    ran: list[int] = []
+    errors: list[BaseException] = []
+
+    def close(quote: Decision) -> None:
+        try:
+            store.close_quote(quote, "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+        except Unavailable as exc:
+            errors.append(exc)
+
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    run_behind_one_commit(store, close, quotes)
+    other.execute("ROLLBACK")
+    other.close()
+    assert len(errors) == 3 and "database is locked" in str(errors[0])
+    assert ran == [] and store.pending_count() == 3 and store.last_seq() == 0
+    store.close_quote(quotes[0], "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+    assert ran == [1]  # the store works again once the file is free
     store.close()
