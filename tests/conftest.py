@@ -17,7 +17,7 @@ from server.config import ServerConfig
 DEADLINE = 10.0
 
 
-def test_config(data_dir: Path, **overrides: object) -> ServerConfig:
+def make_config(data_dir: Path, **overrides: object) -> ServerConfig:
     base = ServerConfig(host="127.0.0.1", port=0, metrics_port=0, data_dir=data_dir,
                         sweep_interval_seconds=0.05, shutdown_grace_seconds=1.0)
     return replace(base, **overrides)  # type: ignore[arg-type]
@@ -71,7 +71,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
     handles: list[ServerHandle] = []
 
     def start(**overrides: object) -> ServerHandle:
-        handle = ServerHandle(test_config(tmp_path / f"data{len(handles)}", **overrides))
+        handle = ServerHandle(make_config(tmp_path / f"data{len(handles)}", **overrides))
         handles.append(handle)
         return handle
 
