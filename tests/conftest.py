@@ -11,6 +11,7 @@ import pytest
 
 from builders import quote_request
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from processes import ServerProcess
 from server.app import RunningServer, build_server
 from server.config import ServerConfig
 
@@ -83,3 +84,14 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
 @pytest.fixture
 def pricing(start_server: Callable[..., ServerHandle]) -> ServerHandle:
     return start_server()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServerProcess]]:
+    """Server child processes started by a test; any still running at the end are killed."""
+    started: list[ServerProcess] = []
+    yield started
+    for child in started:
+        if child.process.poll() is None:
+            child.process.kill()
+        child.process.communicate()  # also closes the pipe
