@@ -11,9 +11,9 @@ import pytest
 
 from builders import quote_request
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
-from processes import ServerProcess
 from server.app import RunningServer, build_server
 from server.config import ServerConfig
+from server.process import ServerProcess
 
 DEADLINE = 10.0
 
@@ -94,4 +94,4 @@ def processes() -> Iterator[list[ServerProcess]]:
     for child in started:
         if child.process.poll() is None:
             child.process.kill()
-        child.process.communicate()  # also closes the pipe
+        child.finish()

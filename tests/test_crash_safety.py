@@ -19,7 +19,7 @@ import numpy as np
 from builders import quote_request
 from learner import Decision, Pricer, PricerConfig, snapshot
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
-from processes import ServerProcess
+from server.process import ServerProcess
 
 CYCLES = 5
 WINDOW_SECONDS = 2.0
