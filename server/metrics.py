@@ -1,7 +1,9 @@
 """Prometheus metrics: one private registry per server, every labelled series created at start-up.
 
 Names follow ``pricebandit_<what>_<unit>``; counters end in ``_total``; latency buckets start at
-50 µs because a quote takes about a millisecond. No user or product ids in labels.
+50 µs because a quote takes about a millisecond. No user or product ids in labels. The registry also
+carries the standard ``process_*`` (CPU, memory, file descriptors) and ``python_*`` collectors, so one
+scrape shows what the process costs. The dashboard and alert rules in ``ops/`` read these names.
 """
 
 from __future__ import annotations
@@ -14,14 +16,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from pricing.v1 import pricing_pb2
+from server.interception import Behavior, status_name, wrap_single_answer
 
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
     0.5, 1.0, 2.5,
 )
 DELAY_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-RPC_METHODS = ("Quote", "QuoteBatch", "Reward")
+SERVICE = pricing_pb2.DESCRIPTOR.services_by_name["PricingService"]
+RPC_METHODS = tuple(method.name for method in SERVICE.methods)
 STATUS_CODES = tuple(code.name for code in grpc.StatusCode)
 REWARD_OUTCOMES = ("purchased", "not_purchased")
 REWARD_STATUSES = ("learned", "duplicate", "late")
@@ -66,6 +81,9 @@ def create_metrics(
 ) -> Metrics:
     """Build every metric in a fresh registry, with gauges that read live values at scrape time."""
     registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     info = Info("pricebandit_build", "Build and configuration of this server.", registry=registry)
     info.info({"version": version, "policy": policy})
     metrics = Metrics(
@@ -132,38 +150,33 @@ def create_metrics(
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every unary RPC of the pricing service, with its final status code."""
+    """Counts and times every RPC of the pricing service that answers once, by final status code."""
 
-    SERVICE_PREFIX = "/pricing.v1.PricingService/"
+    SERVICE_PREFIX = f"/{SERVICE.full_name}/"
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None or not details.method.startswith(
-            self.SERVICE_PREFIX
-        ):
-            return handler
+        if handler is None or not details.method.startswith(self.SERVICE_PREFIX):
+            return handler  # an unknown method must not create a label value
         method = details.method[len(self.SERVICE_PREFIX):]
-        inner = handler.unary_unary
-        metrics = self._metrics
+        duration = self._metrics.rpc_duration.labels(method)
+        requests = self._metrics.rpc_requests
 
-        def timed(request: Any, context: grpc.ServicerContext) -> Any:
-            start = time.perf_counter()
-            code = "UNKNOWN"
-            try:
-                response = inner(request, context)
-                code = (context.code() or grpc.StatusCode.OK).name
-                return response
-            except BaseException:
-                code = (context.code() or grpc.StatusCode.UNKNOWN).name
-                raise
-            finally:
-                metrics.rpc_duration.labels(method).observe(time.perf_counter() - start)
-                metrics.rpc_requests.labels(method, code).inc()
+        def timing(inner: Behavior) -> Behavior:
+            def timed(request: Any, context: grpc.ServicerContext) -> Any:
+                start = time.perf_counter()
+                failed = True
+                try:
+                    response = inner(request, context)
+                    failed = False
+                    return response
+                finally:
+                    duration.observe(time.perf_counter() - start)
+                    requests.labels(method, status_name(context, failed)).inc()
 
-        return grpc.unary_unary_rpc_method_handler(
-            timed, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return timed
+
+        return wrap_single_answer(handler, timing)
