@@ -9,6 +9,7 @@ ids, and the access line (DEBUG) holds only the method, status code, duration an
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import re
@@ -27,6 +28,8 @@ REQUEST_ID_KEY = "x-request-id"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"
 
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNTER = itertools.count(1)
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 access_log = logging.getLogger("pricebandit.access")
 
@@ -82,10 +85,12 @@ def configure_logging(level: str, log_format: str = "text") -> None:
 
 
 def _incoming_request_id(metadata: Any) -> str:
+    """The caller's id if it sent a sane one, else a new one: this process's random prefix and a
+    counter (unique without a system call per RPC)."""
     for key, value in metadata or ():
         if key == REQUEST_ID_KEY and isinstance(value, str) and REQUEST_ID_PATTERN.fullmatch(value):
             return value
-    return secrets.token_hex(8)
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 class RequestIdInterceptor(grpc.ServerInterceptor):
@@ -100,14 +105,14 @@ class RequestIdInterceptor(grpc.ServerInterceptor):
                 current = _incoming_request_id(metadata)
                 token = request_id.set(current)
                 context.set_trailing_metadata(((REQUEST_ID_KEY, current),))
-                start = time.perf_counter()
+                start = time.perf_counter() if access_log.isEnabledFor(logging.DEBUG) else 0.0
                 failed = True
                 try:
                     response = inner(request, context)
                     failed = False
                     return response
                 finally:
-                    if access_log.isEnabledFor(logging.DEBUG):
+                    if start:
                         code = status_name(context, failed)
                         access_log.debug("%s %s", method, code, extra={
                             "rpc_method": method, "code": code,

@@ -155,15 +155,18 @@ class MetricsInterceptor(grpc.ServerInterceptor):
     SERVICE_PREFIX = f"/{SERVICE.full_name}/"
 
     def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
+        # children resolved once: ``labels()`` takes a lock and validates on every call
+        self._durations = {method: metrics.rpc_duration.labels(method) for method in RPC_METHODS}
+        self._requests = {(method, code): metrics.rpc_requests.labels(method, code)
+                          for method in RPC_METHODS for code in STATUS_CODES}
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None or not details.method.startswith(self.SERVICE_PREFIX):
-            return handler  # an unknown method must not create a label value
         method = details.method[len(self.SERVICE_PREFIX):]
-        duration = self._metrics.rpc_duration.labels(method)
-        requests = self._metrics.rpc_requests
+        duration = self._durations.get(method)
+        if duration is None or not details.method.startswith(self.SERVICE_PREFIX):
+            return handler  # not ours, or an unknown method: no label value is made up for it
+        requests = self._requests
 
         def timing(inner: Behavior) -> Behavior:
             def timed(request: Any, context: grpc.ServicerContext) -> Any:
@@ -175,7 +178,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                     return response
                 finally:
                     duration.observe(time.perf_counter() - start)
-                    requests.labels(method, status_name(context, failed)).inc()
+                    requests[method, status_name(context, failed)].inc()
 
             return timed
 
