@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from server.interception import Behavior, status_name, wrap_single_answer
+from server.interception import observe_single_answer
 
 LOG_FORMATS = ("text", "json")
 REQUEST_ID_KEY = "x-request-id"
@@ -100,25 +100,19 @@ class RequestIdInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         method, metadata = details.method, details.invocation_metadata
 
-        def binding(inner: Behavior) -> Behavior:
-            def bound(request: Any, context: grpc.ServicerContext) -> Any:
-                current = _incoming_request_id(metadata)
-                token = request_id.set(current)
-                context.set_trailing_metadata(((REQUEST_ID_KEY, current),))
-                start = time.perf_counter() if access_log.isEnabledFor(logging.DEBUG) else 0.0
-                failed = True
-                try:
-                    response = inner(request, context)
-                    failed = False
-                    return response
-                finally:
-                    if start:
-                        code = status_name(context, failed)
-                        access_log.debug("%s %s", method, code, extra={
-                            "rpc_method": method, "code": code,
-                            "duration_ms": round((time.perf_counter() - start) * 1e3, 3)})
-                    request_id.reset(token)
+        def bind(context: grpc.ServicerContext) -> tuple[contextvars.Token[str], float]:
+            current = _incoming_request_id(metadata)
+            context.set_trailing_metadata(((REQUEST_ID_KEY, current),))
+            start = time.perf_counter() if access_log.isEnabledFor(logging.DEBUG) else 0.0
+            return request_id.set(current), start
 
-            return bound
+        def unbind(_context: grpc.ServicerContext, state: tuple[contextvars.Token[str], float],
+                   code: str) -> None:
+            token, start = state
+            if start:
+                access_log.debug("%s %s", method, code, extra={
+                    "rpc_method": method, "code": code,
+                    "duration_ms": round((time.perf_counter() - start) * 1e3, 3)})
+            request_id.reset(token)
 
-        return wrap_single_answer(continuation(details), binding)
+        return observe_single_answer(continuation(details), bind, unbind)

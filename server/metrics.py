@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 
 from pricing.v1 import pricing_pb2
-from server.interception import Behavior, status_name, wrap_single_answer
+from server.interception import observe_single_answer
 
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -168,18 +168,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             return handler  # not ours, or an unknown method: no label value is made up for it
         requests = self._requests
 
-        def timing(inner: Behavior) -> Behavior:
-            def timed(request: Any, context: grpc.ServicerContext) -> Any:
-                start = time.perf_counter()
-                failed = True
-                try:
-                    response = inner(request, context)
-                    failed = False
-                    return response
-                finally:
-                    duration.observe(time.perf_counter() - start)
-                    requests[method, status_name(context, failed)].inc()
+        def record(_context: grpc.ServicerContext, start: float, code: str) -> None:
+            duration.observe(time.perf_counter() - start)
+            requests[method, code].inc()
 
-            return timed
-
-        return wrap_single_answer(handler, timing)
+        return observe_single_answer(handler, lambda _context: time.perf_counter(), record)
