@@ -9,6 +9,7 @@ scrape shows what the process costs. The dashboard and alert rules in ``ops/`` r
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -71,8 +72,9 @@ class Metrics:
             self._recent.append(1.0 if purchased else 0.0)
 
     def conversion_ratio(self) -> float:
+        """NaN ("no data") until an outcome is learned: 0 would read as a conversion collapse."""
         with self._recent_lock:
-            return sum(self._recent) / len(self._recent) if self._recent else 0.0
+            return sum(self._recent) / len(self._recent) if self._recent else math.nan
 
 
 def create_metrics(
@@ -133,7 +135,8 @@ def create_metrics(
           "created (survives restarts; the N in '<policy>:N').",
           registry=registry).set_function(model_updates_now)
     Gauge("pricebandit_conversion_ratio",
-          f"Share of the last {CONVERSION_WINDOW} learned quotes that were purchased.",
+          f"Share of the last {CONVERSION_WINDOW} learned quotes that were purchased (NaN before the "
+          "first since start-up).",
           registry=registry).set_function(metrics.conversion_ratio)
     for method in RPC_METHODS:
         metrics.rpc_duration.labels(method)

@@ -4,6 +4,7 @@ real server, and every metric the dashboard and the alerts name checked against 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from builders import quote_request
 from conftest import DEADLINE, ServerHandle
@@ -66,15 +68,18 @@ def substitute(query: str) -> str:
     return query
 
 
-def exported(handle: ServerHandle) -> dict[str, list[dict[str, str]]]:
-    """Every sample name on the server's /metrics, with the label sets it has."""
+def scrape(handle: ServerHandle) -> list[Sample]:
     url = f"http://127.0.0.1:{handle.server.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=DEADLINE) as response:
         text = response.read().decode()
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def exported(handle: ServerHandle) -> dict[str, list[dict[str, str]]]:
+    """Every sample name on the server's /metrics, with the label sets it has."""
     samples: dict[str, list[dict[str, str]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append(sample.labels)
+    for sample in scrape(handle):
+        samples.setdefault(sample.name, []).append(sample.labels)
     return samples
 
 
@@ -146,6 +151,15 @@ def test_process_and_build_metrics_are_exported(pricing: ServerHandle) -> None:
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
                  "python_info", "pricebandit_build_info"):
         assert name in samples, name
+
+
+def test_conversion_ratio_is_no_data_until_an_outcome_is_learned(pricing: ServerHandle) -> None:
+    def ratio() -> float:
+        return next(s.value for s in scrape(pricing) if s.name == "pricebandit_conversion_ratio")
+
+    assert math.isnan(ratio())
+    pricing.reward(pricing.quote().quote_id, purchased=True)
+    assert ratio() == 1.0
 
 
 def test_an_unknown_method_creates_no_label_value(pricing: ServerHandle) -> None:
