@@ -8,7 +8,6 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -18,10 +17,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from builders import product, quote_request
 from conftest import DEADLINE, ServerHandle, make_config
 from pricing.v1 import pricing_pb2_grpc
-from processes import ServerProcess
 from server.app import SERVICE_NAME, build_server
 from server.config import parse_config
 from server.logs import JsonFormatter
+from server.process import ServerProcess
 
 Status = health_pb2.HealthCheckResponse
 SECRET_USER = "user-alice@example.com"
@@ -81,20 +80,11 @@ def test_every_answer_carries_the_request_id(pricing: ServerHandle) -> None:
     assert trailing_request_id(raised.value) == "bad-1"  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def json_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    child = ServerProcess(tmp_path, "--log-format", "json", "--log-level", "DEBUG")
-    try:
-        yield child
-    finally:
-        if child.process.poll() is None:
-            child.process.kill()
-        child.process.communicate()
-
-
 def test_json_logs_are_one_object_per_line_with_request_ids_and_no_user_ids(
-    json_server: ServerProcess,
+    tmp_path: Path, processes: list[ServerProcess]
 ) -> None:
+    json_server = ServerProcess(tmp_path, "--log-format", "json", "--log-level", "DEBUG")
+    processes.append(json_server)
     address = json_server.wait_until_serving()
     with grpc.insecure_channel(address) as channel:
         stub = pricing_pb2_grpc.PricingServiceStub(channel)
