@@ -110,9 +110,9 @@ class RequestIdInterceptor(grpc.ServerInterceptor):
                    code: str) -> None:
             token, start = state
             if start:
-                access_log.debug("%s %s", method, code, extra={
-                    "rpc_method": method, "code": code,
-                    "duration_ms": round((time.perf_counter() - start) * 1e3, 3)})
+                milliseconds = round((time.perf_counter() - start) * 1e3, 3)
+                access_log.debug("%s %s %.3f ms", method, code, milliseconds, extra={
+                    "rpc_method": method, "code": code, "duration_ms": milliseconds})
             request_id.reset(token)
 
         return observe_single_answer(continuation(details), bind, unbind)
