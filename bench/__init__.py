@@ -1,4 +1,6 @@
-"""Benchmarks: the real server beside an empty gRPC server, stage costs, learner scaling.
+"""Benchmarks and soak runs: each prints its numbers; none asserts on speed.
 
-``python -m bench`` runs them all and prints Markdown tables (see the README's Performance section).
+``python -m bench`` runs the real server beside an empty gRPC server, the stage costs and the
+learner's scaling, and prints Markdown tables (see the README's Performance section);
+``bench/soak.py`` is the sustained-load soak run.
 """

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from learner import PricingError
 from server.app import build_server
 from server.config import parse_config
+from server.logs import configure_logging
 from server.store import StoreCorrupt
 
 GIL_SWITCH_INTERVAL = 0.0005
@@ -23,8 +24,7 @@ other worker waits for it. Measured on 2 cores at 32 concurrent calls: 510 -> 12
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
     log = logging.getLogger("pricebandit")
     try:
         running = build_server(config)
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         running.load()
-    except PricingError as error:
+    except (PricingError, StoreCorrupt) as error:
         log.error("cannot load the saved state in %s: %s", config.data_dir, error)
         running.stop()
         return 2

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from learner import DEFAULT_ALPHAS, DEFAULT_CONTEXT_FEATURES, POLICIES, PricerConfig
+from server.logs import parse_log_format
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ServerConfig:
     policy: str = "linucb"
     seed: int = 0
     log_level: str = "INFO"
+    log_format: str = "text"
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
     decay: float = 1.0
@@ -39,6 +41,19 @@ class ServerConfig:
     sweep_interval_seconds: float = 1.0
     shutdown_grace_seconds: float = 5.0
     policy_options: Mapping[str, float] = field(default_factory=dict)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    auth_token_file: Path | None = None
+    auth_token: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both --tls-cert-file and --tls-key-file")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
+        if self.auth_token and self.auth_token_file is not None:
+            raise ValueError("give the auth token by PRICEBANDIT_AUTH_TOKEN or --auth-token-file, not both")
 
     def pricer_config(self) -> PricerConfig:
         return PricerConfig(
@@ -62,9 +77,20 @@ def _options(text: str) -> dict[str, float]:
     return {key.strip(): float(value) for key, value in pairs}
 
 
+def _log_format(text: str) -> str:
+    try:
+        return parse_log_format(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 PARSERS: dict[str, Callable[[str], Any]] = {
+    "log_format": _log_format,
     "alphas": _floats, "context_features": _names, "policy_options": _options, "data_dir": Path,
+    "tls_cert_file": Path, "tls_key_file": Path, "tls_client_ca_file": Path, "auth_token_file": Path,
 }
+ENVIRONMENT_ONLY = {"auth_token"}
+"""Secrets never become flags: a flag's value shows in ``ps`` to every user of the machine."""
 HELP = {
     "host": "address to serve gRPC on",
     "port": "gRPC port (0 picks a free one)",
@@ -74,7 +100,8 @@ HELP = {
     "reward_window_seconds": "how long a quote waits for its reward before counting as no purchase",
     "policy": f"bandit policy: one of {', '.join(sorted(POLICIES))}",
     "seed": "seed of every random choice (decisions are seeded by it and the quote id)",
-    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_level": "DEBUG, INFO, WARNING or ERROR (DEBUG adds one access line per RPC)",
+    "log_format": "text for people, or json: one object per line with the RPC's request id",
     "alphas": "comma-separated price grid; arm a quotes cost + alpha[a] * V",
     "context_features": "comma-separated names of the numeric context features accepted",
     "decay": "per-update discount of an arm's old evidence, in (0, 1]; 1 keeps everything",
@@ -88,6 +115,11 @@ HELP = {
     "sweep_interval_seconds": "how often expired quotes are learned as no purchase",
     "shutdown_grace_seconds": "how long in-flight RPCs may finish at shutdown",
     "policy_options": "policy hyperparameters, e.g. beta=1.0 or epsilon=0.05",
+    "tls_cert_file": "PEM certificate chain: serve gRPC over TLS (with --tls-key-file)",
+    "tls_key_file": "PEM private key of --tls-cert-file",
+    "tls_client_ca_file": "PEM CA bundle: require client certificates it signed (mutual TLS)",
+    "auth_token_file": "file holding the bearer token callers must send "
+                       "(or set PRICEBANDIT_AUTH_TOKEN); unset: no token check",
 }
 
 
@@ -103,11 +135,13 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
                  ) -> ServerConfig:
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(
-        prog="pricebandit-server",
+        prog="pricebandit-server", allow_abbrev=False,
         description="Serve personalized prices over gRPC and learn from purchase outcomes.",
     )
     defaults = ServerConfig()
     for spec in fields(ServerConfig):
+        if spec.name in ENVIRONMENT_ONLY:
+            continue
         env_name = f"PRICEBANDIT_{spec.name.upper()}"
         default = getattr(defaults, spec.name)
         convert: Callable[[str], Any] = PARSERS.get(spec.name) or type(default)
@@ -117,4 +151,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             help=f"{HELP[spec.name]} (env {env_name}; default {_render(default)})",
         )
     args = parser.parse_args(argv)
-    return ServerConfig(**vars(args))
+    try:
+        return ServerConfig(**vars(args), auth_token=environ.get("PRICEBANDIT_AUTH_TOKEN", ""))
+    except ValueError as error:
+        parser.error(str(error))
