@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck proto clean
+.PHONY: serve test lint typecheck proto bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,11 @@ test: $(INSTALLED) lint
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 
+bench: $(INSTALLED)
+	$(BIN)/python -m bench
+
 typecheck: $(INSTALLED)
-	$(BIN)/mypy learner server
+	$(BIN)/mypy learner server bench
 
 proto: $(INSTALLED)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto \

@@ -55,8 +55,8 @@ class PriceGrid:
         prices = product.unit_cost + self.alphas * user_value
         floor, ceiling = product.floor, product.ceiling
         allowed = (prices >= floor - 1e-9 * max(1.0, floor)) & (prices <= ceiling + 1e-9 * max(1.0, ceiling))
-        return ArmPrices(prices=np.where(allowed, np.clip(prices, floor, ceiling), prices),
-                         allowed=allowed)
+        clamped = np.minimum(np.maximum(prices, floor), ceiling)  # np.clip, without its dispatch
+        return ArmPrices(prices=np.where(allowed, clamped, prices), allowed=allowed)
 
     @staticmethod
     def nearest_bound(product: Product, prices: np.ndarray) -> tuple[int, float]:

@@ -98,12 +98,9 @@ class Pricer:
                 pmf = np.eye(len(self.grid))[arm]
                 propensity, explored, bound = 1.0, False, True
         profits = expected_profit(estimates, arm_prices.prices, product.unit_cost)
-        arms = tuple(
-            ArmView(i, *row)
-            for i, row in enumerate(zip(self.grid.alphas.tolist(), arm_prices.prices.tolist(),
-                                        arm_prices.allowed.tolist(), estimates.tolist(),
-                                        profits.tolist(), pmf.tolist(), strict=True))
-        )
+        arms = tuple(map(ArmView, range(len(self.grid)), self.grid.alphas.tolist(),  # one per arm
+                         arm_prices.prices.tolist(), arm_prices.allowed.tolist(), estimates.tolist(),
+                         profits.tolist(), pmf.tolist()))
         return Decision(
             quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
             category=product.category, currency=product.currency, unit_cost=product.unit_cost,

@@ -156,9 +156,9 @@ class Decision:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Decision:
         values = dict(data)
-        values["features"] = tuple(float(v) for v in values["features"])
+        values["features"] = tuple(map(float, values["features"]))
         values["feature_names"] = tuple(values["feature_names"])
-        values["arms"] = tuple(ArmView(*row) for row in values["arms"])
+        values["arms"] = tuple(map(ArmView._make, values["arms"]))
         return cls(**values)
 
 

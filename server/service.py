@@ -2,9 +2,11 @@
 
 Ordering rules that make restarts exact:
 - a quote is acknowledged only after its pending row is committed;
-- closing a quote (reward or expiry) commits the log entry first, then updates the learner, both
-  under one lock, so the learner always equals "latest snapshot + learned log entries after it";
-- snapshots are taken under the same lock and record the last log entry they include.
+- closing a quote (reward or expiry) commits the log entry first, then updates the learner; the
+  store runs that update once the entry is durable, in log order, before any later entry commits,
+  so the learner always equals "latest snapshot + learned log entries after it" and concurrent
+  closes share one fsync (the learn lock is never held across a commit);
+- snapshots are taken under the learn lock and record the last log entry they include.
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ class PricingService:
         self.pricer, self.store, self.metrics, self.clock = pricer, store, metrics, clock
         self.snapshot_every_updates = snapshot_every_updates
         self.snapshot_interval_seconds = snapshot_interval_seconds
+        # The learner and _last_seq change together, under this lock, in the store's after-commit
+        # steps: so no store write may wait while it is held (recover() reads before serving).
         self._learn_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()  # one snapshot writer at a time
         self._ready = threading.Event()
         self._recovered = False
         self._last_seq = 0
@@ -165,16 +170,19 @@ class PricingService:
         self._require_ready()
         reward = reward_of(purchased)
         now = self.clock()
-        with self._learn_lock:
-            decision = self.store.pending(quote_id)
+        decision = self.store.pending(quote_id)
+        status: ReportStatus | None = None
+        try:
             if decision is not None and now < decision.expires_at:
                 self._close(decision, "reward", reward, now)
                 status = ReportStatus.LEARNED
-            else:
-                if decision is not None:  # its window closed and the sweeper has not run yet
-                    self._close(decision, "expired", self.pricer.window.default_reward, now)
-                status = self._repeat(quote_id, reward, now)
-            version = self.pricer.model_version
+            elif decision is not None:  # its window closed and the sweeper has not run yet
+                self._close(decision, "expired", self.pricer.window.default_reward, now)
+        except LookupError:  # closed meanwhile (a retry, the sweeper): settled as that says
+            pass
+        if status is None:
+            status = self._repeat(quote_id, reward, now)
+        version = self.pricer.model_version
         self.metrics.rewards.labels("purchased" if purchased else "not_purchased", status.value).inc()
         return RewardResult(quote_id, status, version)
 
@@ -186,21 +194,34 @@ class PricingService:
         if status is ReportStatus.LATE:
             decision = self._stored(quote_id)
             line = dsjson_line(decision, reward, learned=False, late=True)
-            self._write(lambda: self.store.append_log(decision, "late", reward, False, now, line),
-                        "reward")
+            self._write(lambda: self.store.append_log(decision, "late", reward, False, now, line,
+                                                      after_commit=self._logged), "reward")
         return status
 
+    def _logged(self, seq: int) -> None:
+        """After-commit step of a log entry that is not learned."""
+        with self._learn_lock:
+            self._last_seq = seq
+
     def _close(self, decision: Decision, kind: str, reward: float, now: float) -> None:
-        """Commit the outcome to the log, then learn it. Caller holds the learn lock."""
+        """Commit the outcome to the log; the store then learns it (``after_commit``), in log order.
+
+        Raises LookupError if the quote was closed by another thread first.
+        """
         learned = self.pricer.learnable(decision)
         reported = reward if kind == "reward" else None
         line = dsjson_line(decision, reported, learned=learned, late=False)
         operation = "reward" if kind == "reward" else "expire"
-        self._last_seq = self._write(
-            lambda: self.store.close_quote(decision, kind, reward, learned, now, line), operation
-        )
+
+        def learn(seq: int) -> None:
+            with self._learn_lock:
+                self._last_seq = seq
+                if learned:
+                    self.pricer.update(decision, reward)
+
+        self._write(lambda: self.store.close_quote(decision, kind, reward, learned, now, line,
+                                                   after_commit=learn), operation)
         if learned:
-            self.pricer.update(decision, reward)
             self.metrics.model_updates.inc()
             self.metrics.record_settled(reward > 0)
         if kind == "reward":
@@ -227,13 +248,12 @@ class PricingService:
         while True:
             now = self.clock()
             due = self.store.due(now, EXPIRY_BATCH)
-            with self._learn_lock:
-                for decision in due:
-                    try:
-                        self._close(decision, "expired", self.pricer.window.default_reward, now)
-                    except LookupError:  # a reward closed it first
-                        continue
-                    expired += 1
+            for decision in due:
+                try:
+                    self._close(decision, "expired", self.pricer.window.default_reward, now)
+                except LookupError:  # a reward closed it first
+                    continue
+                expired += 1
             if len(due) < EXPIRY_BATCH:
                 return expired
 
@@ -241,20 +261,22 @@ class PricingService:
         """Write a snapshot when enough updates or time have passed since the last (or if forced)."""
         if not self._recovered:  # never overwrite saved state with a model that did not load
             return False
-        with self._learn_lock:
-            now = self.clock()
-            new_entries = self._last_seq - self._snapshot_seq
-            if not force and not (
-                new_entries >= self.snapshot_every_updates
-                or (new_entries > 0 and now - self._snapshot_time >= self.snapshot_interval_seconds)
-            ):
-                return False
-            if force and new_entries == 0 and self._has_snapshot:
-                return False
-            blob = self.pricer.snapshot()
-            last_seq = self._last_seq
+        with self._snapshot_lock:
+            with self._learn_lock:  # the model and the last entry it includes, as one pair
+                now = self.clock()
+                new_entries = self._last_seq - self._snapshot_seq
+                if not force and not (
+                    new_entries >= self.snapshot_every_updates
+                    or (new_entries > 0 and now - self._snapshot_time >= self.snapshot_interval_seconds)
+                ):
+                    return False
+                if force and new_entries == 0 and self._has_snapshot:
+                    return False
+                blob = self.pricer.snapshot()
+                last_seq = self._last_seq
+            # Written outside the learn lock: the store may run other writes' learning meanwhile.
             self._write(lambda: self.store.save_snapshot(blob, last_seq, now), "snapshot")
-            self._snapshot_seq, self._snapshot_time, self._has_snapshot = self._last_seq, now, True
+            self._snapshot_seq, self._snapshot_time, self._has_snapshot = last_seq, now, True
         self.metrics.snapshots.inc()
         self.metrics.snapshot_timestamp.set(now)
         return True

@@ -4,6 +4,13 @@
 mode with ``synchronous=FULL``, so every write is on disk (fsynced to the WAL) before the method
 returns, and the service acknowledges a quote or a reward only after that. A process crash or power
 loss after an acknowledgement loses nothing acknowledged.
+
+Writes from concurrent threads share one transaction, so one fsync (group commit): a writer that
+finds the database busy queues its write, and whoever holds the database next commits every queued
+write together, each inside its own savepoint so that one write's failure touches no other. A log
+write may carry an ``after_commit`` callback: it runs once the write is durable, in log order, before
+any later write commits, which is what lets the service learn outcomes in log order without holding
+a lock across the fsync.
 """
 
 from __future__ import annotations
@@ -11,15 +18,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from learner import Decision, Settlement, Unavailable
 
 SCHEMA_VERSION = 1
 SNAPSHOTS_KEPT = 3
+T = TypeVar("T")
+AfterCommit = Callable[[int], None]
+"""Called with a log entry's sequence number once it is durable; calls come in sequence order."""
 
 
 class QuoteIdTaken(Exception):
@@ -54,9 +64,9 @@ class Store(Protocol):
     def find_decision(self, quote_id: str) -> Decision | None: ...
     def settlement(self, quote_id: str) -> Settlement | None: ...
     def close_quote(self, decision: Decision, kind: str, reward: float, learned: bool,
-                    closed_at: float, line: str) -> int: ...
+                    closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int: ...
     def append_log(self, decision: Decision, kind: str, reward: float, learned: bool,
-                   closed_at: float, line: str) -> int: ...
+                   closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int: ...
     def due(self, now: float, limit: int) -> list[Decision]: ...
     def pending_count(self) -> int: ...
     def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> None: ...
@@ -103,6 +113,19 @@ def _decision(text: str, where: str) -> Decision:
         ) from None
 
 
+class _Write:
+    """One queued write: what to run inside the transaction, what to run after it, what came of it."""
+
+    __slots__ = ("after_commit", "apply", "committed", "error", "result")
+
+    def __init__(self, apply: Callable[[], Any], after_commit: AfterCommit | None) -> None:
+        self.apply = apply
+        self.after_commit = after_commit
+        self.committed = False  # its transaction has ended (committed, or failed: see error)
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
 class SQLiteStore:
     """The embedded store. One connection shared by the server's threads behind one lock."""
 
@@ -111,7 +134,13 @@ class SQLiteStore:
     def __init__(self, data_dir: Path | str) -> None:
         self.path = Path(data_dir) / self.FILENAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection: held by readers and by the committing writer
+        self._queue_lock = threading.Lock()
+        # Held by a committing writer from just before it releases the connection until its
+        # batch's after-commit callbacks have run: callbacks keep log order, and the next batch's
+        # fsync overlaps this one's callbacks.
+        self._after_commit_lock = threading.Lock()
+        self._queue: list[_Write] = []
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -147,14 +176,95 @@ class SQLiteStore:
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
+    def _commit(self, apply: Callable[[], T], after_commit: AfterCommit | None = None) -> T:
+        """Run ``apply`` in a committed transaction, shared with the writes queued meanwhile.
+
+        Returns once the transaction holding it is committed (fsynced) and ``after_commit(result)``
+        has run; raises what ``apply`` raised (the write then left no trace), Unavailable if the
+        commit failed, or what ``after_commit`` raised (the write is then durable all the same).
+        """
+        write = _Write(apply, after_commit)
+        with self._queue_lock:
+            self._queue.append(write)
+        batch: list[_Write] = []
+        with self._lock:
+            if not write.committed:  # no other writer committed it while this one waited: lead
+                batch = self._commit_queued()
+                self._after_commit_lock.acquire()
+        if batch:
+            try:
+                self._run_after_commit(batch)
+            finally:
+                self._after_commit_lock.release()
+        else:
+            with self._after_commit_lock:  # the writer that committed this one holds it until done
+                pass
+        if write.error is not None:
+            raise write.error
+        return write.result  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _run_after_commit(batch: list[_Write]) -> None:
+        for write in batch:
+            if write.error is None and write.after_commit is not None:
+                try:
+                    write.after_commit(write.result)
+                except Exception as exc:
+                    write.error = exc
+
+    def _commit_queued(self) -> list[_Write]:
+        """Commit every queued write in one transaction; returns them. Caller holds the connection."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        try:
+            if len(batch) == 1:  # alone: the transaction is the write's own; no savepoint needed
+                with self._transaction():
+                    self._apply(batch[0])
+            else:
+                with self._transaction():
+                    for write in batch:
+                        self._apply_in_savepoint(write)
+        except BaseException as exc:  # the transaction failed: nothing in it is on disk
+            failure = exc if isinstance(exc, Unavailable) else Unavailable(f"the state store failed: {exc!r}")
+            for write in batch:
+                write.error = write.error or failure
+        finally:
+            for write in batch:
+                write.committed = True
+        return batch
+
+    def _apply(self, write: _Write) -> None:
+        """Run a write alone in its transaction: its own failure rolls the transaction back."""
+        try:
+            write.result = write.apply()
+        except (sqlite3.OperationalError, sqlite3.InternalError):
+            raise
+        except Exception as exc:
+            write.error = exc
+            raise
+
+    def _apply_in_savepoint(self, write: _Write) -> None:
+        self._db.execute("SAVEPOINT write")
+        try:
+            write.result = write.apply()
+        except (sqlite3.OperationalError, sqlite3.InternalError) as exc:
+            raise Unavailable(f"the state store failed: {exc}") from exc  # fails the transaction
+        except Exception as exc:  # this write's own failure (a taken id, a quote already closed)
+            write.error = exc
+            self._db.execute("ROLLBACK TO write")
+        self._db.execute("RELEASE write")
+
     # -- pending quotes ----------------------------------------------------------------------
     def put_pending(self, decisions: list[Decision]) -> None:
         rows = [(d.quote_id, d.expires_at, json.dumps(d.to_dict())) for d in decisions]
-        try:
-            with self._lock, self._transaction():
+
+        def insert() -> None:
+            try:
                 self._db.executemany("INSERT INTO pending VALUES (?, ?, ?)", rows)
-        except sqlite3.IntegrityError as exc:
-            raise QuoteIdTaken(str(exc)) from None
+            except sqlite3.IntegrityError as exc:
+                raise QuoteIdTaken(str(exc)) from None
+
+        self._commit(insert)
 
     def pending(self, quote_id: str) -> Decision | None:
         with self._lock:
@@ -187,31 +297,38 @@ class SQLiteStore:
 
     # -- the decision log --------------------------------------------------------------------
     def close_quote(self, decision: Decision, kind: str, reward: float, learned: bool,
-                    closed_at: float, line: str) -> int:
+                    closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int:
         """Atomically move a pending quote into the decision log; returns its log sequence number.
 
         Raises LookupError if the quote is no longer pending (closed by another thread first).
+        The decision moves as the JSON text it was stored as: no second encoding.
         """
-        with self._lock, self._transaction():
-            deleted = self._db.execute("DELETE FROM pending WHERE quote_id = ?", (decision.quote_id,))
-            if deleted.rowcount != 1:
+        def move() -> int:
+            cursor = self._db.execute(
+                "INSERT INTO decision_log (quote_id, kind, reward, learned, closed_at, decision, line) "
+                "SELECT quote_id, ?, ?, ?, ?, decision, ? FROM pending WHERE quote_id = ?",
+                (kind, reward, int(learned), closed_at, line, decision.quote_id),
+            )
+            if cursor.rowcount != 1:
                 raise LookupError(decision.quote_id)
-            return self._append(decision, kind, reward, learned, closed_at, line)
+            seq = int(cursor.lastrowid or 0)
+            self._db.execute("DELETE FROM pending WHERE quote_id = ?", (decision.quote_id,))
+            return seq
+
+        return self._commit(move, after_commit)
 
     def append_log(self, decision: Decision, kind: str, reward: float, learned: bool,
-                   closed_at: float, line: str) -> int:
-        with self._lock, self._transaction():
-            return self._append(decision, kind, reward, learned, closed_at, line)
+                   closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int:
+        def append() -> int:
+            cursor = self._db.execute(
+                "INSERT INTO decision_log (quote_id, kind, reward, learned, closed_at, decision, line) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (decision.quote_id, kind, reward, int(learned), closed_at,
+                 json.dumps(decision.to_dict()), line),
+            )
+            return int(cursor.lastrowid or 0)
 
-    def _append(self, decision: Decision, kind: str, reward: float, learned: bool,
-                closed_at: float, line: str) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO decision_log (quote_id, kind, reward, learned, closed_at, decision, line) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (decision.quote_id, kind, reward, int(learned), closed_at,
-             json.dumps(decision.to_dict()), line),
-        )
-        return int(cursor.lastrowid or 0)
+        return self._commit(append, after_commit)
 
     def settlement(self, quote_id: str) -> Settlement | None:
         """How a closed quote was settled, or None if it never closed."""
@@ -255,7 +372,7 @@ class SQLiteStore:
     # -- snapshots ---------------------------------------------------------------------------
     def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> None:
         """Store a snapshot of the learner after log entry ``last_seq``; keep the newest few."""
-        with self._lock, self._transaction():
+        def insert() -> None:
             self._db.execute(
                 "INSERT INTO snapshots (created_at, last_seq, blob) VALUES (?, ?, ?)",
                 (created_at, last_seq, blob),
@@ -264,6 +381,8 @@ class SQLiteStore:
                 "DELETE FROM snapshots WHERE id NOT IN "
                 "(SELECT id FROM snapshots ORDER BY id DESC LIMIT ?)", (SNAPSHOTS_KEPT,),
             )
+
+        self._commit(insert)
 
     def latest_snapshot(self) -> StoredSnapshot | None:
         with self._lock:

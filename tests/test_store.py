@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from builders import request
-from learner import Decision, Pricer, Settlement
+from learner import Decision, Pricer, Settlement, Unavailable
 from server.store import QuoteIdTaken, SQLiteStore, StoreCorrupt
+
+T = TypeVar("T")
 
 
 def decision(quote_id: str, expires_at: float = 100.0) -> Decision:
@@ -93,3 +99,87 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     (tmp_path / SQLiteStore.FILENAME).write_bytes(b"\x00garbage" * 512)
     with pytest.raises(StoreCorrupt, match=r"not a usable SQLite database.*move it aside"):
         SQLiteStore(tmp_path)
+
+
+def run_behind_one_commit(store: SQLiteStore, write: Callable[[T], None], items: list[T]) -> None:
+    """Run ``write(item)`` for each item on its own thread while the database is held, so that all
+    of them queue and then share one commit; wait for all."""
+    with store._lock:
+        threads = [threading.Thread(target=write, args=(item,)) for item in items]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(store._queue) < len(items) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(store._queue) == len(items)
+    for thread in threads:
+        thread.join(timeout=10)
+
+
+def test_concurrent_writes_share_a_commit_and_one_failure_spares_the_others(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    first = decision("q-0")
+    store.put_pending([first])
+    outcomes: dict[str, str] = {}
+
+    def put(quote_id: str) -> None:
+        try:
+            store.put_pending([decision(quote_id)])
+            outcomes[quote_id] = "stored"
+        except QuoteIdTaken:
+            outcomes[quote_id] = "taken"
+
+    run_behind_one_commit(store, put, ["q-1", "q-2", "q-0", "q-3"])  # q-0 is taken: it alone fails
+    assert outcomes == {"q-1": "stored", "q-2": "stored", "q-0": "taken", "q-3": "stored"}
+    seqs = []
+    for quote_id in ("q-1", "q-2", "q-3"):
+        seqs.append(store.close_quote(store.pending(quote_id), "reward", 1.0, True, 5.0, "{}"))
+    assert seqs == [1, 2, 3]
+    store.close()
+    reopened = SQLiteStore(tmp_path)
+    assert reopened.pending("q-0") == first and reopened.pending_count() == 1
+    assert [e.decision.quote_id for e in reopened.log_after(0)] == ["q-1", "q-2", "q-3"]
+    reopened.close()
+
+
+def test_after_commit_steps_run_once_durable_and_in_log_order(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    quotes = [decision(f"q-{i}") for i in range(6)]
+    store.put_pending(quotes)
+    ran: list[int] = []
+
+    def close(quote: Decision) -> None:
+        store.close_quote(quote, "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+
+    run_behind_one_commit(store, close, quotes)
+    assert ran == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(LookupError):  # closing again fails, and its step never runs
+        store.close_quote(quotes[0], "reward", 1.0, True, 6.0, "{}", after_commit=ran.append)
+    assert ran == [1, 2, 3, 4, 5, 6]
+    store.close()
+
+
+def test_a_failed_commit_fails_every_write_in_it_and_runs_no_after_commit_step(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    store._db.execute("PRAGMA busy_timeout=50")  # fail fast while another process holds the file
+    quotes = [decision(f"q-{i}") for i in range(3)]
+    store.put_pending(quotes)
+    ran: list[int] = []
+    errors: list[BaseException] = []
+
+    def close(quote: Decision) -> None:
+        try:
+            store.close_quote(quote, "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+        except Unavailable as exc:
+            errors.append(exc)
+
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    run_behind_one_commit(store, close, quotes)
+    other.execute("ROLLBACK")
+    other.close()
+    assert len(errors) == 3 and "database is locked" in str(errors[0])
+    assert ran == [] and store.pending_count() == 3 and store.last_seq() == 0
+    store.close_quote(quotes[0], "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+    assert ran == [1]  # the store works again once the file is free
+    store.close()

@@ -39,13 +39,20 @@ def check_features(x: np.ndarray, dim: int) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     if x.shape != (dim,):
         raise InvalidInput("features", f"expected a vector of {dim} features, got shape {x.shape}")
-    if not np.all(np.abs(x) <= MAX_FEATURE):  # also false for NaN
+    if not np.abs(x).max() <= MAX_FEATURE:  # also false for NaN (the max of a NaN is NaN)
         raise InvalidInput("features", f"every feature must be finite with magnitude <= {MAX_FEATURE:g}")
     return x
 
 
 def sample_arm(pmf: np.ndarray, rng: np.random.Generator) -> int:
-    """Draw an arm from ``pmf`` by inverse CDF with one uniform: reproducible for a seeded rng."""
+    """Draw an arm from ``pmf`` by inverse CDF with one uniform: reproducible for a seeded rng.
+
+    A distribution on one arm needs no draw: the inverse CDF lands on that arm for every uniform,
+    so skipping it changes no choice and spares a deterministic policy seeding a generator.
+    """
+    support = np.flatnonzero(pmf)
+    if support.size == 1:
+        return int(support[0])
     cdf = np.cumsum(pmf)
     arm = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
     arm = min(arm, len(pmf) - 1)
@@ -56,7 +63,12 @@ def sample_arm(pmf: np.ndarray, rng: np.random.Generator) -> int:
 
 def masked_argmax(values: np.ndarray, allowed: np.ndarray) -> int:
     """Index of the largest allowed value; ties go to the lowest index."""
-    return int(np.argmax(np.where(allowed, values, -np.inf)))
+    return int(np.where(allowed, values, -np.inf).argmax())
+
+
+def clip01(values: np.ndarray) -> np.ndarray:
+    """``values`` clipped to [0, 1]; two ufuncs, a third of what ``np.clip``'s dispatch costs."""
+    return np.minimum(np.maximum(values, 0.0), 1.0)
 
 
 class Policy(ABC):
@@ -76,7 +88,7 @@ class Policy(ABC):
         return self._estimates(check_features(x, self.dim))
 
     def _estimates(self, x: np.ndarray) -> np.ndarray:
-        return np.clip(self._ridge.mean(x), 0.0, 1.0)
+        return clip01(self._ridge.mean(x))
 
     # -- choosing --------------------------------------------------------------------------------
     def select(
@@ -90,13 +102,13 @@ class Policy(ABC):
             raise InvalidInput("payoffs", f"need one payoff and one mask entry per arm ({self.n_arms})")
         if not allowed.any():
             raise InvalidInput("allowed", "no arm is allowed")
-        if not np.all(np.isfinite(payoffs)):
+        if not np.isfinite(payoffs).all():
             raise InvalidInput("payoffs", "every payoff must be finite")
         estimates = self._estimates(x)
         greedy = masked_argmax(payoffs * estimates, allowed)
         pmf = self._pmf(x, payoffs, allowed, greedy, estimates, rng)
         pmf = np.where(allowed, pmf, 0.0)
-        pmf = pmf / pmf.sum()
+        pmf /= pmf.sum()
         arm = self._draw(pmf, rng)
         return Choice(arm=arm, probability=float(pmf[arm]), pmf=pmf, explored=arm != greedy,
                       estimates=estimates)
@@ -134,7 +146,7 @@ class Policy(ABC):
 
     @property
     def updates(self) -> int:
-        return int(self._ridge.counts.sum())
+        return self._ridge.total
 
     # -- snapshots -------------------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from learner.errors import InvalidInput
-from learner.policies.base import Policy, masked_argmax
+from learner.policies.base import Policy, clip01, masked_argmax
 
 
 class LinUCB(Policy):
@@ -27,7 +27,7 @@ class LinUCB(Policy):
 
     def upper_bounds(self, x: np.ndarray) -> np.ndarray:
         mean = self._ridge.mean(x)
-        return np.clip(mean + self.beta * np.sqrt(self._ridge.variance(x)), 0.0, 1.0)
+        return clip01(mean + self.beta * np.sqrt(self._ridge.variance(x)))
 
     def _pmf(self, x, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         pmf = np.zeros(self.n_arms)

@@ -35,10 +35,16 @@ class LinearThompson(Policy):
     def _pmf(self, x, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         mean = self._ridge.mean(x)
         scale = self.v * np.sqrt(self._ridge.variance(x))
-        z = rng.standard_normal((self.samples, self.n_arms))
-        draws = np.clip(mean + z * scale, 0.0, 1.0)
-        profits = np.where(allowed, draws * payoffs, -np.inf)
-        winners = np.argmax(profits, axis=1)
+        # In place on the draws (samples × arms): the same values as
+        # where(allowed, clip01(mean + z * scale) * payoffs, -inf), without five temporaries.
+        profits = rng.standard_normal((self.samples, self.n_arms))
+        profits *= scale
+        profits += mean
+        np.maximum(profits, 0.0, out=profits)
+        np.minimum(profits, 1.0, out=profits)
+        profits *= payoffs
+        profits[:, ~allowed] = -np.inf
+        winners = profits.argmax(axis=1)
         self._drawn_arm = int(winners[0])
         return np.bincount(winners, minlength=self.n_arms) / self.samples
 
