@@ -36,7 +36,8 @@ class Feedback:
 
 @dataclass(frozen=True)
 class Wave:
-    """New shoppers who arrive during ``[start, end)`` (fractions of the run) as ``share`` of traffic."""
+    """New shoppers who arrive during ``[start, end)`` (fractions of the run) as ``share`` of traffic,
+    as a campaign brings them; they leave when it ends."""
 
     start: float
     end: float
@@ -108,15 +109,17 @@ class Stream:
     def _deal(self, n: int) -> Block:
         wave = self.scenario.wave
         start = self.market.rounds_dealt
-        if wave is None or not (wave.start * self.rounds <= start < wave.end * self.rounds):
+        if wave is None or start < wave.start * self.rounds:
             return self.market.deal(n)
+        regulars = self._rng.integers(self.scenario.market.users, size=n)
+        if start >= wave.end * self.rounds:  # the campaign is over and its shoppers are gone
+            return self.market.deal(n, users=regulars)
         if self._wave_users is None:
             traits = make_traits(self._rng, self.scenario.market, wave.users, returning=False,
                                  value_shift=wave.value_shift)
             self._wave_users = self.market.add_users(traits)
         newcomer = self._rng.random(n) < wave.share
-        users = np.where(newcomer, self._rng.choice(self._wave_users, size=n),
-                         self._rng.integers(self.scenario.market.users, size=n))
+        users = np.where(newcomer, self._rng.choice(self._wave_users, size=n), regulars)
         return self.market.deal(n, users=users)
 
 
