@@ -12,7 +12,7 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -172,7 +172,8 @@ class VowpalWabbit(Learning):
         shared = "shared |s " + " ".join(f"f{j}:{v:.6g}" for j, v in enumerate(x.tolist()) if v != 0.0)
         examples = [self._parser.parse_line(shared), *(self._parser.parse_line(a) for a in self._actions)]
         pmf = np.zeros(len(self._alphas))
-        for action, probability in self.workspace.predict_one(examples):
+        # --cb_explore_adf predicts ActionProbs: (action index, probability) pairs.
+        for action, probability in cast(list[tuple[int, float]], self.workspace.predict_one(examples)):
             pmf[action] = probability
         arm = int(min(np.searchsorted(np.cumsum(pmf), self._rng.random() * pmf.sum(), side="right"),
                       len(pmf) - 1))

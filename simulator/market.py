@@ -119,10 +119,6 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def logit(u: np.ndarray) -> np.ndarray:
-    return np.log(u) - np.log1p(-u)
-
-
 @dataclass
 class Block:
     """A run of consecutive rounds and their truth; row ``i`` is one shopper facing one product.

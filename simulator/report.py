@@ -51,8 +51,8 @@ def plot(results: Results, column: str, label: str, path: Path) -> None:
         series.setdefault(row.policy, []).append(row)
     for policy, rows in series.items():
         style = "--" if policy == "oracle" or policy.startswith("best_fixed") else "-"
-        axes.plot([r.round for r in rows], [getattr(r, column) for r in rows], style, marker=".",
-                  label=policy)
+        axes.plot([0, *(r.round for r in rows)], [0.0, *(getattr(r, column) for r in rows)], style,
+                  marker=".", label=policy)
     axes.set_title(f"{results.scenario}: {label} (seed {results.seed}, {results.rounds:,} rounds)")
     axes.set_xlabel("rounds")
     axes.set_ylabel(f"{label.split(' (')[0]} (currency units)")

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -144,9 +143,3 @@ def scenario(name: str) -> Scenario:
     except KeyError:
         raise ValueError(f"unknown scenario {name!r}; choose one of {sorted(SCENARIOS)}") from None
 
-
-def late_share(feedback: Feedback) -> float:
-    """Share of reports that arrive after the window (exponential delays)."""
-    if feedback.report_delay_seconds <= 0:
-        return 0.0
-    return math.exp(-feedback.reward_window_seconds / feedback.report_delay_seconds)
