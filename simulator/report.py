@@ -38,26 +38,41 @@ def write(results: Results, out: Path) -> list[Path]:
         writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Row)])
         writer.writeheader()
         writer.writerows(asdict(row) for row in results.rows)
-    plot(results, "regret", "cumulative regret (expected profit below the oracle)", paths[2])
-    plot(results, "profit", "cumulative profit", paths[3])
+    regret = ("regret", "cumulative regret vs the oracle (currency units)")
+    plot(results, paths[2], regret, regret)
+    plot(results, paths[3], ("profit", "cumulative profit (currency units)"),
+         ("oracle_share", "expected profit as a share of the oracle's"))
     return paths
 
 
-def plot(results: Results, column: str, label: str, path: Path) -> None:
-    """One line per policy of ``column`` against rounds."""
-    figure, axes = plt.subplots(figsize=(9, 5.5), dpi=110)
+NAIVE = ("random", "greedy")
+"""Baselines far below the others: the right-hand panel leaves them out so the learners' lines part."""
+
+
+def plot(results: Results, path: Path, left: tuple[str, str], right: tuple[str, str]) -> None:
+    """Two panels of (column, label) against rounds: every policy on the left; on the right,
+    without the naive baselines."""
     series: dict[str, list[Row]] = {}
     for row in results.rows:
         series.setdefault(row.policy, []).append(row)
-    for policy, rows in series.items():
-        style = "--" if policy == "oracle" or policy.startswith("best_fixed") else "-"
-        axes.plot([0, *(r.round for r in rows)], [0.0, *(getattr(r, column) for r in rows)], style,
-                  marker=".", label=policy)
-    axes.set_title(f"{results.scenario}: {label} (seed {results.seed}, {results.rounds:,} rounds)")
-    axes.set_xlabel("rounds")
-    axes.set_ylabel(f"{label.split(' (')[0]} (currency units)")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize="small")
+    figure, panels = plt.subplots(1, 2, figsize=(14, 5.5), dpi=100)
+    for axes, (column, label), names in ((panels[0], left, list(series)),
+                                          (panels[1], right, [n for n in series if n not in NAIVE])):
+        for index, policy in enumerate(series):
+            if policy not in names:
+                continue
+            rows = series[policy]
+            style = "--" if policy == "oracle" or policy.startswith("best_fixed") else "-"
+            axes.plot([r.round for r in rows], [getattr(r, column) for r in rows], style,
+                      marker=".", color=f"C{index % 10}", label=policy)
+        axes.set_xlabel("rounds")
+        axes.set_ylabel(label)
+        axes.set_xlim(left=0)
+        axes.grid(alpha=0.3)
+        axes.legend(loc="best", fontsize="small")
+        axes.set_title(label if names == list(series) else f"{label}, without {' and '.join(NAIVE)}",
+                       fontsize="medium")
+    figure.suptitle(f"{results.scenario} (seed {results.seed}, {results.rounds:,} rounds)")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
