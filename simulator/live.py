@@ -25,6 +25,7 @@ from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from simulator.behavior import user_history
 from simulator.market import Block, Market
 from simulator.scenarios import Scenario
+from simulator.tally import Tally
 
 Observe = Callable[[pricing_pb2_grpc.PricingServiceStub, str, list[dict[str, Any]]], None]
 """Sends one shopper's behavior history to the server before their first quote.
@@ -39,34 +40,25 @@ MAX_DRAIN_SECONDS = 60.0
 
 @dataclass
 class LiveReport:
-    quotes: int = 0
+    tally: Tally = field(default_factory=Tally)
+    """Answered quotes; the oracle is the best expected profit among the prices the server offered."""
     quote_errors: Counter[str] = field(default_factory=Counter)
     rewards: Counter[str] = field(default_factory=Counter)
     """Reward responses by status (LEARNED, DUPLICATE, LATE) or by error code."""
     silent: int = 0
     """No-purchases never reported."""
-    purchases: int = 0
-    revenue: float = 0.0
-    profit: float = 0.0
-    expected_profit: float = 0.0
-    oracle_profit: float = 0.0
-    """The best expected profit among the prices the server offered (its allowed arms)."""
     seconds: float = 0.0
 
     @property
-    def regret(self) -> float:
-        return self.oracle_profit - self.expected_profit
-
-    @property
     def quotes_per_second(self) -> float:
-        return self.quotes / self.seconds if self.seconds > 0 else 0.0
+        return self.tally.quotes / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        share = self.expected_profit / self.oracle_profit if self.oracle_profit > 0 else float("nan")
-        return (f"{self.quotes} quotes ({self.quotes_per_second:.0f}/s), errors {dict(self.quote_errors)}; "
-                f"rewards {dict(self.rewards)}, {self.silent} silent; {self.purchases} purchases, "
-                f"revenue {self.revenue:.2f}, profit {self.profit:.2f}, "
-                f"{100 * share:.1f}% of the best offered price's expected profit, regret {self.regret:.2f}")
+        tally = self.tally
+        return (f"{tally.quotes} quotes ({self.quotes_per_second:.0f}/s), errors {dict(self.quote_errors)}; "
+                f"rewards {dict(self.rewards)}, {self.silent} silent; {tally.purchases} purchases, "
+                f"revenue {tally.revenue:.2f}, profit {tally.profit:.2f}, {100 * tally.oracle_share:.1f}% "
+                f"of the best offered price's expected profit, regret {tally.regret:.2f}")
 
 
 class RewardSender:
@@ -152,16 +144,9 @@ def quote_request(market: Market, block: Block, row: int, quote_id: str) -> pric
 def _settle(report: LiveReport, block: Block, row: int, response: pricing_pb2.QuoteResponse) -> bool:
     """Tally one answered quote; returns whether the shopper bought."""
     cost = float(block.unit_cost[row])
-    price = response.price
-    probability = float(block.purchase_probability(row, price))
-    purchased = bool(block.uniform[row] < probability)
-    offered = [arm.price for arm in response.explanation.arms if arm.allowed] or [price]
-    best = max(float(block.purchase_probability(row, p)) * (p - cost) for p in offered)
-    report.quotes += 1
-    report.expected_profit += probability * (price - cost)
-    report.oracle_profit += max(best, probability * (price - cost))
-    if purchased:
-        report.purchases += 1
-        report.revenue += price
-        report.profit += price - cost
+    offered = np.array([response.price, *(arm.price for arm in response.explanation.arms if arm.allowed)])
+    probability = block.purchase_probability(np.full(offered.size, row), offered)
+    purchased = bool(block.uniform[row] < probability[0])
+    report.tally.add(offered[:1], cost, probability[:1], np.array([purchased]),
+                     float(np.max(probability * (offered - cost))))
     return purchased

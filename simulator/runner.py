@@ -18,6 +18,7 @@ from learner import PricerConfig
 from simulator.contenders import CONTENDERS, Contender, Learning, make_contender
 from simulator.market import Block
 from simulator.scenarios import Scenario
+from simulator.tally import Tally
 
 MAX_BLOCK = 2000
 """Rounds dealt at once: bounds memory, and how often the progress bar moves."""
@@ -42,26 +43,6 @@ class Row:
 
 
 @dataclass
-class Tally:
-    profit: float = 0.0
-    revenue: float = 0.0
-    purchases: int = 0
-    expected_profit: float = 0.0
-    regret: float = 0.0
-
-    def add(self, block: Block, prices: np.ndarray) -> None:
-        rows = np.arange(len(block))
-        bought = block.purchased(rows, prices)
-        margin = prices - block.unit_cost
-        expected = block.purchase_probability(rows, prices) * margin
-        self.profit += float(margin[bought].sum())
-        self.revenue += float(prices[bought].sum())
-        self.purchases += int(bought.sum())
-        self.expected_profit += float(expected.sum())
-        self.regret += float((block.oracle_profit() - expected).sum())
-
-
-@dataclass
 class Results:
     scenario: str
     seed: int
@@ -83,6 +64,13 @@ class Results:
                 "final": [asdict(row) for row in self.final()], "rows": [asdict(row) for row in self.rows]}
 
 
+def tally_block(tally: Tally, block: Block, prices: np.ndarray) -> None:
+    """Add the quotes of ``block`` at ``prices`` to ``tally``."""
+    rows = np.arange(len(block))
+    probability = block.purchase_probability(rows, prices)
+    tally.add(prices, block.unit_cost, probability, block.uniform < probability, block.oracle_profit())
+
+
 class HindsightArms:
     """The tallies of every fixed arm at once; the best one is chosen when the run is over."""
 
@@ -93,7 +81,7 @@ class HindsightArms:
 
     def add(self, block: Block) -> None:
         for arm, tally in enumerate(self.tallies):
-            tally.add(block, block.prices[:, arm])
+            tally_block(tally, block, block.prices[:, arm])
 
     def checkpoint(self, rounds: int) -> None:
         self.history.append((rounds, [Tally(**asdict(t)) for t in self.tallies]))
@@ -125,54 +113,44 @@ def compare(
     hindsight = HindsightArms(pricer.alphas) if "best_fixed" in policies else None
     tallies = {c.name: Tally() for c in contenders}
     spent = {c.name: 0.0 for c in contenders}
-    oracle_total = 0.0
     stream = scenario.stream(seed, rounds)
     every = -(-rounds // checkpoints)
     rows: list[Row] = []
-    oracle_at: dict[int, float] = {}
     started = time.perf_counter()
     with tqdm(total=rounds * max(1, len(contenders)), unit="decision", disable=not progress,
               desc=scenario.name) as bar:
         for block in stream.blocks(min(every, MAX_BLOCK)):
-            oracle_total += float(block.oracle_profit().sum())
             for contender in contenders:
                 bar.set_postfix_str(contender.name, refresh=False)
                 tick = time.perf_counter()
                 prices = contender.play(block, stream.market)
                 spent[contender.name] += time.perf_counter() - tick
-                tallies[contender.name].add(block, prices)
+                tally_block(tallies[contender.name], block, prices)
                 bar.update(len(block))
             if hindsight is not None:
                 hindsight.add(block)
             done = block.start + len(block)
             if done % every == 0 or done == rounds:
-                oracle_at[done] = oracle_total
-                rows.extend(_rows(scenario.name, done, contenders, tallies, spent, oracle_total))
+                rows.extend(_row(scenario.name, c.name, done, tallies[c.name], _speed(c, spent[c.name]))
+                            for c in contenders)
                 if hindsight is not None:
                     hindsight.checkpoint(done)
     best_alpha = None
     if hindsight is not None:
         best = hindsight.best_arm()
         best_alpha = hindsight.alphas[best]
-        rows.extend(_row(scenario.name, f"best_fixed(alpha={best_alpha:g})", done, arm_tallies[best],
-                         oracle_at[done], None)
+        rows.extend(_row(scenario.name, f"best_fixed(alpha={best_alpha:g})", done, arm_tallies[best], None)
                     for done, arm_tallies in hindsight.history)
     return Results(scenario.name, seed, rounds, best_alpha, time.perf_counter() - started, rows)
 
 
-def _rows(scenario: str, done: int, contenders: list[Contender], tallies: dict[str, Tally],
-          spent: dict[str, float], oracle_total: float) -> list[Row]:
-    return [
-        _row(scenario, c.name, done, tallies[c.name], oracle_total,
-             c.decisions / spent[c.name] if isinstance(c, Learning) and spent[c.name] > 0 else None)
-        for c in contenders
-    ]
+def _speed(contender: Contender, seconds: float) -> float | None:
+    """Decisions per second of a learning contender (the others decide a block at once)."""
+    return contender.decisions / seconds if isinstance(contender, Learning) and seconds > 0 else None
 
 
-def _row(scenario: str, policy: str, done: int, tally: Tally, oracle_total: float,
-         speed: float | None) -> Row:
+def _row(scenario: str, policy: str, done: int, tally: Tally, speed: float | None) -> Row:
     return Row(scenario=scenario, policy=policy, round=done, profit=tally.profit, revenue=tally.revenue,
-               purchases=tally.purchases, conversion=tally.purchases / done,
+               purchases=tally.purchases, conversion=tally.purchases / tally.quotes,
                expected_profit=tally.expected_profit, regret=tally.regret,
-               oracle_share=tally.expected_profit / oracle_total if oracle_total > 0 else float("nan"),
-               decisions_per_second=speed)
+               oracle_share=tally.oracle_share, decisions_per_second=speed)

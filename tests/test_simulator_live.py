@@ -31,12 +31,13 @@ def test_live_mode_teaches_the_server_through_rewards_and_silence(
     # Report delays average 300 simulated seconds; scaled to 0.2 s, about 8% of them miss the 0.5 s window.
     report = run_live(handle.server.address, scenario, rounds=ROUNDS, seed=1, deadline=5.0,
                       delay_scale=0.2 / scenario.feedback.report_delay_seconds)
-    assert report.quotes == ROUNDS and not report.quote_errors
+    tally = report.tally
+    assert tally.quotes == ROUNDS and not report.quote_errors
     assert report.rewards["LEARNED"] > 0.3 * ROUNDS
     assert report.rewards["LATE"] > 0
-    assert report.silent + report.purchases == ROUNDS  # no purchase is never reported in this scenario
-    assert sum(report.rewards.values()) == report.purchases
-    assert 0 < report.expected_profit <= report.oracle_profit
+    assert report.silent + tally.purchases == ROUNDS  # no purchase is never reported in this scenario
+    assert sum(report.rewards.values()) == tally.purchases
+    assert 0 < tally.expected_profit <= tally.oracle_profit
     pricer = handle.server.service.pricer
     assert wait_for(lambda: pricer.updates == ROUNDS, 5.0), pricer.updates  # silence expired into learning
 
@@ -44,7 +45,7 @@ def test_live_mode_teaches_the_server_through_rewards_and_silence(
 def test_live_mode_counts_quotes_that_miss_their_deadline(start_server: Callable[..., ServerHandle]) -> None:
     handle = start_server()
     report = run_live(handle.server.address, SCENARIOS["stationary"], rounds=20, deadline=1e-6)
-    assert report.quote_errors[grpc.StatusCode.DEADLINE_EXCEEDED.name] + report.quotes == 20
+    assert report.quote_errors[grpc.StatusCode.DEADLINE_EXCEEDED.name] + report.tally.quotes == 20
     assert report.quote_errors[grpc.StatusCode.DEADLINE_EXCEEDED.name] > 0
 
 
@@ -59,6 +60,6 @@ def test_live_mode_sends_each_shopper_history_once_before_their_first_quote(
         sent.append((user_id, len(events)))
 
     report = run_live(handle.server.address, SCENARIOS["stationary"], rounds=40, observe=observe)
-    assert report.quotes == 40
+    assert report.tally.quotes == 40
     assert len(sent) == len({user for user, _ in sent}) > 30
     assert any(count > 0 for _, count in sent) and any(count == 0 for _, count in sent)
