@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from learner import PricerConfig
 from simulator.behavior import histories, write_jsonl
 from simulator.contenders import CONTENDERS
 from simulator.scenarios import SCENARIOS, scenario
@@ -37,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
                      help=f"a policy to compare (repeat; default all: {', '.join(CONTENDERS)})")
     run.add_argument("--option", action="append", default=[], metavar="POLICY.NAME=VALUE",
                      help="a learner policy hyperparameter, e.g. linucb.beta=0.5 (repeat)")
+    run.add_argument("--decay", type=float, default=1.0,
+                     help="the learners' per-update discount of old evidence (e.g. 0.999 for drift)")
     run.add_argument("--checkpoints", type=int, default=20, help="rows per policy in the table and plots")
     run.add_argument("--out", type=Path, default=Path("sim-results"),
                      help="folder for <scenario>.json, .csv, -regret.png and -profit.png")
@@ -70,12 +73,13 @@ def _common(command: argparse.ArgumentParser, *, rounds: int) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from simulator import report  # matplotlib, tqdm and the learner only when comparing
+    from simulator import report  # matplotlib and tqdm (the sim extra) only when comparing
     from simulator.runner import compare
 
     results = compare(scenario(args.scenario), rounds=args.rounds, seed=args.seed,
                       policies=args.policy or CONTENDERS, checkpoints=args.checkpoints,
-                      options=parse_options(args.option), progress=not args.no_progress)
+                      pricer=PricerConfig(decay=args.decay), options=parse_options(args.option),
+                      progress=not args.no_progress)
     print(report.table(results.final()))
     if results.best_fixed_alpha is not None:
         print(f"best fixed alpha in hindsight: {results.best_fixed_alpha:g}")

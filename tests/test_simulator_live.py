@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from conftest import ServerHandle
+from simulator.cli import main
 from simulator.live import run_live
 from simulator.scenarios import SCENARIOS
 
@@ -63,3 +64,9 @@ def test_live_mode_sends_each_shopper_history_once_before_their_first_quote(
     assert report.tally.quotes == 40
     assert len(sent) == len({user for user, _ in sent}) > 30
     assert any(count > 0 for _, count in sent) and any(count == 0 for _, count in sent)
+
+
+def test_the_live_command_prints_what_happened(start_server: Callable[..., ServerHandle], capsys) -> None:
+    handle = start_server()
+    assert main(["live", "--address", handle.server.address, "--rounds", "15", "--delay-scale", "0.001"]) == 0
+    assert capsys.readouterr().out.startswith("15 quotes")
