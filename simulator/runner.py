@@ -103,6 +103,7 @@ def compare(
 ) -> Results:
     """Run ``policies`` side by side on ``rounds`` of ``scenario`` and tally them at ``checkpoints``."""
     pricer = pricer or PricerConfig()
+    policies = list(dict.fromkeys(policies))
     unknown = [name for name in policies if name not in CONTENDERS]
     if unknown or not policies:
         raise ValueError(f"unknown policies {unknown}; choose from {', '.join(CONTENDERS)}")
@@ -119,7 +120,7 @@ def compare(
     started = time.perf_counter()
     with tqdm(total=rounds * max(1, len(contenders)), unit="decision", disable=not progress,
               desc=scenario.name) as bar:
-        for block in stream.blocks(min(every, MAX_BLOCK)):
+        for block in stream.blocks(MAX_BLOCK, cuts=range(every, rounds, every)):
             for contender in contenders:
                 bar.set_postfix_str(contender.name, refresh=False)
                 tick = time.perf_counter()

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -95,13 +95,13 @@ class Stream:
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
         self._wave_users: np.ndarray | None = None
 
-    def blocks(self, size: int) -> Iterator[Block]:
-        """Blocks of at most ``size`` rounds, split where the wave starts or ends."""
-        cuts = {0, self.rounds}
+    def blocks(self, size: int, cuts: Iterable[int] = ()) -> Iterator[Block]:
+        """Blocks of at most ``size`` rounds, split at ``cuts`` and where the wave starts or ends."""
+        edges = {0, self.rounds, *cuts}
         if self.scenario.wave is not None:
-            cuts |= {int(self.scenario.wave.start * self.rounds), int(self.scenario.wave.end * self.rounds)}
-        edges = sorted(c for c in cuts if 0 <= c <= self.rounds)
-        for lo, hi in itertools.pairwise(edges):
+            edges |= {int(self.scenario.wave.start * self.rounds), int(self.scenario.wave.end * self.rounds)}
+        bounds = sorted(e for e in edges if 0 <= e <= self.rounds)
+        for lo, hi in itertools.pairwise(bounds):
             for start in range(lo, hi, size):
                 yield self._deal(min(size, hi - start))
 

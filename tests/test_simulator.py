@@ -94,6 +94,8 @@ def test_the_cold_start_wave_brings_new_shoppers_only_while_it_lasts() -> None:
     assert 0.6 < newcomers.mean() < 0.8
     assert np.all(wave.context[newcomers, 1] == 0.0)
     assert not np.any(after.users >= SCENARIOS["cold_start"].market.users)
+    rows = compare(SCENARIOS["cold_start"], rounds=1000, checkpoints=3, policies=("oracle", "oracle")).rows
+    assert [row.round for row in rows] == [334, 668, 1000]  # checkpoints survive the wave's cuts
 
 
 def test_feedback_follows_the_server_reward_window() -> None:
