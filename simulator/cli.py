@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.command(args))
-    except ValueError as error:
+    except (ValueError, ConnectionError) as error:
         print(f"pricebandit-sim: {error}", file=sys.stderr)
         return 2
 
@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     _common(live, rounds=1000)
     live.add_argument("--address", default="127.0.0.1:50051")
     live.add_argument("--deadline-seconds", type=float, default=1.0, help="deadline of each RPC")
+    live.add_argument("--connect-timeout-seconds", type=float, default=10.0,
+                      help="how long to wait for the server to answer at all")
     live.add_argument("--delay-scale", type=float, default=1.0,
                       help="wall-clock seconds per simulated second of report delay (e.g. 0.01)")
     live.set_defaults(command=_live)
@@ -92,7 +94,8 @@ def _live(args: argparse.Namespace) -> int:
     from simulator.live import run_live  # imports grpc only for live mode
 
     result = run_live(args.address, scenario(args.scenario), rounds=args.rounds, seed=args.seed,
-                      deadline=args.deadline_seconds, delay_scale=args.delay_scale)
+                      deadline=args.deadline_seconds, delay_scale=args.delay_scale,
+                      connect_timeout=args.connect_timeout_seconds)
     print(result.summary())
     return 0
 

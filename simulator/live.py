@@ -103,7 +103,10 @@ def run_live(address: str, scenario: Scenario, *, rounds: int, seed: int = 0, de
     observed: set[str] = set()
     started = time.monotonic()
     with grpc.insecure_channel(address) as channel:
-        grpc.channel_ready_future(channel).result(timeout=connect_timeout)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=connect_timeout)
+        except grpc.FutureTimeoutError:
+            raise ConnectionError(f"no server answered at {address} within {connect_timeout:g} s") from None
         stub = pricing_pb2_grpc.PricingServiceStub(channel)
         sender = RewardSender(stub, deadline, report)
         for block in stream.blocks(BLOCK):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,3 +71,11 @@ def test_the_live_command_prints_what_happened(start_server: Callable[..., Serve
     handle = start_server()
     assert main(["live", "--address", handle.server.address, "--rounds", "15", "--delay-scale", "0.001"]) == 0
     assert capsys.readouterr().out.startswith("15 quotes")
+
+
+def test_the_live_command_says_when_no_server_answers(capsys) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+        assert main(["live", "--address", address, "--rounds", "1", "--connect-timeout-seconds", "0.3"]) == 2
+    assert "no server answered" in capsys.readouterr().err
