@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,sim]'
 	touch $(INSTALLED)
 
 serve: $(INSTALLED)
@@ -25,7 +25,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m bench
 
 typecheck: $(INSTALLED)
-	$(BIN)/mypy learner server bench
+	$(BIN)/mypy learner server bench simulator
 
 proto: $(INSTALLED)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto \

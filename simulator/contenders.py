@@ -1,0 +1,212 @@
+"""The policies compared in a run. Each prices a block of rounds; the learning ones learn as they go.
+
+The learner policies run through the same ``learner.Pricer`` the server runs; outcomes reach them
+through a ``FeedbackQueue`` that applies the server's reward-window rule, so a delayed scenario
+teaches them exactly what the server would learn.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, cast
+
+import numpy as np
+
+from learner import FeatureBuilder, Pricer, PricerConfig, QuoteRequest
+from learner.policies import POLICIES
+from simulator.market import Block, Market
+from simulator.scenarios import Feedback
+
+
+class FeedbackQueue:
+    """Outcomes waiting to be learned, released in time order.
+
+    A report at or before the quote's window end is learned when it arrives; silence, or a report
+    after the window, is learned as no purchase when the window closes (a late purchase is lost, as
+    on the server). Draws two uniforms per outcome, so two queues with the same seed given the same
+    rounds delay them identically.
+    """
+
+    def __init__(self, feedback: Feedback, seed: int) -> None:
+        self.feedback = feedback
+        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+        self._heap: list[tuple[float, int, float, Any]] = []
+        self._order = itertools.count()
+        self.late_reports = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, now: float, token: Any, purchased: bool) -> None:
+        feedback = self.feedback
+        delay_draw, report_draw = self._rng.random(2)
+        expires = now + feedback.reward_window_seconds
+        reported = purchased or report_draw < feedback.no_purchase_report_rate
+        arrives = now - feedback.report_delay_seconds * np.log1p(-delay_draw)
+        if reported and arrives <= expires:
+            heapq.heappush(self._heap, (arrives, next(self._order), float(purchased), token))
+            return
+        self.late_reports += reported
+        heapq.heappush(self._heap, (expires, next(self._order), 0.0, token))
+
+    def release(self, now: float, learn: Callable[[Any, float], None]) -> None:
+        """Learn every outcome due at or before ``now``."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, reward, token = heapq.heappop(heap)
+            learn(token, reward)
+
+
+class Contender(ABC):
+    """Something that prices rounds. ``play`` returns the price it quoted in each row of a block."""
+
+    name: str
+
+    @abstractmethod
+    def play(self, block: Block, market: Market) -> np.ndarray: ...
+
+
+class Oracle(Contender):
+    """Knows each shopper's willingness: quotes the grid price with the highest expected profit."""
+
+    name = "oracle"
+
+    def play(self, block: Block, market: Market) -> np.ndarray:
+        return block.prices[np.arange(len(block)), block.oracle_arms()]
+
+
+class UniformRandom(Contender):
+    name = "random"
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+
+    def play(self, block: Block, market: Market) -> np.ndarray:
+        arms = self._rng.integers(block.prices.shape[1], size=len(block))
+        return block.prices[np.arange(len(block)), arms]
+
+
+class Learning(Contender):
+    """A contender that decides one round at a time and learns outcomes through a FeedbackQueue."""
+
+    def __init__(self, feedback: Feedback, seed: int) -> None:
+        self.queue = FeedbackQueue(feedback, seed)
+        self.decisions = 0
+        self.seconds = 0.0
+        """Wall time spent in ``play``: deciding, drawing the outcome and learning."""
+
+    def play(self, block: Block, market: Market) -> np.ndarray:
+        prices = np.empty(len(block))
+        times = block.times.tolist()
+        uniform = block.uniform.tolist()
+        for row in range(len(block)):
+            now = times[row]
+            self.queue.release(now, self.learn)
+            token, price = self.decide(block, market, row)
+            prices[row] = price
+            purchased = uniform[row] < float(block.purchase_probability(row, price))
+            if token is not None:
+                self.queue.push(now, token, purchased)
+        self.decisions += len(block)
+        return prices
+
+    @abstractmethod
+    def decide(self, block: Block, market: Market, row: int) -> tuple[Any, float]:
+        """The price for ``row`` and a token to learn its outcome with (None: nothing to learn)."""
+
+    @abstractmethod
+    def learn(self, token: Any, reward: float) -> None: ...
+
+
+class PricerContender(Learning):
+    """A ``learner.Pricer``, as the server runs it: ``quote(request, now)`` then ``update``."""
+
+    def __init__(self, name: str, config: PricerConfig, feedback: Feedback, seed: int) -> None:
+        super().__init__(feedback, seed)
+        self.name = name
+        self.pricer = Pricer(config)
+
+    def decide(self, block: Block, market: Market, row: int) -> tuple[Any, float]:
+        product = market.catalog.products[int(block.products[row])]
+        request = QuoteRequest(user_id=block.user_ids[row], product=product,
+                               quote_id=f"q-{block.start + row}", context=market.request_context(block, row))
+        decision = self.pricer.quote(request, float(block.times[row]))
+        return (decision if self.pricer.learnable(decision) else None), decision.price
+
+    def learn(self, token: Any, reward: float) -> None:
+        self.pricer.update(token, reward)
+
+
+class VowpalWabbit(Learning):
+    """VW ``--cb_explore_adf --squarecb`` over the Pricer's own features.
+
+    The shared example holds ``x`` (the same FeatureBuilder); each action is one grid arm, crossed
+    with ``x`` (``-q sa``), which makes one linear model per arm like the ridge policies. VW learns
+    costs, so the cost of an outcome is minus its profit in units of the user value:
+    ``-alpha`` for a purchase, 0 otherwise (in [-1, 0]).
+    """
+
+    name = "vw"
+
+    def __init__(self, feedback: Feedback, seed: int, alphas: tuple[float, ...],
+                 features: FeatureBuilder) -> None:
+        import vowpal_wabbit_next as vw  # an optional dependency: only this contender needs it
+
+        super().__init__(feedback, seed)
+        self._vw = vw
+        self.workspace = vw.Workspace(["--cb_explore_adf", "--squarecb", "--quiet", "-q", "sa",
+                                       "--random_seed", str(seed)])
+        self._parser = vw.TextFormatParser(self.workspace)
+        self._features = features
+        self._alphas = alphas
+        self._actions = [f"|a arm{k} alpha:{alpha}" for k, alpha in enumerate(alphas)]
+        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 4]))
+
+    def decide(self, block: Block, market: Market, row: int) -> tuple[Any, float]:
+        product = market.catalog.products[int(block.products[row])]
+        x = self._features.build(market.request_context(block, row), product)
+        shared = "shared |s " + " ".join(f"f{j}:{v:.6g}" for j, v in enumerate(x.tolist()) if v != 0.0)
+        examples = [self._parser.parse_line(shared), *(self._parser.parse_line(a) for a in self._actions)]
+        pmf = np.zeros(len(self._alphas))
+        # --cb_explore_adf predicts ActionProbs: (action index, probability) pairs.
+        for action, probability in cast(list[tuple[int, float]], self.workspace.predict_one(examples)):
+            pmf[action] = probability
+        arm = int(min(np.searchsorted(np.cumsum(pmf), self._rng.random() * pmf.sum(), side="right"),
+                      len(pmf) - 1))
+        return (examples, arm, float(pmf[arm]), self._alphas[arm]), float(block.prices[row, arm])
+
+    def learn(self, token: Any, reward: float) -> None:
+        examples, arm, probability, alpha = token
+        examples[1 + arm].set_label(self._vw.CBLabel(label=(-alpha * reward, probability)))
+        self.workspace.learn_one(examples)
+
+
+LEARNER_POLICIES: tuple[str, ...] = tuple(POLICIES)
+CONTENDERS: tuple[str, ...] = ("oracle", "best_fixed", "random", "greedy", *LEARNER_POLICIES, "vw")
+"""Every name ``make_contender`` knows; ``best_fixed`` is computed by the runner from the truth."""
+
+
+def make_contender(name: str, *, feedback: Feedback, seed: int, pricer: PricerConfig,
+                   options: Mapping[str, Mapping[str, float]] | None = None) -> Contender:
+    """The contender called ``name``. ``pricer`` is the Pricer configuration the learning ones share
+    (its policy is replaced by theirs), ``options`` each learner policy's hyperparameters by name."""
+    options = options or {}
+    pricer = replace(pricer, reward_window_seconds=feedback.reward_window_seconds)
+    if name == "oracle":
+        return Oracle()
+    if name == "random":
+        return UniformRandom(seed)
+    if name == "greedy":
+        greedy = replace(pricer, policy="egreedy", policy_options={"epsilon": 0.0})
+        return PricerContender("greedy", greedy, feedback, seed)
+    if name in POLICIES:
+        config = replace(pricer, policy=name, policy_options=dict(options.get(name, {})))
+        return PricerContender(name, config, feedback, seed)
+    if name == "vw":
+        return VowpalWabbit(feedback, seed, tuple(pricer.alphas),
+                            FeatureBuilder(pricer.context_features, pricer.category_buckets))
+    raise ValueError(f"unknown policy {name!r}; choose from {', '.join(CONTENDERS)}")

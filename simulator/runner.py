@@ -1,0 +1,157 @@
+"""A comparison run: every contender prices the same rounds; tallies are kept against the oracle.
+
+Regret is exact: each round carries the purchase probability of every price, so the regret of a quote
+is the oracle's expected profit minus the quote's expected profit, not a noisy difference of sales.
+Profit, revenue and purchases are the realized ones (the same uniform decides for every contender).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from learner import PricerConfig
+from simulator.contenders import CONTENDERS, Contender, Learning, make_contender
+from simulator.market import Block
+from simulator.scenarios import Scenario
+from simulator.tally import Tally
+
+MAX_BLOCK = 2000
+"""Rounds dealt at once: bounds memory, and how often the progress bar moves."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One contender's cumulative tallies after ``round`` rounds."""
+
+    scenario: str
+    policy: str
+    round: int
+    profit: float
+    revenue: float
+    purchases: int
+    conversion: float
+    expected_profit: float
+    regret: float
+    oracle_share: float
+    """Expected profit as a share of the oracle's."""
+    decisions_per_second: float | None
+
+
+@dataclass
+class Results:
+    scenario: str
+    seed: int
+    rounds: int
+    best_fixed_alpha: float | None
+    seconds: float
+    rows: list[Row] = field(default_factory=list)
+
+    def final(self) -> list[Row]:
+        """The last row of each contender, in the order they were run."""
+        last: dict[str, Row] = {}
+        for row in self.rows:
+            last[row.policy] = row
+        return list(last.values())
+
+    def to_dict(self) -> dict[str, object]:
+        return {"scenario": self.scenario, "seed": self.seed, "rounds": self.rounds,
+                "best_fixed_alpha": self.best_fixed_alpha, "seconds": self.seconds,
+                "final": [asdict(row) for row in self.final()], "rows": [asdict(row) for row in self.rows]}
+
+
+def tally_block(tally: Tally, block: Block, prices: np.ndarray) -> None:
+    """Add the quotes of ``block`` at ``prices`` to ``tally``."""
+    rows = np.arange(len(block))
+    probability = block.purchase_probability(rows, prices)
+    tally.add(prices, block.unit_cost, probability, block.uniform < probability, block.oracle_profit())
+
+
+class HindsightArms:
+    """The tallies of every fixed arm at once; the best one is chosen when the run is over."""
+
+    def __init__(self, alphas: Sequence[float]) -> None:
+        self.alphas = tuple(alphas)
+        self.tallies = [Tally() for _ in self.alphas]
+        self.history: list[tuple[int, list[Tally]]] = []
+
+    def add(self, block: Block) -> None:
+        for arm, tally in enumerate(self.tallies):
+            tally_block(tally, block, block.prices[:, arm])
+
+    def checkpoint(self, rounds: int) -> None:
+        self.history.append((rounds, [Tally(**asdict(t)) for t in self.tallies]))
+
+    def best_arm(self) -> int:
+        return int(np.argmax([t.expected_profit for t in self.tallies]))
+
+
+def compare(
+    scenario: Scenario,
+    *,
+    rounds: int,
+    seed: int = 0,
+    policies: Sequence[str] = CONTENDERS,
+    checkpoints: int = 20,
+    pricer: PricerConfig | None = None,
+    options: Mapping[str, Mapping[str, float]] | None = None,
+    progress: bool = False,
+) -> Results:
+    """Run ``policies`` side by side on ``rounds`` of ``scenario`` and tally them at ``checkpoints``."""
+    pricer = pricer or PricerConfig()
+    policies = list(dict.fromkeys(policies))
+    unknown = [name for name in policies if name not in CONTENDERS]
+    if unknown or not policies:
+        raise ValueError(f"unknown policies {unknown}; choose from {', '.join(CONTENDERS)}")
+    if checkpoints < 1:
+        raise ValueError(f"checkpoints must be >= 1, got {checkpoints}")
+    contenders = [make_contender(name, feedback=scenario.feedback, seed=seed, pricer=pricer, options=options)
+                  for name in policies if name != "best_fixed"]
+    hindsight = HindsightArms(pricer.alphas) if "best_fixed" in policies else None
+    tallies = {c.name: Tally() for c in contenders}
+    spent = {c.name: 0.0 for c in contenders}
+    stream = scenario.stream(seed, rounds)
+    every = -(-rounds // checkpoints)
+    rows: list[Row] = []
+    started = time.perf_counter()
+    with tqdm(total=rounds * max(1, len(contenders)), unit="decision", disable=not progress,
+              desc=scenario.name) as bar:
+        for block in stream.blocks(MAX_BLOCK, cuts=range(every, rounds, every)):
+            for contender in contenders:
+                bar.set_postfix_str(contender.name, refresh=False)
+                tick = time.perf_counter()
+                prices = contender.play(block, stream.market)
+                spent[contender.name] += time.perf_counter() - tick
+                tally_block(tallies[contender.name], block, prices)
+                bar.update(len(block))
+            if hindsight is not None:
+                hindsight.add(block)
+            done = block.start + len(block)
+            if done % every == 0 or done == rounds:
+                rows.extend(_row(scenario.name, c.name, done, tallies[c.name], _speed(c, spent[c.name]))
+                            for c in contenders)
+                if hindsight is not None:
+                    hindsight.checkpoint(done)
+    best_alpha = None
+    if hindsight is not None:
+        best = hindsight.best_arm()
+        best_alpha = hindsight.alphas[best]
+        rows.extend(_row(scenario.name, f"best_fixed(alpha={best_alpha:g})", done, arm_tallies[best], None)
+                    for done, arm_tallies in hindsight.history)
+    return Results(scenario.name, seed, rounds, best_alpha, time.perf_counter() - started, rows)
+
+
+def _speed(contender: Contender, seconds: float) -> float | None:
+    """Decisions per second of a learning contender (the others decide a block at once)."""
+    return contender.decisions / seconds if isinstance(contender, Learning) and seconds > 0 else None
+
+
+def _row(scenario: str, policy: str, done: int, tally: Tally, speed: float | None) -> Row:
+    return Row(scenario=scenario, policy=policy, round=done, profit=tally.profit, revenue=tally.revenue,
+               purchases=tally.purchases, conversion=tally.purchases / tally.quotes,
+               expected_profit=tally.expected_profit, regret=tally.regret,
+               oracle_share=tally.oracle_share, decisions_per_second=speed)

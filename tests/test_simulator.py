@@ -1,0 +1,213 @@
+"""The market simulator in process: exact truth, scenarios, feedback rules, comparison runs, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from learner import PricerConfig
+from simulator.behavior import EVENT_TYPES, histories, user_history, write_jsonl
+from simulator.cli import main, parse_options
+from simulator.contenders import FeedbackQueue, PricerContender
+from simulator.market import CATEGORIES, Market, MarketConfig
+from simulator.report import table, write
+from simulator.runner import compare
+from simulator.scenarios import SCENARIOS, Feedback, Season
+
+SMALL = MarketConfig(users=800, products=120)
+
+
+@pytest.fixture(scope="module")
+def block():
+    return Market(MarketConfig(), seed=4).deal(40_000)
+
+
+def test_purchases_happen_at_the_rate_the_truth_says(block) -> None:
+    rows = np.arange(len(block))
+    for alpha_arm in (2, 6, 10):
+        prices = block.prices[:, alpha_arm]
+        probability = block.purchase_probability(rows, prices)
+        bought = block.purchased(rows, prices)
+        error = np.sqrt(np.sum(probability * (1 - probability))) / len(block)
+        assert abs(bought.mean() - probability.mean()) < 4 * error
+        assert np.allclose(probability, block.probabilities[:, alpha_arm])
+
+
+def test_a_higher_price_is_never_bought_by_someone_who_refused_a_lower_one(block) -> None:
+    rows = np.arange(len(block))
+    cheap = block.purchased(rows, block.prices[:, 3])
+    dear = block.purchased(rows, block.prices[:, 8])
+    assert not np.any(dear & ~cheap)
+    assert dear.sum() < cheap.sum()
+
+
+def test_the_oracle_takes_the_best_expected_profit_and_it_depends_on_the_shopper(block) -> None:
+    assert np.all(block.oracle_profit()[:, None] >= block.expected_profit - 1e-12)
+    returning = block.context[:, 1] == 1.0
+    arms = block.oracle_arms()
+    assert arms[returning].mean() > arms[~returning].mean() + 0.5
+    assert len(np.unique(arms)) >= 8
+
+
+def test_the_catalog_looks_like_retail() -> None:
+    catalog = Market(MarketConfig(products=2000), seed=1).catalog
+    markup = catalog.list_price / catalog.unit_cost - 1.0
+    assert 0.15 < np.median(markup) < 0.4
+    assert 0.6 < np.mean((markup > 0.08) & (markup < 0.6)) < 0.95
+    assert 0.03 < np.mean(markup < 0.05) < 0.12
+    assert set(p.category for p in catalog.products) == set(CATEGORIES)
+
+
+def test_the_same_seed_deals_the_same_rounds() -> None:
+    first, second = (Market(SMALL, seed=9).deal(500) for _ in range(2))
+    other = Market(SMALL, seed=10).deal(500)
+    assert np.array_equal(first.users, second.users) and np.array_equal(first.uniform, second.uniform)
+    assert not np.array_equal(first.uniform, other.uniform)
+
+
+def test_the_drift_scenario_moves_everyone_by_the_season_and_the_promotion_day() -> None:
+    drift = SCENARIOS["drift"].with_seconds_per_round(600.0)  # 144 rounds a day: 2600 span 18 days
+    calm = replace(drift, season=Season())
+    moved, still = ([b for b in s.stream(seed=2, rounds=2600).blocks(1000)] for s in (drift, calm))
+    shift = np.concatenate([m.log_willingness - s.log_willingness for m, s in zip(moved, still, strict=True)])
+    days = np.arange(2600) / 144.0
+    weekly = 0.04 * np.cos(2 * np.pi * days / 7.0)
+    promotion = (days >= 12.0) & (days < 13.0)
+    assert np.allclose(shift, weekly - 0.12 * promotion)
+    assert np.array_equal(moved[0].users, still[0].users)
+
+
+def test_the_cold_start_wave_brings_new_shoppers_only_while_it_lasts() -> None:
+    stream = SCENARIOS["cold_start"].stream(seed=3, rounds=1000)
+    blocks = list(stream.blocks(10_000))
+    assert [b.start for b in blocks] == [0, 300, 600]
+    before, wave, after = blocks
+    assert np.all(before.users < SCENARIOS["cold_start"].market.users)
+    newcomers = wave.users >= SCENARIOS["cold_start"].market.users
+    assert 0.6 < newcomers.mean() < 0.8
+    assert np.all(wave.context[newcomers, 1] == 0.0)
+    assert not np.any(after.users >= SCENARIOS["cold_start"].market.users)
+    rows = compare(SCENARIOS["cold_start"], rounds=1000, checkpoints=3, policies=("oracle", "oracle")).rows
+    assert [row.round for row in rows] == [334, 668, 1000]  # checkpoints survive the wave's cuts
+
+
+def test_feedback_follows_the_server_reward_window() -> None:
+    queue = FeedbackQueue(Feedback(report_delay_seconds=300.0, no_purchase_report_rate=0.0,
+                                   reward_window_seconds=600.0), seed=0)
+    for i in range(400):
+        queue.push(now=float(i), token=(i, i % 2 == 0), purchased=i % 2 == 0)
+    learned: list[tuple[float, tuple[int, bool], float]] = []
+    for now in (100.0, 700.0, 2000.0):
+        queue.release(now, lambda token, reward, now=now: learned.append((now, token, reward)))
+    assert len(learned) == 400 and len(queue) == 0
+    for _, (_, purchased), reward in learned:
+        assert reward in (0.0, 1.0) and (reward == 0.0 or purchased)
+    late = sum(1 for _, (_, purchased), reward in learned if purchased and reward == 0.0)
+    assert late == queue.late_reports
+    assert 0.05 * 200 < late < 0.25 * 200  # exp(-600/300) = 13.5% of purchases arrive too late
+    silent_before_window = [t for t, (i, purchased), _ in learned if not purchased and t < 600.0 + i]
+    assert silent_before_window == []  # silence is learned only when the window closes
+
+
+def test_a_comparison_ranks_oracle_learners_and_random() -> None:
+    scenario = SCENARIOS["stationary"]
+    results = compare(scenario, rounds=3000, seed=1, checkpoints=3,
+                      policies=("oracle", "best_fixed", "random", "linucb", "vw"))
+    final = {row.policy.split("(")[0]: row for row in results.final()}
+    assert final["oracle"].oracle_share == 1.0 and final["oracle"].regret == 0.0
+    assert results.best_fixed_alpha in (0.6, 0.7, 0.8)
+    for name in ("best_fixed", "linucb", "vw"):
+        assert final[name].regret > 0
+        assert final[name].oracle_share > final["random"].oracle_share + 0.15, (name, final)
+    assert final["linucb"].decisions_per_second is not None and final["linucb"].decisions_per_second > 100
+    assert [row.round for row in results.rows if row.policy == "linucb"] == [1000, 2000, 3000]
+    regrets = [row.regret for row in results.rows if row.policy == "random"]
+    assert regrets == sorted(regrets)
+    again = compare(scenario, rounds=3000, seed=1, checkpoints=3, policies=("linucb",))
+    assert again.final()[0].profit == final["linucb"].profit
+
+
+def test_delayed_outcomes_reach_the_pricer_through_the_window() -> None:
+    scenario = SCENARIOS["delayed"]
+    stream = scenario.stream(seed=5, rounds=1500)
+    contender = PricerContender("linucb", PricerConfig(), scenario.feedback, seed=5)
+    for block in stream.blocks(500):
+        contender.play(block, stream.market)
+    assert contender.queue.late_reports > 0
+    assert contender.pricer.updates + len(contender.queue) == 1500
+    assert len(contender.queue) <= 600 / scenario.seconds_per_round + 1  # only the last window pending
+
+
+def test_results_are_written_as_table_json_csv_and_png(tmp_path: Path) -> None:
+    results = compare(SCENARIOS["stationary"], rounds=600, seed=0, checkpoints=3,
+                      policies=("oracle", "best_fixed", "random"))
+    paths = write(results, tmp_path)
+    assert [p.name for p in paths] == ["stationary.json", "stationary.csv", "stationary-regret.png",
+                                       "stationary-profit.png"]
+    data = json.loads(paths[0].read_text())
+    assert {row["policy"] for row in data["final"]} == {"oracle", "random", "best_fixed(alpha=0.7)"}
+    with paths[1].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 9 and float(rows[0]["oracle_share"]) == 1.0
+    image = matplotlib.image.imread(paths[2])
+    assert image.shape[0] > 400 and image.shape[1] > 700
+    text = table(results.final())
+    assert "oracle" in text and "100.0%" in text
+
+
+def test_behavior_histories_follow_the_schema_and_reveal_the_traits(tmp_path: Path) -> None:
+    market = Market(SMALL, seed=6)
+    events = list(histories(market))
+    assert set(events[0]) == {"user_id", "timestamp", "event_type", "product_id", "category", "price",
+                              "unit_cost", "dwell_seconds", "rating", "purchased"}
+    assert set(Counter(e["event_type"] for e in events)) == set(EVENT_TYPES)
+    assert all(e["timestamp"] < market.start_time for e in events)
+    assert all(1 <= e["rating"] <= 5 for e in events if e["event_type"] == "review")
+    assert all(e["rating"] == 0 for e in events if e["event_type"] != "review")
+    new = int(np.flatnonzero(~market.traits.returning)[0])
+    assert user_history(market, new) == []
+    returning = np.flatnonzero(market.traits.returning)
+    first = user_history(market, int(returning[0]))
+    assert [e["timestamp"] for e in first] == sorted(e["timestamp"] for e in first)
+    # Who buys more of what they view values more; who views a category likes it.
+    by_user: dict[str, list[dict]] = {}
+    for event in events:
+        by_user.setdefault(event["user_id"], []).append(event)
+    views = Counter(e["user_id"] for e in events if e["event_type"] == "view")
+    users = [u for u in returning if views[market.user_id(u)] >= 10]
+    buy_rate = [np.mean([e["purchased"] for e in by_user[market.user_id(u)] if e["event_type"] == "view"])
+                for u in users]
+    assert np.corrcoef(buy_rate, market.traits.value_scale[users])[0, 1] > 0.5
+    favourite_viewed = [Counter(e["category"] for e in by_user[market.user_id(u)]).most_common(1)[0][0]
+                        == CATEGORIES[int(np.argmax(market.traits.taste[u]))] for u in users]
+    assert np.mean(favourite_viewed) > 0.5
+    path = tmp_path / "h.jsonl"
+    assert write_jsonl(events[:50], path) == 50
+    assert [json.loads(line) for line in path.read_text().splitlines()] == events[:50]
+
+
+def test_the_cli_runs_a_comparison_and_writes_histories(tmp_path: Path, capsys) -> None:
+    assert main(["run", "--rounds", "400", "--checkpoints", "2", "--policy", "oracle", "--policy", "random",
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "random" in printed and (tmp_path / "out" / "stationary-profit.png").exists()
+    assert main(["behavior", "--users", "20", "--out", str(tmp_path / "h.jsonl")]) == 0
+    assert (tmp_path / "h.jsonl").read_text().count("\n") > 20
+    assert main(["run", "--rounds", "10", "--option", "linucb.beta", "--out", str(tmp_path)]) == 2
+    assert "POLICY.NAME=VALUE" in capsys.readouterr().err
+    assert main(["scenarios"]) == 0
+    assert set(capsys.readouterr().out.split()[::1]) >= set(SCENARIOS)
+
+
+def test_policy_options_parse_per_policy() -> None:
+    assert parse_options(["linucb.beta=0.5", "thompson.v=0.2"]) == {"linucb": {"beta": 0.5},
+                                                                   "thompson": {"v": 0.2}}
+    with pytest.raises(ValueError, match="not a number"):
+        parse_options(["linucb.beta=x"])

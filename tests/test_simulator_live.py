@@ -1,0 +1,81 @@
+"""Live mode against a real server: quotes with deadlines, delayed rewards, silent no-purchases."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from conftest import ServerHandle
+from simulator.cli import main
+from simulator.live import run_live
+from simulator.scenarios import SCENARIOS
+
+WINDOW = 0.5
+ROUNDS = 300
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    give_up = time.monotonic() + seconds
+    while not condition() and time.monotonic() < give_up:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_live_mode_teaches_the_server_through_rewards_and_silence(
+    start_server: Callable[..., ServerHandle],
+) -> None:
+    handle = start_server(reward_window_seconds=WINDOW)
+    scenario = SCENARIOS["delayed"]
+    # Report delays average 300 simulated seconds; scaled to 0.2 s, about 8% of them miss the 0.5 s window.
+    report = run_live(handle.server.address, scenario, rounds=ROUNDS, seed=1, deadline=5.0,
+                      delay_scale=0.2 / scenario.feedback.report_delay_seconds)
+    tally = report.tally
+    assert tally.quotes == ROUNDS and not report.quote_errors
+    assert report.rewards["LEARNED"] > 0.3 * ROUNDS
+    assert report.rewards["LATE"] > 0
+    assert report.silent + tally.purchases == ROUNDS  # no purchase is never reported in this scenario
+    assert sum(report.rewards.values()) == tally.purchases
+    assert 0 < tally.expected_profit <= tally.oracle_profit
+    pricer = handle.server.service.pricer
+    assert wait_for(lambda: pricer.updates == ROUNDS, 5.0), pricer.updates  # silence expired into learning
+
+
+def test_live_mode_counts_quotes_that_miss_their_deadline(start_server: Callable[..., ServerHandle]) -> None:
+    handle = start_server()
+    report = run_live(handle.server.address, SCENARIOS["stationary"], rounds=20, deadline=1e-6)
+    assert report.quote_errors[grpc.StatusCode.DEADLINE_EXCEEDED.name] + report.tally.quotes == 20
+    assert report.quote_errors[grpc.StatusCode.DEADLINE_EXCEEDED.name] > 0
+
+
+def test_live_mode_sends_each_shopper_history_once_before_their_first_quote(
+    start_server: Callable[..., ServerHandle],
+) -> None:
+    handle = start_server()
+    sent: list[tuple[str, int]] = []
+
+    def observe(stub: Any, user_id: str, events: list[dict[str, Any]]) -> None:
+        assert all(event["user_id"] == user_id for event in events)
+        sent.append((user_id, len(events)))
+
+    report = run_live(handle.server.address, SCENARIOS["stationary"], rounds=40, observe=observe)
+    assert report.tally.quotes == 40
+    assert len(sent) == len({user for user, _ in sent}) > 30
+    assert any(count > 0 for _, count in sent) and any(count == 0 for _, count in sent)
+
+
+def test_the_live_command_prints_what_happened(start_server: Callable[..., ServerHandle], capsys) -> None:
+    handle = start_server()
+    assert main(["live", "--address", handle.server.address, "--rounds", "15", "--delay-scale", "0.001"]) == 0
+    assert capsys.readouterr().out.startswith("15 quotes")
+
+
+def test_the_live_command_says_when_no_server_answers(capsys) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+        assert main(["live", "--address", address, "--rounds", "1", "--connect-timeout-seconds", "0.3"]) == 2
+    assert "no server answered" in capsys.readouterr().err
