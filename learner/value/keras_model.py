@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from learner.value.events import INPUT_DIM, PRODUCT_DIM
-from learner.value.network import WEIGHT_NAMES
+from learner.value.network import WEIGHT_NAMES, ValueNetwork
 
 
 def build_value_model(*, units: int = 16, embedding_dim: int = 4, hidden: int = 16, seed: int = 0,
@@ -59,3 +59,12 @@ def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
             weights[f"{layer_name}.{weight_name}"] = np.asarray(array, dtype=np.float32)
     assert tuple(weights) == WEIGHT_NAMES
     return weights
+
+
+def keras_twin(network: ValueNetwork) -> keras.Model:
+    """A Keras model computing what ``network`` (e.g. a loaded model file) computes."""
+    model = build_value_model(units=network.units, embedding_dim=network.embedding_dim,
+                              hidden=network.hidden_b.shape[0])
+    model.set_weights([network.kernel, network.recurrent, network.bias, network.embed_w, network.embed_b,
+                       network.hidden_w, network.hidden_b, network.out_w[:, None], np.array([network.out_b])])
+    return model

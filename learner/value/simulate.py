@@ -13,6 +13,7 @@ same schema can replace it in ``pricebandit-train``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
@@ -50,15 +51,17 @@ def _visit(rng: np.random.Generator, user: str, now: float, category: str,
     product = f"{category}-{int(rng.integers(1000))}"
     reach = willingness * float(rng.lognormal(0.0, 0.15)) - markup  # > 0: within what they accept
     dwell = float(rng.exponential(20.0 + 60.0 / (1.0 + np.exp(-4.0 * reach))))
-    common = {"user_id": user, "product_id": product, "category": category, "price": price,
-              "unit_cost": cost}
-    yield BehaviorEvent(timestamp=now, event_type="view", dwell_seconds=round(dwell, 1), **common)
+    view = BehaviorEvent(user_id=user, timestamp=now, event_type="view", product_id=product,
+                         category=category, price=price, unit_cost=cost, dwell_seconds=round(dwell, 1))
+    yield view
     if reach <= 0 or rng.random() > 0.6:
         return
-    yield BehaviorEvent(timestamp=now + dwell + 1.0, event_type="add_to_cart", **common)
+    yield replace(view, timestamp=now + dwell + 1.0, event_type="add_to_cart", dwell_seconds=0.0)
     if rng.random() > 0.7:
         return
-    yield BehaviorEvent(timestamp=now + dwell + 60.0, event_type="purchase", purchased=True, **common)
+    yield replace(view, timestamp=now + dwell + 60.0, event_type="purchase", dwell_seconds=0.0,
+                  purchased=True)
     if rng.random() < 0.3:
         rating = float(np.clip(round(3.0 + 4.0 * reach + rng.normal(0.0, 0.7)), 1, 5))
-        yield BehaviorEvent(timestamp=now + dwell + 86_400.0, event_type="review", rating=rating, **common)
+        yield replace(view, timestamp=now + dwell + 86_400.0, event_type="review", dwell_seconds=0.0,
+                      rating=rating)
