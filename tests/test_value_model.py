@@ -173,6 +173,12 @@ def rewrite_header(path: Path, change: dict[str, object]) -> None:
     path.write_bytes(buffer.getvalue())
 
 
+def poison(path: Path, weight: str) -> None:
+    weights = weights_of(DEFAULT)
+    weights[weight] = np.full_like(weights[weight], np.nan)
+    artifact.save(path, weights, name="diverged", info={})
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda p: p.write_bytes(p.read_bytes()[:500]), "is corrupt or not a value model"),
     (lambda p: p.write_bytes(b"junk" * 100), "is corrupt or not a value model"),
@@ -180,6 +186,7 @@ def rewrite_header(path: Path, change: dict[str, object]) -> None:
     (lambda p: rewrite_header(p, {"inputs": ["a"]}), "another event encoding"),
     (lambda p: rewrite_header(p, {"version": "copy-12345678"}), "does not match its recorded version"),
     (lambda p: p.unlink(), "cannot read"),
+    (lambda p: poison(p, "lstm.bias"), "weights ['lstm.bias'] are not finite"),
 ])
 def test_an_unusable_model_file_is_refused_saying_what_to_do(tmp_path: Path, damage: object,
                                                              message: str) -> None:

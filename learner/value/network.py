@@ -17,6 +17,8 @@ import numpy as np
 
 from learner.value.events import INPUT_DIM, PRODUCT_DIM, BehaviorEvent, encode, product_inputs
 
+MAX_LOG_VALUE = math.log(1e9)
+"""V is capped at a billion: a model extrapolating far beyond its data must not quote absurd prices."""
 WEIGHT_NAMES: tuple[str, ...] = (
     "lstm.kernel", "lstm.recurrent_kernel", "lstm.bias",
     "embedding.kernel", "embedding.bias",
@@ -52,10 +54,6 @@ class UserState:
                    None if math.isnan(stamp) else stamp, events)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * z) + 1.0)  # = 1/(1+e^-z), without overflow warnings
-
-
 class ValueNetwork:
     """The numpy twin of the Keras value model. Weights by ``WEIGHT_NAMES``; computes in float64."""
 
@@ -64,6 +62,9 @@ class ValueNetwork:
         if missing:
             raise ValueError(f"missing weights {missing}")
         w = {name: np.asarray(weights[name], dtype=np.float64) for name in WEIGHT_NAMES}
+        broken = [name for name, array in w.items() if not np.all(np.isfinite(array))]
+        if broken:
+            raise ValueError(f"weights {broken} are not finite (training diverged?)")
         self.kernel, self.recurrent, self.bias = w["lstm.kernel"], w["lstm.recurrent_kernel"], w["lstm.bias"]
         self.units = self.recurrent.shape[0]
         self.embed_w, self.embed_b = w["embedding.kernel"], w["embedding.bias"]
@@ -79,6 +80,9 @@ class ValueNetwork:
         for name, shape in expected.items():
             if w[name].shape != shape:
                 raise ValueError(f"weight {name} has shape {w[name].shape}, expected {shape}")
+        self._stacked = np.vstack([self.kernel, self.recurrent])
+        self._gate_scale = np.full(4 * self.units, 0.5)
+        self._gate_scale[2 * self.units:3 * self.units] = 1.0
         self._zero = UserState(np.zeros(self.units, np.float32), np.zeros(self.units, np.float32))
 
     @property
@@ -93,12 +97,16 @@ class ValueNetwork:
         return UserState(h.astype(np.float32), c.astype(np.float32), event.timestamp, state.events + 1)
 
     def cell(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Keras' LSTM cell: z = x K + h R + b, split into input, forget, candidate, output gates."""
-        z = x @ self.kernel + h @ self.recurrent + self.bias
+        """Keras' LSTM cell: z = [x, h] [K; R] + b, split into input, forget, candidate, output.
+
+        One matrix product and one tanh for all four: sigmoid(z) = (tanh(z / 2) + 1) / 2, so the
+        gates' pre-activations are halved (``_gate_scale``) and the candidate's kept.
+        """
         u = self.units
-        i, f, o = _sigmoid(z[:u]), _sigmoid(z[u:2 * u]), _sigmoid(z[3 * u:])
-        c_next = f * c + i * np.tanh(z[2 * u:3 * u])
-        return o * np.tanh(c_next), c_next
+        t = np.tanh((np.concatenate((x, h)) @ self._stacked + self.bias) * self._gate_scale)
+        gates = 0.5 * t + 0.5
+        c_next = gates[u:2 * u] * c + gates[:u] * t[2 * u:3 * u]
+        return gates[3 * u:] * np.tanh(c_next), c_next
 
     def run(self, events: Iterable[BehaviorEvent], state: UserState | None = None) -> UserState:
         for event in events:
@@ -116,4 +124,4 @@ class ValueNetwork:
         """V (the margin this user is predicted to pay over cost, >= 0) and the user's embedding."""
         embedding = self.embedding(state)
         log_value = self.log_value(embedding, product_inputs(unit_cost, category))
-        return max(0.0, math.expm1(min(log_value, 50.0))), embedding
+        return max(0.0, math.expm1(min(log_value, MAX_LOG_VALUE))), embedding
