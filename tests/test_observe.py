@@ -79,6 +79,17 @@ def test_bad_events_are_refused_with_reasons_and_change_nothing(pricing: ServerH
     assert pricing.quote(user_id="shopper").user_value == pytest.approx(before)
 
 
+def test_a_long_stream_is_applied_in_batches_and_reports_the_first_100_refusals(pricing: ServerHandle
+                                                                               ) -> None:
+    stream = [behavior(60, user_id=f"crowd-{i}", price=math.nan if i % 8 == 0 else 50.0)
+              for i in range(1200)]  # more than two batches of 500
+    result = pricing.stub.Observe(iter(stream), timeout=DEADLINE)
+    assert (result.accepted, result.rejected) == (1050, 150)
+    assert [r.index for r in result.rejections] == list(range(0, 800, 8))
+    assert pricing.quote(user_id="crowd-1199").user_value != pytest.approx(
+        pricing.quote(user_id="crowd-1200").user_value, rel=0.01)
+
+
 def test_recent_events_on_a_quote_are_applied_before_pricing(pricing: ServerHandle) -> None:
     stranger = pricing.quote(user_id="walk-in")
     events = [behavior(300, user_id=""), behavior(200, Event.ADD_TO_CART, user_id="walk-in")]
