@@ -17,6 +17,7 @@ from learner import Pricer
 from learner.value import UserStates, ValueModel
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from server.auth import BearerTokenInterceptor, read_token, server_credentials
 from server.config import ServerConfig
 from server.metrics import Metrics, MetricsInterceptor, create_metrics
 from server.service import PricingService
@@ -114,9 +115,13 @@ def build_server(config: ServerConfig) -> RunningServer:
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,
         snapshot_interval_seconds=config.snapshot_interval_seconds,
     )
+    interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(metrics)]
+    token = config.auth_token or (read_token(config.auth_token_file) if config.auth_token_file else "")
+    if token:
+        interceptors.append(BearerTokenInterceptor(token))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-        interceptors=[MetricsInterceptor(metrics)],
+        interceptors=interceptors,
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[("grpc.max_receive_message_length", config.max_message_bytes),
                  ("grpc.so_reuseport", 0)],
@@ -130,7 +135,13 @@ def build_server(config: ServerConfig) -> RunningServer:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert_file and config.tls_key_file:
+        credentials = server_credentials(config.tls_cert_file, config.tls_key_file,
+                                         config.tls_client_ca_file)
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         store.close()
         raise OSError(f"cannot listen on {config.host}:{config.port} (in use or not permitted)")

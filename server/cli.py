@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         running.load()
-    except PricingError as error:
+    except (PricingError, StoreCorrupt) as error:
         log.error("cannot load the saved state in %s: %s", config.data_dir, error)
         running.stop()
         return 2

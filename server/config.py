@@ -41,6 +41,19 @@ class ServerConfig:
     policy_options: Mapping[str, float] = field(default_factory=dict)
     value_model: str = "default"
     user_cache_size: int = 100_000
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    auth_token_file: Path | None = None
+    auth_token: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both --tls-cert-file and --tls-key-file")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
+        if self.auth_token and self.auth_token_file is not None:
+            raise ValueError("give the auth token by PRICEBANDIT_AUTH_TOKEN or --auth-token-file, not both")
 
     def pricer_config(self) -> PricerConfig:
         return PricerConfig(
@@ -66,7 +79,10 @@ def _options(text: str) -> dict[str, float]:
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "alphas": _floats, "context_features": _names, "policy_options": _options, "data_dir": Path,
+    "tls_cert_file": Path, "tls_key_file": Path, "tls_client_ca_file": Path, "auth_token_file": Path,
 }
+ENVIRONMENT_ONLY = {"auth_token"}
+"""Secrets never become flags: a flag's value shows in ``ps`` to every user of the machine."""
 HELP = {
     "host": "address to serve gRPC on",
     "port": "gRPC port (0 picks a free one)",
@@ -93,6 +109,11 @@ HELP = {
     "value_model": "user value model file (pricebandit-train), 'default' for the shipped one, or 'none' "
                    "to price on the list margin",
     "user_cache_size": "users whose value-model state is kept in memory (the rest are read from the store)",
+    "tls_cert_file": "PEM certificate chain: serve gRPC over TLS (with --tls-key-file)",
+    "tls_key_file": "PEM private key of --tls-cert-file",
+    "tls_client_ca_file": "PEM CA bundle: require client certificates it signed (mutual TLS)",
+    "auth_token_file": "file holding the bearer token callers must send "
+                       "(or set PRICEBANDIT_AUTH_TOKEN); unset: no token check",
 }
 
 
@@ -108,11 +129,13 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
                  ) -> ServerConfig:
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(
-        prog="pricebandit-server",
+        prog="pricebandit-server", allow_abbrev=False,
         description="Serve personalized prices over gRPC and learn from purchase outcomes.",
     )
     defaults = ServerConfig()
     for spec in fields(ServerConfig):
+        if spec.name in ENVIRONMENT_ONLY:
+            continue
         env_name = f"PRICEBANDIT_{spec.name.upper()}"
         default = getattr(defaults, spec.name)
         convert: Callable[[str], Any] = PARSERS.get(spec.name) or type(default)
@@ -122,4 +145,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             help=f"{HELP[spec.name]} (env {env_name}; default {_render(default)})",
         )
     args = parser.parse_args(argv)
-    return ServerConfig(**vars(args))
+    try:
+        return ServerConfig(**vars(args), auth_token=environ.get("PRICEBANDIT_AUTH_TOKEN", ""))
+    except ValueError as error:
+        parser.error(str(error))

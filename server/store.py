@@ -102,8 +102,13 @@ CREATE TABLE IF NOT EXISTS user_states (
 """
 
 
-def _decision(text: str) -> Decision:
-    return Decision.from_dict(json.loads(text))
+def _decision(text: str, where: str) -> Decision:
+    try:
+        return Decision.from_dict(json.loads(text))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StoreCorrupt(
+            f"{where} is unreadable ({exc}): the state file is damaged; restore it from a backup"
+        ) from None
 
 
 class SQLiteStore:
@@ -162,7 +167,7 @@ class SQLiteStore:
     def pending(self, quote_id: str) -> Decision | None:
         with self._lock:
             row = self._execute("SELECT decision FROM pending WHERE quote_id = ?", (quote_id,)).fetchone()
-        return None if row is None else _decision(row[0])
+        return None if row is None else _decision(row[0], f"pending quote {quote_id!r}")
 
     def find_decision(self, quote_id: str) -> Decision | None:
         """The decision with this id, pending or closed."""
@@ -173,16 +178,16 @@ class SQLiteStore:
             row = self._execute(
                 "SELECT decision FROM decision_log WHERE quote_id = ? ORDER BY seq LIMIT 1", (quote_id,)
             ).fetchone()
-        return None if row is None else _decision(row[0])
+        return None if row is None else _decision(row[0], f"decision log entry for {quote_id!r}")
 
     def due(self, now: float, limit: int) -> list[Decision]:
         """Pending quotes whose window has closed, oldest first (then by id): the learning order."""
         with self._lock:
             rows = self._execute(
-                "SELECT decision FROM pending WHERE expires_at <= ? ORDER BY expires_at, quote_id LIMIT ?",
-                (now, limit),
+                "SELECT quote_id, decision FROM pending WHERE expires_at <= ? "
+                "ORDER BY expires_at, quote_id LIMIT ?", (now, limit),
             ).fetchall()
-        return [_decision(row[0]) for row in rows]
+        return [_decision(decision, f"pending quote {quote_id!r}") for quote_id, decision in rows]
 
     def pending_count(self) -> int:
         with self._lock:
@@ -240,7 +245,8 @@ class SQLiteStore:
             if not rows:
                 return
             for row_seq, decision, kind, reward, learned in rows:
-                yield LogEntry(row_seq, _decision(decision), kind, reward, bool(learned))
+                yield LogEntry(row_seq, _decision(decision, f"decision log entry {row_seq}"), kind,
+                               reward, bool(learned))
             seq = rows[-1][0]
 
     def log_lines(self) -> Iterator[str]:

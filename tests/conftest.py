@@ -13,11 +13,12 @@ from builders import quote_request
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.app import RunningServer, build_server
 from server.config import ServerConfig
+from server.process import ServerProcess
 
 DEADLINE = 10.0
 
 
-def test_config(data_dir: Path, **overrides: object) -> ServerConfig:
+def make_config(data_dir: Path, **overrides: object) -> ServerConfig:
     base = ServerConfig(host="127.0.0.1", port=0, metrics_port=0, data_dir=data_dir,
                         sweep_interval_seconds=0.05, shutdown_grace_seconds=1.0)
     return replace(base, **overrides)  # type: ignore[arg-type]
@@ -71,7 +72,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
     handles: list[ServerHandle] = []
 
     def start(**overrides: object) -> ServerHandle:
-        handle = ServerHandle(test_config(tmp_path / f"data{len(handles)}", **overrides))
+        handle = ServerHandle(make_config(tmp_path / f"data{len(handles)}", **overrides))
         handles.append(handle)
         return handle
 
@@ -83,3 +84,14 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
 @pytest.fixture
 def pricing(start_server: Callable[..., ServerHandle]) -> ServerHandle:
     return start_server()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServerProcess]]:
+    """Server child processes started by a test; any still running at the end are killed."""
+    started: list[ServerProcess] = []
+    yield started
+    for child in started:
+        if child.process.poll() is None:
+            child.process.kill()
+        child.finish()

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import re
-import selectors
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -21,8 +14,7 @@ from conftest import DEADLINE, ServerHandle
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.config import ServerConfig, parse_config
 from server.healthcheck import main as healthcheck
-
-SERVING = re.compile(r"serving pricing\.v1 on (\S+) \(metrics on \S+:(\d+)")
+from server.process import ServerProcess
 
 
 def test_flags_win_over_environment_which_wins_over_defaults() -> None:
@@ -34,49 +26,6 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
     assert config.policy_options == {"v": 0.3}
     assert config.metrics_port == ServerConfig().metrics_port == 9464
     assert parse_config([], {}) == ServerConfig()
-
-
-class ServerProcess:
-    """``pricebandit-server`` in a child process; ``address`` is read from its start-up log line."""
-
-    def __init__(self, data_dir: Path, *extra: str) -> None:
-        command = [sys.executable, "-m", "server.cli", "--port", "0", "--metrics-port", "0",
-                   "--data-dir", str(data_dir), "--sweep-interval-seconds", "0.05", *extra]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.log: list[str] = []
-        self.address = ""
-
-    def wait_until_serving(self, seconds: float = 20.0) -> str:
-        assert self.process.stderr is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stderr, selectors.EVENT_READ)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=0.1):
-                continue
-            line = self.process.stderr.readline()
-            if not line:
-                break
-            self.log.append(line)
-            if match := SERVING.search(line):
-                self.address = match.group(1)
-                return self.address
-        raise AssertionError("server did not start:\n" + "".join(self.log))
-
-    def finish(self, seconds: float = 20.0) -> tuple[int, str]:
-        _, rest = self.process.communicate(timeout=seconds)
-        return self.process.returncode, "".join(self.log) + rest
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for child in started:
-        if child.process.poll() is None:
-            child.process.kill()
-        child.process.communicate()  # also closes the pipe
 
 
 def drive(address: str, count: int, prefix: str) -> str:

@@ -15,12 +15,13 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from test_cli import ServerProcess, drive, processes  # noqa: F401  (fixture)
+from test_cli import drive
 from test_value_model import rewrite_header, weights_of
 
 from conftest import DEADLINE, ServerHandle
 from learner.value import artifact, load
 from pricing.v1 import pricing_pb2
+from server.process import ServerProcess
 
 Event = pricing_pb2.BehaviorEvent
 DEFAULT = load("default")
@@ -115,6 +116,16 @@ def test_without_a_value_model_the_list_margin_prices(start_server: Callable[...
     assert "no value model is configured" in result.rejections[0].reason
 
 
+def test_observe_needs_the_token_when_one_is_configured(start_server: Callable[..., ServerHandle]) -> None:
+    guarded = start_server(auth_token="s3cret")
+    with pytest.raises(grpc.RpcError) as error:
+        guarded.stub.Observe(iter(big_spender()), timeout=DEADLINE)
+    assert error.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    result = guarded.stub.Observe(iter(big_spender()), timeout=DEADLINE,
+                                  metadata=(("authorization", "Bearer s3cret"),))
+    assert result.accepted == 4
+
+
 SERVE_AND_QUOTE = textwrap.dedent("""
     import sys, tempfile
     import grpc
@@ -147,7 +158,7 @@ def test_serving_never_imports_tensorflow() -> None:
     (None, "schema version 2, this build reads version 1"),
 ])
 def test_a_bad_model_file_stops_the_start_saying_what_to_do(
-    tmp_path: Path, processes: list[ServerProcess], content: bytes | None, message: str  # noqa: F811
+    tmp_path: Path, processes: list[ServerProcess], content: bytes | None, message: str
 ) -> None:
     path = tmp_path / "model.npz"
     if content is None:  # a well-formed file from a future release
@@ -164,7 +175,7 @@ def test_a_bad_model_file_stops_the_start_saying_what_to_do(
 
 
 def test_a_snapshot_made_without_the_value_model_stops_the_start(
-    tmp_path: Path, processes: list[ServerProcess]  # noqa: F811
+    tmp_path: Path, processes: list[ServerProcess]
 ) -> None:
     first = ServerProcess(tmp_path, "--value-model", "none")
     processes.append(first)

@@ -1,0 +1,1 @@
+"""Benchmarks and soak runs: each prints its numbers; none asserts on speed."""

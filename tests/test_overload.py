@@ -1,0 +1,55 @@
+"""Past its limits the server says so quickly (RESOURCE_EXHAUSTED) and skips work nobody awaits
+(gRPC drops a call whose deadline passed while it waited for a worker, before the handler runs)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import grpc
+
+from builders import product
+from conftest import DEADLINE, ServerHandle
+from pricing.v1 import pricing_pb2
+
+
+def big_batch(index: int, size: int) -> pricing_pb2.QuoteBatchRequest:
+    return pricing_pb2.QuoteBatchRequest(
+        user_id="user-1", request_id=f"batch-{index}",
+        products=[product(product_id=f"sku-{i}") for i in range(size)],
+    )
+
+
+def outcome(future: grpc.Future) -> str:
+    try:
+        future.result()
+    except grpc.RpcError as error:
+        return error.code().name
+    return "OK"
+
+
+def test_calls_past_the_concurrency_limit_get_resource_exhausted(
+    start_server: Callable[..., ServerHandle],
+) -> None:
+    handle = start_server(workers=2, max_concurrent_rpcs=2, max_batch=200)
+    futures = [handle.stub.QuoteBatch.future(big_batch(i, 200), timeout=DEADLINE) for i in range(30)]
+    codes = Counter(outcome(future) for future in futures)
+    assert set(codes) == {"OK", "RESOURCE_EXHAUSTED"}, codes
+    assert codes["OK"] >= 2
+    metrics = handle.server.metrics.rpc_requests
+    assert metrics.labels("QuoteBatch", "OK")._value.get() == codes["OK"]
+    assert handle.quote().price > 0  # and it serves again once the burst is over
+
+
+def test_a_call_whose_deadline_passed_in_the_queue_does_no_work(
+    start_server: Callable[..., ServerHandle],
+) -> None:
+    handle = start_server(workers=1, max_batch=200)
+    slow = [handle.stub.QuoteBatch.future(big_batch(i, 200), timeout=DEADLINE) for i in range(3)]
+    hurried = [handle.stub.Quote.future(pricing_pb2.QuoteRequest(
+        user_id="user-1", product=product(), quote_id=f"hurried-{i}"), timeout=0.005) for i in range(5)]
+    assert [outcome(f) for f in hurried] == ["DEADLINE_EXCEEDED"] * 5
+    assert [outcome(f) for f in slow] == ["OK"] * 3
+    store = handle.server.service.store
+    assert store.pending_count() == 600
+    assert all(store.find_decision(f"hurried-{i}") is None for i in range(5))
