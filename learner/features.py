@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
@@ -74,7 +75,8 @@ class FeatureBuilder:
             if name not in self._index:
                 known = ", ".join(self.context_names) or "(none)"
                 raise InvalidInput(
-                    f'{field}["{name[:64]}"]', f"unknown context feature; known names: {known}"
+                    f"{field}[{json.dumps(name[:64])}]",  # escaped: the field path stays unambiguous
+                    f"unknown context feature; known names: {known}",
                 )
             if not math.isfinite(value) or abs(value) > MAX_FEATURE_MAGNITUDE:
                 raise InvalidInput(
