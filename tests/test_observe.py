@@ -4,6 +4,7 @@ restart, start-up refusals of bad model files, and a serving process that never 
 from __future__ import annotations
 
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -13,8 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_cli import drive
 from test_value_model import rewrite_header, weights_of
 
@@ -187,3 +191,32 @@ def test_a_snapshot_made_without_the_value_model_stops_the_start(
     code, log = second.finish()
     assert code == 2
     assert "user_embedding_dim: snapshot None vs configured 4" in log and "--data-dir" in log
+
+
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1.0, 5.0, 1e13]))
+hostile_events = st.builds(
+    lambda user, ago, kind, price, dwell, rating, category: behavior(
+        ago, kind, user_id=user, price=price, dwell_seconds=dwell, rating=rating, category=category),
+    user=st.one_of(st.just(""), st.just("shopper"), st.text(max_size=8), st.just("x" * 300)),
+    ago=st.one_of(st.floats(-1e6, 1e6), st.just(1e-3)), kind=st.integers(0, 6), price=numbers,
+    dwell=numbers, rating=numbers,
+    category=st.one_of(st.just("toys"), st.text(max_size=4), st.just("c" * 200)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=st.lists(hostile_events, max_size=12))
+def test_any_event_stream_is_answered_event_by_event_and_states_stay_finite(
+    pricing: ServerHandle, stream: list[Event]
+) -> None:
+    result = pricing.stub.Observe(iter(stream), timeout=DEADLINE)
+    assert result.accepted + result.rejected == len(stream)
+    for rejection in result.rejections:
+        assert re.match(r"^(user_id|timestamp|event_type|category|price|unit_cost|dwell_seconds|rating): \S",
+                        rejection.reason), rejection.reason
+    users = pricing.server.service.pricer.users
+    assert users is not None
+    for user in {event.user_id for event in stream}:
+        state = users.get(user or "-")
+        assert np.all(np.isfinite(state.h)) and np.all(np.isfinite(state.c))
+    assert math.isfinite(pricing.quote(user_id="shopper").user_value)
