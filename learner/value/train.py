@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from learner.errors import InvalidInput
 from learner.value import artifact
 from learner.value.events import INPUT_DIM, PRODUCT_DIM, BehaviorEvent, encode, product_inputs
 from learner.value.simulate import simulate_events
@@ -179,6 +178,19 @@ class TrainSettings:
     seed: int = 0
 
 
+SETTING_HELP = {
+    "units": "LSTM units (the user state is 2 x units float32)",
+    "embedding_dim": "values of the user embedding given to the bandit",
+    "hidden": "units of the value head's hidden layer",
+    "max_len": "events of history per example (the most recent)",
+    "epochs": "passes over the training examples",
+    "batch_size": "examples per gradient step",
+    "learning_rate": "Adam's step size",
+    "validation": "share of users held out for validation",
+    "seed": "seed of the weights, the shuffling and the user split",
+}
+
+
 @dataclass(frozen=True)
 class TrainReport:
     version: str
@@ -249,7 +261,8 @@ def train(examples: Examples, out: Path, settings: TrainSettings = TrainSettings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pricebandit-train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="pricebandit-train",
+                                     description="Train the user value model and write a model file.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("log", nargs="?", type=Path,
                         help="behavior log (.jsonl or .csv) or transactions .csv")
@@ -260,14 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     defaults = TrainSettings()
     for key, value in defaults.__dict__.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value,
-                            help=f"(default {value})")
+                            help=f"{SETTING_HELP[key]} (default {value})")
     args = parser.parse_args(argv)
     settings = TrainSettings(**{key: getattr(args, key) for key in defaults.__dict__})
     try:
         events = simulate_events(args.simulate, seed=settings.seed) if args.simulate else read_log(args.log)
         examples = build_examples(events, settings.max_len)
         report = train(examples, args.out, settings, name=args.name, progress=not args.no_progress)
-    except (OSError, LogError, InvalidInput) as error:
+    except (OSError, ValueError) as error:  # LogError, InvalidInput, a bad size: said in one line
         print(f"pricebandit-train: {error}", file=sys.stderr)
         return 2
     print(report.summary())
