@@ -64,6 +64,10 @@ def test_an_encoded_event_is_never_the_padding_row() -> None:
         assert x.shape == (INPUT_DIM,) and x.dtype == np.float32 and np.any(x != 0)
     gap = encode(event(100), NOW - 10_000 + 40)[11]  # log_gap
     assert gap == pytest.approx(math.log1p(60) / 10)
+    for price, cost in ((7e-283, 100.0), (1e12, 0.0), (0.0, 1e12), (50.0, 100.0)):  # all in range
+        x = encode(BehaviorEvent("u", NOW, "view", price=price, unit_cost=cost, dwell_seconds=86_400), None)
+        assert np.all(np.isfinite(x)) and np.all(np.abs(x) <= 6)
+    assert encode(BehaviorEvent("u", NOW, "view", price=50.0, unit_cost=100.0), None)[6] == -0.5
 
 
 # -- the numpy network and user states ------------------------------------------------------------

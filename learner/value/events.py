@@ -81,7 +81,7 @@ def encode(event: BehaviorEvent, previous_timestamp: float | None) -> np.ndarray
     x[_OFFSET:_OFFSET + 8] = (
         math.log1p(price) / 5.0,
         math.log1p(cost) / 5.0,
-        (price - cost) / price if price > 0 else 0.0,
+        (price - cost) / max(price, cost) if price > 0 else 0.0,  # in [-1, 1], even far below cost
         math.log1p(event.dwell_seconds) / 5.0,
         event.rating / MAX_RATING,
         1.0 if event.rating > 0 else 0.0,
