@@ -21,6 +21,6 @@ WORKDIR /data
 VOLUME /data
 EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["pricebandit-healthcheck", "--address", "127.0.0.1:50051"]
+    CMD ["pricebandit-healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["pricebandit-server"]

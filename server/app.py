@@ -19,6 +19,7 @@ from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.auth import BearerTokenInterceptor, read_token, server_credentials
 from server.config import ServerConfig
+from server.logs import RequestIdInterceptor
 from server.metrics import Metrics, MetricsInterceptor, create_metrics
 from server.service import PricingService
 from server.servicer import PricingServicer
@@ -115,7 +116,7 @@ def build_server(config: ServerConfig) -> RunningServer:
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,
         snapshot_interval_seconds=config.snapshot_interval_seconds,
     )
-    interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(metrics)]
+    interceptors: list[grpc.ServerInterceptor] = [RequestIdInterceptor(), MetricsInterceptor(metrics)]
     token = config.auth_token or (read_token(config.auth_token_file) if config.auth_token_file else "")
     if token:
         interceptors.append(BearerTokenInterceptor(token))

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from learner import PricingError
 from server.app import build_server
 from server.config import parse_config
+from server.logs import configure_logging
 from server.store import StoreCorrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
     log = logging.getLogger("pricebandit")
     try:
         running = build_server(config)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from learner import DEFAULT_ALPHAS, DEFAULT_CONTEXT_FEATURES, POLICIES, PricerConfig
+from server.logs import parse_log_format
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ServerConfig:
     policy: str = "linucb"
     seed: int = 0
     log_level: str = "INFO"
+    log_format: str = "text"
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
     decay: float = 1.0
@@ -77,7 +79,15 @@ def _options(text: str) -> dict[str, float]:
     return {key.strip(): float(value) for key, value in pairs}
 
 
+def _log_format(text: str) -> str:
+    try:
+        return parse_log_format(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 PARSERS: dict[str, Callable[[str], Any]] = {
+    "log_format": _log_format,
     "alphas": _floats, "context_features": _names, "policy_options": _options, "data_dir": Path,
     "tls_cert_file": Path, "tls_key_file": Path, "tls_client_ca_file": Path, "auth_token_file": Path,
 }
@@ -92,7 +102,8 @@ HELP = {
     "reward_window_seconds": "how long a quote waits for its reward before counting as no purchase",
     "policy": f"bandit policy: one of {', '.join(sorted(POLICIES))}",
     "seed": "seed of every random choice (decisions are seeded by it and the quote id)",
-    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_level": "DEBUG, INFO, WARNING or ERROR (DEBUG adds one access line per RPC)",
+    "log_format": "text for people, or json: one object per line with the RPC's request id",
     "alphas": "comma-separated price grid; arm a quotes cost + alpha[a] * V",
     "context_features": "comma-separated names of the numeric context features accepted",
     "decay": "per-update discount of an arm's old evidence, in (0, 1]; 1 keeps everything",

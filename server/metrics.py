@@ -1,12 +1,15 @@
 """Prometheus metrics: one private registry per server, every labelled series created at start-up.
 
 Names follow ``pricebandit_<what>_<unit>``; counters end in ``_total``; latency buckets start at
-50 µs because a quote takes about a millisecond. No user or product ids in labels.
+50 µs because a quote takes about a millisecond. No user or product ids in labels. The registry also
+carries the standard ``process_*`` (CPU, memory, file descriptors) and ``python_*`` collectors, so one
+scrape shows what the process costs. The dashboard and alert rules in ``ops/`` read these names.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -14,14 +17,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from pricing.v1 import pricing_pb2
+from server.interception import observe_single_answer
 
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
     0.5, 1.0, 2.5,
 )
 DELAY_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-RPC_METHODS = ("Quote", "QuoteBatch", "Reward")
+SERVICE = pricing_pb2.DESCRIPTOR.services_by_name["PricingService"]
+RPC_METHODS = tuple(method.name for method in SERVICE.methods)
 STATUS_CODES = tuple(code.name for code in grpc.StatusCode)
 REWARD_OUTCOMES = ("purchased", "not_purchased")
 REWARD_STATUSES = ("learned", "duplicate", "late")
@@ -56,8 +72,9 @@ class Metrics:
             self._recent.append(1.0 if purchased else 0.0)
 
     def conversion_ratio(self) -> float:
+        """NaN ("no data") until an outcome is learned: 0 would read as a conversion collapse."""
         with self._recent_lock:
-            return sum(self._recent) / len(self._recent) if self._recent else 0.0
+            return sum(self._recent) / len(self._recent) if self._recent else math.nan
 
 
 def create_metrics(
@@ -66,6 +83,9 @@ def create_metrics(
 ) -> Metrics:
     """Build every metric in a fresh registry, with gauges that read live values at scrape time."""
     registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     info = Info("pricebandit_build", "Build and configuration of this server.", registry=registry)
     info.info({"version": version, "policy": policy})
     metrics = Metrics(
@@ -115,7 +135,8 @@ def create_metrics(
           "created (survives restarts; the N in '<policy>:N').",
           registry=registry).set_function(model_updates_now)
     Gauge("pricebandit_conversion_ratio",
-          f"Share of the last {CONVERSION_WINDOW} learned quotes that were purchased.",
+          f"Share of the last {CONVERSION_WINDOW} learned quotes that were purchased (NaN before the "
+          "first since start-up).",
           registry=registry).set_function(metrics.conversion_ratio)
     for method in RPC_METHODS:
         metrics.rpc_duration.labels(method)
@@ -132,38 +153,26 @@ def create_metrics(
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every unary RPC of the pricing service, with its final status code."""
+    """Counts and times every RPC of the pricing service that answers once, by final status code."""
 
-    SERVICE_PREFIX = "/pricing.v1.PricingService/"
+    SERVICE_PREFIX = f"/{SERVICE.full_name}/"
 
     def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
+        # children resolved once: ``labels()`` takes a lock and validates on every call
+        self._durations = {method: metrics.rpc_duration.labels(method) for method in RPC_METHODS}
+        self._requests = {(method, code): metrics.rpc_requests.labels(method, code)
+                          for method in RPC_METHODS for code in STATUS_CODES}
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None or not details.method.startswith(
-            self.SERVICE_PREFIX
-        ):
-            return handler
         method = details.method[len(self.SERVICE_PREFIX):]
-        inner = handler.unary_unary
-        metrics = self._metrics
+        duration = self._durations.get(method)
+        if duration is None or not details.method.startswith(self.SERVICE_PREFIX):
+            return handler  # not ours, or an unknown method: no label value is made up for it
+        requests = self._requests
 
-        def timed(request: Any, context: grpc.ServicerContext) -> Any:
-            start = time.perf_counter()
-            code = "UNKNOWN"
-            try:
-                response = inner(request, context)
-                code = (context.code() or grpc.StatusCode.OK).name
-                return response
-            except BaseException:
-                code = (context.code() or grpc.StatusCode.UNKNOWN).name
-                raise
-            finally:
-                metrics.rpc_duration.labels(method).observe(time.perf_counter() - start)
-                metrics.rpc_requests.labels(method, code).inc()
+        def record(_context: grpc.ServicerContext, start: float, code: str) -> None:
+            duration.observe(time.perf_counter() - start)
+            requests[method, code].inc()
 
-        return grpc.unary_unary_rpc_method_handler(
-            timed, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return observe_single_answer(handler, lambda _context: time.perf_counter(), record)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -45,11 +46,15 @@ def test_a_call_whose_deadline_passed_in_the_queue_does_no_work(
     start_server: Callable[..., ServerHandle],
 ) -> None:
     handle = start_server(workers=1, max_batch=200)
-    slow = [handle.stub.QuoteBatch.future(big_batch(i, 200), timeout=DEADLINE) for i in range(3)]
+    store = handle.server.service.store
+    slow = [handle.stub.QuoteBatch.future(big_batch(i, 200), timeout=DEADLINE) for i in range(4)]
+    deadline = time.monotonic() + DEADLINE
+    while store.pending_count() < 200:  # the first batch is done: the others now hold the worker
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
     hurried = [handle.stub.Quote.future(pricing_pb2.QuoteRequest(
         user_id="user-1", product=product(), quote_id=f"hurried-{i}"), timeout=0.005) for i in range(5)]
     assert [outcome(f) for f in hurried] == ["DEADLINE_EXCEEDED"] * 5
-    assert [outcome(f) for f in slow] == ["OK"] * 3
-    store = handle.server.service.store
-    assert store.pending_count() == 600
+    assert [outcome(f) for f in slow] == ["OK"] * 4
+    assert store.pending_count() == 800
     assert all(store.find_decision(f"hurried-{i}") is None for i in range(5))
