@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,sim]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,sim,train]'
 	touch $(INSTALLED)
 
 serve: $(INSTALLED)

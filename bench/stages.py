@@ -55,7 +55,7 @@ def measure(count: int, policy: str = "linucb") -> list[Stage]:
     reader = RequestReader(pricer.features, config.currency, config.max_batch)
     wire = [message.SerializeToString() for message in quote_requests(count, seed=1)]
     requests = [reader.quote(pricing_pb2.QuoteRequest.FromString(data)) for data in wire]
-    built = [(r, pricer.user_value(r), pricer.features.build(r.context, r.product)) for r in requests]
+    built = [(r, pricer.user_value(r)[0], pricer.features.build(r.context, r.product)) for r in requests]
     priced = [(x, pricer.grid.prices(r.product, v), r.product.unit_cost, v) for r, v, x in built]
     stages: list[tuple[str, str, float]] = [
         ("Quote", "decode + validate request",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
@@ -25,18 +26,20 @@ DEFAULT_CONTEXT_FEATURES: tuple[str, ...] = (
 
 
 class FeatureBuilder:
-    """Builds ``x = [bias, context..., product..., category buckets...]`` from a request.
+    """Builds ``x = [bias, context..., product..., category buckets..., user embedding...]``.
 
     Context names are a fixed schema (a missing name is 0.0, an unknown one is refused) so that the
     vector means the same thing on every call and across restarts. Product features are scale-free:
     log list price and markup; the category is hashed (CRC-32, stable across processes) into
-    ``category_buckets`` one-hot slots.
+    ``category_buckets`` one-hot slots. With a value model, its embedding of the user's behavior
+    (``embedding_dim`` values in [-1, 1]) closes the vector.
     """
 
     def __init__(
         self,
         context_names: Sequence[str] = DEFAULT_CONTEXT_FEATURES,
         category_buckets: int = 8,
+        embedding_dim: int = 0,
     ) -> None:
         names = tuple(context_names)
         if len(set(names)) != len(names):
@@ -45,6 +48,8 @@ class FeatureBuilder:
             raise InvalidInput("context_features", f"at most {MAX_CONTEXT_ENTRIES} names")
         if category_buckets < 1:
             raise InvalidInput("category_buckets", f"must be >= 1, got {category_buckets}")
+        if embedding_dim < 0:
+            raise InvalidInput("embedding_dim", f"must be >= 0, got {embedding_dim}")
         self.context_names = names
         self.category_buckets = category_buckets
         self._index = {name: i for i, name in enumerate(names)}
@@ -54,7 +59,9 @@ class FeatureBuilder:
             "product.log_list_price",
             "product.markup",
             *(f"category.{i}" for i in range(category_buckets)),
+            *(f"user.embedding.{i}" for i in range(embedding_dim)),
         )
+        self.embedding_dim = embedding_dim
 
     @property
     def dim(self) -> int:
@@ -68,7 +75,8 @@ class FeatureBuilder:
             if name not in self._index:
                 known = ", ".join(self.context_names) or "(none)"
                 raise InvalidInput(
-                    f'{field}["{name[:64]}"]', f"unknown context feature; known names: {known}"
+                    f"{field}[{json.dumps(name[:64])}]",  # escaped: the field path stays unambiguous
+                    f"unknown context feature; known names: {known}",
                 )
             if not math.isfinite(value) or abs(value) > MAX_FEATURE_MAGNITUDE:
                 raise InvalidInput(
@@ -76,7 +84,8 @@ class FeatureBuilder:
                     f"{value} must be finite with absolute value <= {MAX_FEATURE_MAGNITUDE:g}",
                 )
 
-    def build(self, context: Mapping[str, float], product: Product) -> np.ndarray:
+    def build(self, context: Mapping[str, float], product: Product,
+              embedding: np.ndarray | None = None) -> np.ndarray:
         """The feature vector for one decision (validates the context first)."""
         self.validate_context(context)
         x = np.zeros(self.dim)
@@ -92,4 +101,8 @@ class FeatureBuilder:
         )
         bucket = zlib.crc32((product.category or "uncategorized").encode()) % self.category_buckets
         x[offset + 2 + bucket] = 1.0
+        if self.embedding_dim:
+            if embedding is None or embedding.shape != (self.embedding_dim,):
+                raise ValueError(f"expected a user embedding of {self.embedding_dim} values, got {embedding}")
+            x[-self.embedding_dim:] = embedding
         return x

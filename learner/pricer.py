@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +25,8 @@ from learner.policies.base import check_hyperparameters
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
 from learner.types import ArmView, Decision, QuoteRequest
+from learner.value.events import BehaviorEvent
+from learner.value.states import Observation, UserStates
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,18 @@ class PricerConfig:
     seed: int = 0
     reward_window_seconds: float = 600.0
     policy_options: Mapping[str, float] = field(default_factory=dict)
+    user_embedding_dim: int = 0
 
     def decision_config(self) -> dict[str, Any]:
-        """The part that must match between a snapshot and the Pricer loading it."""
+        """The part that must match between a snapshot and the Pricer loading it.
+
+        The user embedding is part of the feature vector, so a snapshot made with another embedding
+        size (or none: the key is absent then, as in snapshots from before the value model) is refused.
+        """
         data = asdict(self)
         data.pop("reward_window_seconds")
+        if not self.user_embedding_dim:
+            data.pop("user_embedding_dim")
         data["alphas"] = list(self.alphas)
         data["context_features"] = list(self.context_features)
         data["policy_options"] = dict(self.policy_options)
@@ -52,12 +61,22 @@ class PricerConfig:
 
 
 class Pricer:
-    VALUE_SOURCE = "list_margin"
+    """Prices quotes and learns outcomes; with ``users`` (a value model's per-user states), ``V`` and
+    the user embedding in the features come from the user's behavior, else ``V`` is the list margin."""
 
-    def __init__(self, config: PricerConfig | None = None) -> None:
+    VALUE_SOURCE = "list_margin"
+    MODEL_VALUE_SOURCE = "lstm"
+
+    def __init__(self, config: PricerConfig | None = None, users: UserStates | None = None) -> None:
         self.config = config or PricerConfig()
+        embedding_dim = 0 if users is None else users.model.embedding_dim
+        if self.config.user_embedding_dim != embedding_dim:
+            raise ValueError(f"PricerConfig.user_embedding_dim is {self.config.user_embedding_dim} but the "
+                             f"value model gives {embedding_dim} embedding values")
+        self.users = users
         self.grid = PriceGrid(tuple(self.config.alphas))
-        self.features = FeatureBuilder(self.config.context_features, self.config.category_buckets)
+        self.features = FeatureBuilder(self.config.context_features, self.config.category_buckets,
+                                       embedding_dim)
         self.window = RewardWindow(self.config.reward_window_seconds)
         self.policy = make_policy(
             self.config.policy, len(self.grid), self.features.dim,
@@ -73,15 +92,35 @@ class Pricer:
     def updates(self) -> int:
         return self.policy.updates
 
-    def user_value(self, request: QuoteRequest) -> float:
-        """V: what the product is worth to this user. The list margin until a value model exists."""
-        return request.product.list_price - request.product.unit_cost
+    def user_value(self, request: QuoteRequest) -> tuple[float, np.ndarray | None]:
+        """V, what the product is worth to this user, and the user's embedding (None without a model).
+
+        With a value model: the margin over cost this user is predicted to pay for a product of this
+        cost and category, from their behavior so far. Without: the list margin.
+        """
+        product = request.product
+        if self.users is None:
+            return product.list_price - product.unit_cost, None
+        state = self.users.get(request.user_id)
+        return self.users.model.network.predict(state, product.unit_cost, product.category)
+
+    def observe(self, events: Sequence[BehaviorEvent], now: float) -> Observation:
+        """Advance the users' states by ``events``; without a value model every event is refused."""
+        if self.users is None:
+            refused = Observation()
+            for index in range(len(events)):
+                refused.reject(index, "no value model is configured (--value-model none)")
+            return refused
+        return self.users.observe(events, now)
 
     def quote(self, request: QuoteRequest, now: float) -> Decision:
         """Price ``request``: mask arms outside the guardrails, let the policy choose, record why."""
         product = request.product
-        value = self.user_value(request)
-        x = self.features.build(request.context, product)
+        if request.recent_events and self.users is not None:
+            self.features.validate_context(request.context)  # a refused quote applies no event
+            self.users.observe(request.recent_events, now, strict=True)
+        value, embedding = self.user_value(request)
+        x = self.features.build(request.context, product, embedding)
         arm_prices = self.grid.prices(product, value)
         payoffs = margin_payoffs(arm_prices.prices, product.unit_cost, value)
         rng = decision_rng(self.config.seed, request.quote_id)
@@ -107,7 +146,9 @@ class Pricer:
             arm=arm, alpha=float(self.grid.alphas[arm]), price=price, user_value=value,
             propensity=float(propensity), explored=bool(explored),
             deterministic=self.policy.deterministic, guardrail_bound=bound,
-            policy=self.policy.name, model_version=version, value_source=self.VALUE_SOURCE,
+            policy=self.policy.name, model_version=version,
+            value_source=self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE,
+            value_model_version="" if self.users is None else self.users.model.version,
             features=tuple(x.tolist()), feature_names=self.features.names, arms=arms,
             created_at=now, expires_at=self.window.expires_at(now),
             request_fingerprint=fingerprint(request),

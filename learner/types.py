@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from learner.errors import InvalidInput
+
+if TYPE_CHECKING:  # a runtime import would be circular: events use check_money from here
+    from learner.value.events import BehaviorEvent
 
 MAX_MONEY = 1e12
 """Largest price or cost accepted; far above any real product, far below float overflow."""
@@ -80,18 +83,26 @@ class Product:
 
 @dataclass(frozen=True)
 class QuoteRequest:
-    """One pricing question: this user, this product, in this context."""
+    """One pricing question: this user, this product, in this context.
+
+    ``recent_events`` are this user's behavior not yet observed, applied before pricing.
+    """
 
     user_id: str
     product: Product
     quote_id: str
     context: Mapping[str, float] = field(default_factory=dict)
+    recent_events: tuple[BehaviorEvent, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.user_id:
             raise InvalidInput("user_id", "must not be empty")
         if not self.quote_id:
             raise InvalidInput("quote_id", "must not be empty")
+        for i, event in enumerate(self.recent_events):
+            if event.user_id != self.user_id:
+                raise InvalidInput(f"recent_events[{i}].user_id",
+                                   f"{event.user_id!r} is not the quoted user {self.user_id!r}")
 
 
 class ArmView(NamedTuple):
@@ -111,7 +122,8 @@ class Decision:
     """A priced quote with everything needed to learn from its outcome and to replay it.
 
     ``features`` is the exact context vector the policy saw; ``propensity`` the probability with
-    which the chosen arm was drawn. Times are Unix seconds.
+    which the chosen arm was drawn. Times are Unix seconds. ``value_source`` says where
+    ``user_value`` came from, and ``value_model_version`` which value model computed it (if one did).
     """
 
     quote_id: str
@@ -137,6 +149,7 @@ class Decision:
     created_at: float
     expires_at: float
     request_fingerprint: str
+    value_model_version: str = ""
 
     @property
     def margin(self) -> float:

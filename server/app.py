@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 
 import grpc
@@ -14,6 +14,8 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from learner import Pricer
+from learner.value import UserStates, ValueModel
+from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.auth import BearerTokenInterceptor, read_token, server_credentials
 from server.config import ServerConfig
@@ -93,10 +95,19 @@ def _housekeeping(service: PricingService, interval: float, stopping: threading.
             log.exception("housekeeping failed; retrying in %.1f s", interval)
 
 
+def build_pricer(config: ServerConfig, value_model: ValueModel | None, store: SQLiteStore) -> Pricer:
+    """The Pricer, with per-user value-model states kept in ``store`` when there is a model."""
+    if value_model is None:
+        return Pricer(config.pricer_config())
+    users = UserStates(value_model, store, capacity=config.user_cache_size)
+    return Pricer(replace(config.pricer_config(), user_embedding_dim=value_model.embedding_dim), users)
+
+
 def build_server(config: ServerConfig) -> RunningServer:
     """Assemble and start a server (health NOT_SERVING until ``load()`` has recovered the state)."""
+    value_model = None if config.value_model == "none" else load_value_model(config.value_model)
     store = SQLiteStore(config.data_dir)
-    pricer = Pricer(config.pricer_config())
+    pricer = build_pricer(config, value_model, store)
     metrics = create_metrics(
         policy=config.policy, version=package_version(), n_arms=len(pricer.grid),
         pending_count=store.pending_count, model_updates_now=lambda: pricer.updates,

@@ -41,6 +41,8 @@ class ServerConfig:
     sweep_interval_seconds: float = 1.0
     shutdown_grace_seconds: float = 5.0
     policy_options: Mapping[str, float] = field(default_factory=dict)
+    value_model: str = "default"
+    user_cache_size: int = 100_000
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
@@ -115,6 +117,9 @@ HELP = {
     "sweep_interval_seconds": "how often expired quotes are learned as no purchase",
     "shutdown_grace_seconds": "how long in-flight RPCs may finish at shutdown",
     "policy_options": "policy hyperparameters, e.g. beta=1.0 or epsilon=0.05",
+    "value_model": "user value model file (pricebandit-train), 'default' for the shipped one, or 'none' "
+                   "to price on the list margin",
+    "user_cache_size": "users whose value-model state is kept in memory (the rest are read from the store)",
     "tls_cert_file": "PEM certificate chain: serve gRPC over TLS (with --tls-key-file)",
     "tls_key_file": "PEM private key of --tls-cert-file",
     "tls_client_ca_file": "PEM CA bundle: require client certificates it signed (mutual TLS)",

@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from learner import (
     ConflictingReport,
     Decision,
+    InvalidInput,
     Pricer,
     QuoteRequest,
     ReportStatus,
@@ -30,6 +31,7 @@ from learner import (
     judge_repeat,
     reward_of,
 )
+from learner.value import BehaviorEvent, Observation
 from server.decision_log import dsjson_line
 from server.metrics import Metrics
 from server.store import QuoteIdTaken, Store
@@ -37,6 +39,8 @@ from server.store import QuoteIdTaken, Store
 log = logging.getLogger(__name__)
 
 EXPIRY_BATCH = 500
+OBSERVE_BATCH = 500
+"""Events of an Observe stream applied (and committed in one transaction) at a time."""
 T = TypeVar("T")
 
 
@@ -238,6 +242,37 @@ class PricingService:
         except Unavailable:
             self.metrics.store_errors.labels(name).inc()
             raise
+
+    # -- behavior events ---------------------------------------------------------------------
+    def observe(self, stream: Iterable[BehaviorEvent | InvalidInput]) -> Observation:
+        """Apply a stream of events (or the reasons they could not be read) in batches.
+
+        Each batch is committed before the next is read, so memory stays bounded however long the
+        stream; if the store fails, the batches before stay applied and re-sending them is harmless.
+        """
+        self._require_ready()
+        total = Observation()
+        batch: list[tuple[int, BehaviorEvent | InvalidInput]] = []
+
+        def apply() -> None:
+            valid = [(index, item) for index, item in batch if isinstance(item, BehaviorEvent)]
+            result = self._write(lambda: self.pricer.observe([event for _, event in valid], self.clock()),
+                                 "observe")
+            reasons = [(valid[i][0], reason) for i, reason in result.rejections]
+            reasons += [(index, str(item)) for index, item in batch if isinstance(item, InvalidInput)]
+            total.accepted += result.accepted
+            for index, reason in sorted(reasons):
+                total.reject(index, reason)
+            total.rejected += result.rejected - len(result.rejections)  # beyond the kept reasons
+            batch.clear()
+
+        for index, item in enumerate(stream):
+            batch.append((index, item))
+            if len(batch) >= OBSERVE_BATCH:
+                apply()
+        if batch:
+            apply()
+        return total
 
     # -- housekeeping ------------------------------------------------------------------------
     def expire_due(self) -> int:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from learner import Decision, ReportStatus
+from learner import Decision, InvalidInput, ReportStatus
+from learner.value import BehaviorEvent
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.service import PricingService
 from server.status import maps_errors
-from server.validation import RequestReader
+from server.validation import RequestReader, event_of
 
 REWARD_STATUS = {
     ReportStatus.LEARNED: pricing_pb2.RewardResponse.LEARNED,
@@ -34,6 +37,7 @@ def quote_response(decision: Decision) -> pricing_pb2.QuoteResponse:
             ) for view in decision.arms],
             guardrail_bound=decision.guardrail_bound, policy=decision.policy,
             deterministic=decision.deterministic, value_source=decision.value_source,
+            value_model_version=decision.value_model_version,
         ),
     )
 
@@ -64,3 +68,23 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
             quote_id=result.quote_id, learned=result.learned, status=REWARD_STATUS[result.status],
             model_version=result.model_version,
         )
+
+    @maps_errors
+    def Observe(self, request_iterator: Iterable[pricing_pb2.BehaviorEvent], context: grpc.ServicerContext
+                ) -> pricing_pb2.ObserveResponse:
+        result = self._service.observe(_read_events(request_iterator))
+        users = self._service.pricer.users
+        return pricing_pb2.ObserveResponse(
+            accepted=result.accepted, rejected=result.rejected,
+            rejections=[pricing_pb2.ObserveResponse.Rejection(index=index, reason=reason)
+                        for index, reason in result.rejections],
+            value_model_version="" if users is None else users.model.version,
+        )
+
+
+def _read_events(messages: Iterable[pricing_pb2.BehaviorEvent]) -> Iterator[BehaviorEvent | InvalidInput]:
+    for message in messages:
+        try:
+            yield event_of(message, "")
+        except InvalidInput as error:
+            yield error

@@ -1,4 +1,4 @@
-"""Durable state: pending quotes, the decision log, and learner snapshots.
+"""Durable state: pending quotes, the decision log, learner snapshots, and users' value-model states.
 
 ``Store`` is the protocol the service uses; ``SQLiteStore`` is the embedded default: one file in WAL
 mode with ``synchronous=FULL``, so every write is on disk (fsynced to the WAL) before the method
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -73,6 +73,8 @@ class Store(Protocol):
     def latest_snapshot(self) -> StoredSnapshot | None: ...
     def log_after(self, seq: int) -> Iterator[LogEntry]: ...
     def last_seq(self) -> int: ...
+    def load_user_state(self, user_id: str, model_version: str) -> bytes | None: ...
+    def save_user_states(self, states: Mapping[str, bytes], model_version: str, now: float) -> None: ...
     def close(self) -> None: ...
 
 
@@ -101,6 +103,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
     last_seq INTEGER NOT NULL,
     blob BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS user_states (
+    user_id TEXT PRIMARY KEY,
+    model_version TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    state BLOB NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -390,6 +398,20 @@ class SQLiteStore:
                 "SELECT blob, last_seq, created_at FROM snapshots ORDER BY id DESC LIMIT 1"
             ).fetchone()
         return None if row is None else StoredSnapshot(bytes(row[0]), int(row[1]), float(row[2]))
+
+    # -- users' value-model states ----------------------------------------------------------
+    def load_user_state(self, user_id: str, model_version: str) -> bytes | None:
+        """The user's state as the model ``model_version`` left it; None if new to that model."""
+        with self._lock:
+            row = self._execute("SELECT state FROM user_states WHERE user_id = ? AND model_version = ?",
+                                (user_id, model_version)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def save_user_states(self, states: Mapping[str, bytes], model_version: str, now: float) -> None:
+        """Write (or replace) several users' states in one transaction."""
+        rows = [(user_id, model_version, now, blob) for user_id, blob in states.items()]
+        self._commit(lambda: self._db.executemany(
+            "INSERT OR REPLACE INTO user_states VALUES (?, ?, ?, ?)", rows))
 
     def close(self) -> None:
         with self._lock:

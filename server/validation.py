@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping
 
 from learner import FeatureBuilder, InvalidInput, Product, QuoteRequest
+from learner.value import BehaviorEvent
 from pricing.v1 import pricing_pb2
 
 MAX_ID_LENGTH = 256
@@ -18,6 +19,11 @@ MAX_CATEGORY_LENGTH = 128
 QUOTE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,120}")
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
+MAX_RECENT_EVENTS = 100
+EVENT_TYPES = {
+    pricing_pb2.BehaviorEvent.VIEW: "view", pricing_pb2.BehaviorEvent.ADD_TO_CART: "add_to_cart",
+    pricing_pb2.BehaviorEvent.PURCHASE: "purchase", pricing_pb2.BehaviorEvent.REVIEW: "review",
+}
 
 
 def check_text(field: str, value: str, *, max_length: int, required: bool) -> str:
@@ -86,8 +92,13 @@ class RequestReader:
         quote_id = (check_pattern("quote_id", request.quote_id, QUOTE_ID_PATTERN,
                                   "1..128 characters from [A-Za-z0-9._:-]")
                     if request.quote_id else new_quote_id())
+        if len(request.recent_events) > MAX_RECENT_EVENTS:
+            raise InvalidInput("recent_events", f"{len(request.recent_events)} events; at most "
+                                                f"{MAX_RECENT_EVENTS} (send more through Observe)")
+        events = tuple(event_of(message, f"recent_events[{i}]", default_user=user_id)
+                       for i, message in enumerate(request.recent_events))
         return QuoteRequest(user_id=user_id, product=self.product(request.product, "product"),
-                            quote_id=quote_id, context=self.context(request.context))
+                            quote_id=quote_id, context=self.context(request.context), recent_events=events)
 
     def batch(self, request: pricing_pb2.QuoteBatchRequest) -> list[QuoteRequest]:
         user_id = self.user_id(request.user_id)
@@ -109,3 +120,27 @@ class RequestReader:
         return check_pattern("quote_id", check_text("quote_id", request.quote_id,
                                                     max_length=128, required=True),
                              QUOTE_ID_PATTERN, "a quote id issued by this service")
+
+
+def event_of(message: pricing_pb2.BehaviorEvent, field: str, default_user: str = "") -> BehaviorEvent:
+    """A wire event as a learner event; InvalidInput names the field as ``<field>.<name>``."""
+    try:
+        if not message.HasField("timestamp"):
+            raise InvalidInput("timestamp", "is required")
+        if message.event_type not in EVENT_TYPES:
+            raise InvalidInput("event_type", f"{message.event_type} is not a known event type "
+                                             "(VIEW, ADD_TO_CART, PURCHASE or REVIEW)")
+        return BehaviorEvent(
+            user_id=check_text("user_id", message.user_id or default_user, max_length=MAX_ID_LENGTH,
+                               required=True),
+            timestamp=message.timestamp.ToNanoseconds() / 1e9,
+            event_type=EVENT_TYPES[message.event_type],
+            product_id=check_text("product_id", message.product_id, max_length=MAX_ID_LENGTH,
+                                  required=False),
+            category=check_text("category", message.category, max_length=MAX_CATEGORY_LENGTH,
+                                required=False),
+            price=message.price, unit_cost=message.unit_cost, dwell_seconds=message.dwell_seconds,
+            rating=message.rating, purchased=message.purchased,
+        )
+    except InvalidInput as exc:
+        raise InvalidInput(f"{field}.{exc.field}" if field else exc.field, exc.problem) from None

@@ -31,7 +31,7 @@ def saved_state(data_dir: Path) -> None:
 
 
 def start_and_fail(data_dir: Path, processes: list[ServerProcess]) -> str:
-    child = ServerProcess(data_dir)
+    child = ServerProcess(data_dir, "--value-model", "none")  # as saved_state's Pricer
     processes.append(child)
     code, log = child.finish()
     assert code == 2, log

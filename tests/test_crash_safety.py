@@ -18,6 +18,8 @@ import numpy as np
 
 from builders import quote_request
 from learner import Decision, Pricer, PricerConfig, snapshot
+from learner.value import UserStates
+from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.process import ServerProcess
 
@@ -114,7 +116,9 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(
             assert learned_rewards[quote_id] == float(purchased), quote_id
     assert len(ledger.rewards) > 50 and len(ledger.quotes) > 80
 
-    replayed = Pricer(PricerConfig(reward_window_seconds=WINDOW_SECONDS))
+    model = load_value_model("default")  # the server's default: the user embedding is in the features
+    replayed = Pricer(PricerConfig(reward_window_seconds=WINDOW_SECONDS,
+                                   user_embedding_dim=model.embedding_dim), UserStates(model))
     for _, _, _, reward, learned, decision in entries:
         if learned:
             replayed.update(Decision.from_dict(json.loads(decision)), reward)

@@ -27,7 +27,7 @@ from pricing.v1 import pricing_pb2
 FIELD = re.compile(
     r'^(user_id|quote_id|request_id|products|product|context)'
     r'(\[\d+\])?(\.(product_id|category|unit_cost|list_price|floor_price|ceiling_price|currency))?'
-    r'(\["[^"]*"\])?: \S'
+    r'(\["(?:[^"\\]|\\.)*"\])?: \S'
 )
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from builders import product, quote_request
 from conftest import DEADLINE, ServerHandle
+from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2
 
 RewardStatus = pricing_pb2.RewardResponse
@@ -47,12 +48,14 @@ def test_quote_then_reward_changes_the_learner(pricing: ServerHandle) -> None:
     assert quote.quote_id.startswith("q-")
     assert quote.model_version == "linucb:0"
     assert quote.currency == "EUR" and quote.product_id == "sku-1"
-    assert quote.user_value == 60.0
-    assert quote.price == pytest.approx(40.0 + quote.alpha * 60.0)
-    assert 40.0 <= quote.price <= 100.0
+    model = load_value_model("default")  # a user with no history: V from the zero state
+    value, _ = model.network.predict(model.network.zero_state, unit_cost=40.0, category="shoes")
+    assert quote.user_value == pytest.approx(value) and value > 0
+    assert quote.price == pytest.approx(40.0 + quote.alpha * value)
     assert quote.propensity == 1.0 and quote.explanation.deterministic
     assert len(quote.explanation.arms) == 11
-    assert quote.explanation.value_source == "list_margin"
+    assert quote.explanation.value_source == "lstm"
+    assert quote.explanation.value_model_version == model.version
     assert before + 600 - 1 <= quote.expires_at.ToNanoseconds() / 1e9 <= time.time() + 600
     estimate_before = quote.explanation.arms[quote.arm].purchase_probability
 

@@ -29,7 +29,7 @@ class Product(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., category: _Optional[str] = ..., unit_cost: _Optional[float] = ..., list_price: _Optional[float] = ..., floor_price: _Optional[float] = ..., ceiling_price: _Optional[float] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class QuoteRequest(_message.Message):
-    __slots__ = ("user_id", "product", "context", "quote_id")
+    __slots__ = ("user_id", "product", "context", "quote_id", "recent_events")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -41,11 +41,68 @@ class QuoteRequest(_message.Message):
     PRODUCT_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
+    RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     product: Product
     context: _containers.ScalarMap[str, float]
     quote_id: str
-    def __init__(self, user_id: _Optional[str] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., context: _Optional[_Mapping[str, float]] = ..., quote_id: _Optional[str] = ...) -> None: ...
+    recent_events: _containers.RepeatedCompositeFieldContainer[BehaviorEvent]
+    def __init__(self, user_id: _Optional[str] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., context: _Optional[_Mapping[str, float]] = ..., quote_id: _Optional[str] = ..., recent_events: _Optional[_Iterable[_Union[BehaviorEvent, _Mapping]]] = ...) -> None: ...
+
+class BehaviorEvent(_message.Message):
+    __slots__ = ("user_id", "timestamp", "event_type", "product_id", "category", "price", "unit_cost", "dwell_seconds", "rating", "purchased")
+    class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        EVENT_TYPE_UNSPECIFIED: _ClassVar[BehaviorEvent.EventType]
+        VIEW: _ClassVar[BehaviorEvent.EventType]
+        ADD_TO_CART: _ClassVar[BehaviorEvent.EventType]
+        PURCHASE: _ClassVar[BehaviorEvent.EventType]
+        REVIEW: _ClassVar[BehaviorEvent.EventType]
+    EVENT_TYPE_UNSPECIFIED: BehaviorEvent.EventType
+    VIEW: BehaviorEvent.EventType
+    ADD_TO_CART: BehaviorEvent.EventType
+    PURCHASE: BehaviorEvent.EventType
+    REVIEW: BehaviorEvent.EventType
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_COST_FIELD_NUMBER: _ClassVar[int]
+    DWELL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    PURCHASED_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    timestamp: _timestamp_pb2.Timestamp
+    event_type: BehaviorEvent.EventType
+    product_id: str
+    category: str
+    price: float
+    unit_cost: float
+    dwell_seconds: float
+    rating: float
+    purchased: bool
+    def __init__(self, user_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type: _Optional[_Union[BehaviorEvent.EventType, str]] = ..., product_id: _Optional[str] = ..., category: _Optional[str] = ..., price: _Optional[float] = ..., unit_cost: _Optional[float] = ..., dwell_seconds: _Optional[float] = ..., rating: _Optional[float] = ..., purchased: _Optional[bool] = ...) -> None: ...
+
+class ObserveResponse(_message.Message):
+    __slots__ = ("accepted", "rejected", "rejections", "value_model_version")
+    class Rejection(_message.Message):
+        __slots__ = ("index", "reason")
+        INDEX_FIELD_NUMBER: _ClassVar[int]
+        REASON_FIELD_NUMBER: _ClassVar[int]
+        index: int
+        reason: str
+        def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    rejected: int
+    rejections: _containers.RepeatedCompositeFieldContainer[ObserveResponse.Rejection]
+    value_model_version: str
+    def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[ObserveResponse.Rejection, _Mapping]]] = ..., value_model_version: _Optional[str] = ...) -> None: ...
 
 class ArmEstimate(_message.Message):
     __slots__ = ("arm", "alpha", "price", "allowed", "purchase_probability", "expected_profit", "probability")
@@ -66,18 +123,20 @@ class ArmEstimate(_message.Message):
     def __init__(self, arm: _Optional[int] = ..., alpha: _Optional[float] = ..., price: _Optional[float] = ..., allowed: _Optional[bool] = ..., purchase_probability: _Optional[float] = ..., expected_profit: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("arms", "guardrail_bound", "policy", "deterministic", "value_source")
+    __slots__ = ("arms", "guardrail_bound", "policy", "deterministic", "value_source", "value_model_version")
     ARMS_FIELD_NUMBER: _ClassVar[int]
     GUARDRAIL_BOUND_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
     VALUE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     arms: _containers.RepeatedCompositeFieldContainer[ArmEstimate]
     guardrail_bound: bool
     policy: str
     deterministic: bool
     value_source: str
-    def __init__(self, arms: _Optional[_Iterable[_Union[ArmEstimate, _Mapping]]] = ..., guardrail_bound: _Optional[bool] = ..., policy: _Optional[str] = ..., deterministic: _Optional[bool] = ..., value_source: _Optional[str] = ...) -> None: ...
+    value_model_version: str
+    def __init__(self, arms: _Optional[_Iterable[_Union[ArmEstimate, _Mapping]]] = ..., guardrail_bound: _Optional[bool] = ..., policy: _Optional[str] = ..., deterministic: _Optional[bool] = ..., value_source: _Optional[str] = ..., value_model_version: _Optional[str] = ...) -> None: ...
 
 class QuoteResponse(_message.Message):
     __slots__ = ("quote_id", "price", "alpha", "arm", "user_value", "propensity", "explored", "model_version", "expires_at", "currency", "product_id", "explanation")

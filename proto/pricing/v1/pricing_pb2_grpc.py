@@ -49,6 +49,11 @@ class PricingServiceStub:
                 request_serializer=pricing_dot_v1_dot_pricing__pb2.RewardRequest.SerializeToString,
                 response_deserializer=pricing_dot_v1_dot_pricing__pb2.RewardResponse.FromString,
                 _registered_method=True)
+        self.Observe = channel.stream_unary(
+                '/pricing.v1.PricingService/Observe',
+                request_serializer=pricing_dot_v1_dot_pricing__pb2.BehaviorEvent.SerializeToString,
+                response_deserializer=pricing_dot_v1_dot_pricing__pb2.ObserveResponse.FromString,
+                _registered_method=True)
 
 
 class PricingServiceServicer:
@@ -79,6 +84,17 @@ class PricingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Observe(self, request_iterator, context):
+        """Stream a shopper tracker's behavior events; the server advances each user's value-model state
+        by every valid event, in order, and answers once the stream ends with how many it accepted and
+        why it refused the others. A refused event changes nothing; the accepted ones are durable when
+        the response arrives. Re-sending a stream is harmless: events not after a user's last accepted
+        event are refused as duplicates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PricingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +112,11 @@ def add_PricingServiceServicer_to_server(servicer, server):
                     servicer.Reward,
                     request_deserializer=pricing_dot_v1_dot_pricing__pb2.RewardRequest.FromString,
                     response_serializer=pricing_dot_v1_dot_pricing__pb2.RewardResponse.SerializeToString,
+            ),
+            'Observe': grpc.stream_unary_rpc_method_handler(
+                    servicer.Observe,
+                    request_deserializer=pricing_dot_v1_dot_pricing__pb2.BehaviorEvent.FromString,
+                    response_serializer=pricing_dot_v1_dot_pricing__pb2.ObserveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +200,33 @@ class PricingService:
             '/pricing.v1.PricingService/Reward',
             pricing_dot_v1_dot_pricing__pb2.RewardRequest.SerializeToString,
             pricing_dot_v1_dot_pricing__pb2.RewardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Observe(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/pricing.v1.PricingService/Observe',
+            pricing_dot_v1_dot_pricing__pb2.BehaviorEvent.SerializeToString,
+            pricing_dot_v1_dot_pricing__pb2.ObserveResponse.FromString,
             options,
             channel_credentials,
             insecure,
