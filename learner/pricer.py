@@ -28,6 +28,9 @@ from learner.types import ArmView, Decision, QuoteRequest
 from learner.value.events import BehaviorEvent
 from learner.value.states import Observation, UserStates
 
+VALUE_FACTOR_BOUNDS = (0.5, 2.0)
+"""A user's value is between half and twice the list margin, however confident the model is."""
+
 
 @dataclass(frozen=True)
 class PricerConfig:
@@ -95,14 +98,21 @@ class Pricer:
     def user_value(self, request: QuoteRequest) -> tuple[float, np.ndarray | None]:
         """V, what the product is worth to this user, and the user's embedding (None without a model).
 
-        With a value model: the margin over cost this user is predicted to pay for a product of this
-        cost and category, from their behavior so far. Without: the list margin.
+        The shop's list margin, scaled by the value model's view of this user: how much more or less
+        than a user with no history they are predicted to pay over cost for such a product, bounded
+        to ``VALUE_FACTOR_BOUNDS``. The model never sees the list price, so its raw prediction is
+        relative evidence, not a price: used alone it quoted cheap items at twice their list price
+        and dear ones near cost. A new user (or no model) gets exactly the list margin.
         """
         product = request.product
+        list_margin = product.list_price - product.unit_cost
         if self.users is None:
-            return product.list_price - product.unit_cost, None
+            return list_margin, None
         state = self.users.get(request.user_id)
-        return self.users.model.network.predict(state, product.unit_cost, product.category)
+        factor, embedding = self.users.model.network.relative_value(state, product.unit_cost,
+                                                                     product.category)
+        low, high = VALUE_FACTOR_BOUNDS
+        return list_margin * min(max(factor, low), high), embedding
 
     def observe(self, events: Sequence[BehaviorEvent], now: float) -> Observation:
         """Advance the users' states by ``events``; without a value model every event is refused."""

@@ -218,8 +218,10 @@ def test_the_pricer_prices_on_the_users_value_and_feeds_the_embedding_to_the_ban
     fresh = pricer.quote(request("q-1", user_id="new"), NOW)
     known = pricer.quote(request("q-2", user_id="big"), NOW)
     assert (fresh.value_source, fresh.value_model_version) == ("lstm", DEFAULT.version)
-    assert fresh.user_value != pytest.approx(known.user_value, rel=0.05)
-    expected, embedding = DEFAULT.network.predict(DEFAULT.network.run(buyer("big")), 40.0, "shoes")
+    assert fresh.user_value == 60.0  # no history: exactly the list margin
+    factor, embedding = DEFAULT.network.relative_value(DEFAULT.network.run(buyer("big")), 40.0, "shoes")
+    assert factor > 1.0  # a big spender is worth more than a new user ...
+    expected = 60.0 * min(factor, 2.0)  # ... within twice the list margin
     assert known.user_value == pytest.approx(expected)
     assert known.price == pytest.approx(40.0 + known.alpha * expected)
     assert known.feature_names[-4:] == tuple(f"user.embedding.{i}" for i in range(4))
@@ -281,3 +283,16 @@ def test_a_transactions_file_reads_as_purchases(tmp_path: Path) -> None:
         ("17", "purchase", 12.5, 0.0), ("17", "purchase", 30.0, 0.0)]
     assert events[0].timestamp == 1294099200.0
     assert build_examples(events).margins.tolist() == [30.0]
+
+
+def test_the_value_stays_within_half_and_twice_the_list_margin() -> None:
+    pricer = model_pricer()
+    cheap = [event(i * 60, "purchase", user="thrifty", price=10.2, unit_cost=10, purchased=True)
+             for i in range(30)]
+    pricer.observe(cheap + buyer("big") * 1, NOW)
+    pricer.observe([event(i * 60 + 1000, "purchase", user="big", price=900, unit_cost=100,
+                          purchased=True) for i in range(30)], NOW)
+    for user in ("thrifty", "big", "new"):
+        decision = pricer.quote(request(f"q-{user}", user_id=user), NOW)
+        assert 30.0 <= decision.user_value <= 120.0
+        assert decision.price <= 40.0 + 120.0

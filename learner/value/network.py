@@ -84,6 +84,7 @@ class ValueNetwork:
         self._gate_scale = np.full(4 * self.units, 0.5)
         self._gate_scale[2 * self.units:3 * self.units] = 1.0
         self._zero = UserState(np.zeros(self.units, np.float32), np.zeros(self.units, np.float32))
+        self._zero_embedding = self.embedding(self._zero)
 
     @property
     def zero_state(self) -> UserState:
@@ -119,6 +120,14 @@ class ValueNetwork:
     def log_value(self, embedding: np.ndarray, product: np.ndarray) -> float:
         hidden = np.maximum(0.0, np.concatenate([embedding, product]) @ self.hidden_w + self.hidden_b)
         return float(hidden @ self.out_w + self.out_b)
+
+    def relative_value(self, state: UserState, unit_cost: float, category: str) -> tuple[float, np.ndarray]:
+        """How much more (above 1) or less this user is predicted to pay over cost for such a product
+        than a user with no history, ``(1 + V_user) / (1 + V_new)``, and the user's embedding."""
+        embedding = self.embedding(state)
+        product = product_inputs(unit_cost, category)
+        difference = self.log_value(embedding, product) - self.log_value(self._zero_embedding, product)
+        return math.exp(min(difference, MAX_LOG_VALUE)), embedding
 
     def predict(self, state: UserState, unit_cost: float, category: str) -> tuple[float, np.ndarray]:
         """V (the margin this user is predicted to pay over cost, >= 0) and the user's embedding."""
