@@ -39,6 +39,9 @@ def maps_errors(handler: Handler) -> Handler:
             return handler(self, request, context)
         except PricingError as error:
             context.abort(status_of(error), str(error))
+        except grpc.RpcError:  # reading a client stream: the caller went away; no one to answer
+            log.info("%s: the caller cancelled the stream", handler.__name__)
+            context.abort(grpc.StatusCode.CANCELLED, "the caller cancelled the stream")
         except Exception:
             log.exception("unexpected error in %s", handler.__name__)
             context.abort(grpc.StatusCode.INTERNAL, "internal error; the request was not completed")

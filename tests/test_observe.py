@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -220,3 +220,24 @@ def test_any_event_stream_is_answered_event_by_event_and_states_stay_finite(
         state = users.get(user or "-")
         assert np.all(np.isfinite(state.h)) and np.all(np.isfinite(state.c))
     assert math.isfinite(pricing.quote(user_id="shopper").user_value)
+
+
+def test_a_stream_that_ends_early_keeps_whole_batches_and_a_resend_completes_it(
+    pricing: ServerHandle,
+) -> None:
+    history = {user: [behavior(10_000 - i, user_id=user, dwell_seconds=float(i % 50)) for i in range(700)]
+               for user in ("interrupted", "clean")}
+
+    def crashing_client() -> Iterator[Event]:
+        yield from history["interrupted"][:600]
+        raise ConnectionError("the tracker died mid-stream")
+
+    with pytest.raises(grpc.RpcError):
+        pricing.stub.Observe(crashing_client(), timeout=DEADLINE)
+    resent = pricing.stub.Observe(iter(history["interrupted"]), timeout=DEADLINE)
+    assert resent.rejected in (0, 500)  # only whole batches of 500 were applied, each once
+    assert resent.accepted == 700 - resent.rejected
+    clean = pricing.stub.Observe(iter(history["clean"]), timeout=DEADLINE)
+    assert (clean.accepted, clean.rejected) == (700, 0)
+    interrupted, whole = pricing.quote(user_id="interrupted"), pricing.quote(user_id="clean")
+    assert interrupted.user_value == pytest.approx(whole.user_value)
