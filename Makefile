@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+SERVE_INSTALLED := $(VENV)/.installed-serve
 
 .PHONY: serve test lint typecheck proto bench clean
 
@@ -12,7 +13,13 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,sim,train]'
 	touch $(INSTALLED)
 
-serve: $(INSTALLED)
+# Serving needs only the package itself: no TensorFlow, simulator or test tools.
+$(SERVE_INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $(SERVE_INSTALLED)
+
+serve: $(SERVE_INSTALLED)
 	$(BIN)/pricebandit-server
 
 test: $(INSTALLED) lint
