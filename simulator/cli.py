@@ -54,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
                       help="how long to wait for the server to answer at all")
     live.add_argument("--delay-scale", type=float, default=1.0,
                       help="wall-clock seconds per simulated second of report delay (e.g. 0.01)")
+    live.add_argument("--no-behavior", action="store_true",
+                      help="do not send shoppers' behavior histories with Observe before their first quote")
     live.set_defaults(command=_live)
 
     behavior = commands.add_parser("behavior", help="write the returning shoppers' behavior histories")
@@ -95,7 +97,7 @@ def _live(args: argparse.Namespace) -> int:
 
     result = run_live(args.address, scenario(args.scenario), rounds=args.rounds, seed=args.seed,
                       deadline=args.deadline_seconds, delay_scale=args.delay_scale,
-                      connect_timeout=args.connect_timeout_seconds)
+                      send_behavior=not args.no_behavior, connect_timeout=args.connect_timeout_seconds)
     print(result.summary())
     return 0
 

@@ -14,12 +14,12 @@ import heapq
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from simulator.behavior import user_history
@@ -27,12 +27,12 @@ from simulator.market import Block, Market
 from simulator.scenarios import Scenario
 from simulator.tally import Tally
 
-Observe = Callable[[pricing_pb2_grpc.PricingServiceStub, str, list[dict[str, Any]]], None]
-"""Sends one shopper's behavior history to the server before their first quote.
-
-This is where the ``Observe`` RPC plugs in once the server has it: a function that streams the
-events (``simulator.behavior`` schema) to ``stub.Observe``. Without one, no history is sent.
-"""
+EVENT_TYPES = {
+    "view": pricing_pb2.BehaviorEvent.VIEW,
+    "add_to_cart": pricing_pb2.BehaviorEvent.ADD_TO_CART,
+    "purchase": pricing_pb2.BehaviorEvent.PURCHASE,
+    "review": pricing_pb2.BehaviorEvent.REVIEW,
+}
 
 BLOCK = 500
 MAX_DRAIN_SECONDS = 60.0
@@ -47,6 +47,8 @@ class LiveReport:
     """Reward responses by status (LEARNED, DUPLICATE, LATE) or by error code."""
     silent: int = 0
     """No-purchases never reported."""
+    behavior: Counter[str] = field(default_factory=Counter)
+    """Behavior events sent with Observe: accepted, rejected, or lost to an error code."""
     seconds: float = 0.0
 
     @property
@@ -56,7 +58,8 @@ class LiveReport:
     def summary(self) -> str:
         tally = self.tally
         return (f"{tally.quotes} quotes ({self.quotes_per_second:.0f}/s), errors {dict(self.quote_errors)}; "
-                f"rewards {dict(self.rewards)}, {self.silent} silent; {tally.purchases} purchases, "
+                f"rewards {dict(self.rewards)}, {self.silent} silent; behavior events "
+                f"{dict(self.behavior)}; {tally.purchases} purchases, "
                 f"revenue {tally.revenue:.2f}, profit {tally.profit:.2f}, {100 * tally.oracle_share:.1f}% "
                 f"of the best offered price's expected profit, regret {tally.regret:.2f}")
 
@@ -92,10 +95,12 @@ class RewardSender:
 
 
 def run_live(address: str, scenario: Scenario, *, rounds: int, seed: int = 0, deadline: float = 1.0,
-             delay_scale: float = 1.0, observe: Observe | None = None,
+             delay_scale: float = 1.0, send_behavior: bool = True,
              connect_timeout: float = 10.0) -> LiveReport:
     """Drive the server at ``address`` with ``rounds`` of ``scenario``; ``delay_scale`` turns the
-    scenario's report delays (simulated seconds) into wall-clock seconds."""
+    scenario's report delays (simulated seconds) into wall-clock seconds. With ``send_behavior``,
+    each shopper's behavior history goes to ``Observe`` before their first quote, as a site's
+    tracker would have sent it, so the server's value model knows returning shoppers."""
     feedback = scenario.feedback
     stream = scenario.stream(seed, rounds)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 5]))
@@ -113,9 +118,10 @@ def run_live(address: str, scenario: Scenario, *, rounds: int, seed: int = 0, de
             for row in range(len(block)):
                 sender.send_due(time.monotonic())
                 user_id = block.user_ids[row]
-                if observe is not None and user_id not in observed:
+                if send_behavior and user_id not in observed:
                     observed.add(user_id)
-                    observe(stub, user_id, user_history(stream.market, int(block.users[row])))
+                    send_history(stub, user_history(stream.market, int(block.users[row])), deadline,
+                                 report)
                 request = quote_request(stream.market, block, row, f"live-{seed}-{block.start + row}")
                 try:
                     response = stub.Quote(request, timeout=deadline)
@@ -132,6 +138,31 @@ def run_live(address: str, scenario: Scenario, *, rounds: int, seed: int = 0, de
         sender.drain()
     report.seconds = time.monotonic() - started
     return report
+
+
+def send_history(stub: pricing_pb2_grpc.PricingServiceStub, history: list[dict[str, Any]],
+                 deadline: float, report: LiveReport) -> None:
+    """Stream one shopper's events (``simulator.behavior`` schema) to ``Observe``; count the answer."""
+    if not history:
+        return
+    try:
+        answer = stub.Observe(iter([behavior_message(event) for event in history]), timeout=deadline)
+    except grpc.RpcError as error:
+        report.behavior[error.code().name] += len(history)
+        return
+    report.behavior["accepted"] += answer.accepted
+    report.behavior["rejected"] += answer.rejected
+
+
+def behavior_message(event: dict[str, Any]) -> pricing_pb2.BehaviorEvent:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(round(event["timestamp"] * 1e9))
+    return pricing_pb2.BehaviorEvent(
+        user_id=event["user_id"], timestamp=stamp, event_type=EVENT_TYPES[event["event_type"]],
+        product_id=event["product_id"], category=event["category"], price=event["price"],
+        unit_cost=event["unit_cost"], dwell_seconds=event["dwell_seconds"], rating=event["rating"],
+        purchased=event["purchased"],
+    )
 
 
 def quote_request(market: Market, block: Block, row: int, quote_id: str) -> pricing_pb2.QuoteRequest:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 
 from conftest import ServerHandle
+from simulator.behavior import user_history
 from simulator.cli import main
 from simulator.live import run_live
 from simulator.scenarios import SCENARIOS
@@ -51,20 +51,24 @@ def test_live_mode_counts_quotes_that_miss_their_deadline(start_server: Callable
     assert report.quote_errors[grpc.StatusCode.DEADLINE_EXCEEDED.name] > 0
 
 
-def test_live_mode_sends_each_shopper_history_once_before_their_first_quote(
+def test_live_mode_sends_each_shopper_history_with_observe_before_their_first_quote(
     start_server: Callable[..., ServerHandle],
 ) -> None:
     handle = start_server()
-    sent: list[tuple[str, int]] = []
-
-    def observe(stub: Any, user_id: str, events: list[dict[str, Any]]) -> None:
-        assert all(event["user_id"] == user_id for event in events)
-        sent.append((user_id, len(events)))
-
-    report = run_live(handle.server.address, SCENARIOS["stationary"], rounds=40, observe=observe)
+    stream = SCENARIOS["stationary"].stream(0, 40)
+    quoted = sorted({int(user) for block in stream.blocks(500) for user in block.users})
+    histories = {user: len(user_history(stream.market, user)) for user in quoted}
+    report = run_live(handle.server.address, SCENARIOS["stationary"], rounds=40)
     assert report.tally.quotes == 40
-    assert len(sent) == len({user for user, _ in sent}) > 30
-    assert any(count > 0 for _, count in sent) and any(count == 0 for _, count in sent)
+    assert report.behavior["accepted"] == sum(histories.values()) > 20
+    assert report.behavior["rejected"] == 0
+    users = handle.server.service.pricer.users
+    assert users is not None
+    for user, events in histories.items():
+        assert users.get(stream.market.user_id(user)).events == events
+    again = run_live(handle.server.address, SCENARIOS["stationary"], rounds=40)
+    assert again.behavior["accepted"] == 0  # a resent history is refused as duplicates, not relearned
+    assert again.behavior["rejected"] == report.behavior["accepted"]
 
 
 def test_the_live_command_prints_what_happened(start_server: Callable[..., ServerHandle], capsys) -> None:
