@@ -42,7 +42,7 @@ class ServerProcess:
                 self._serving.set()
         self.process.stderr.close()
 
-    def wait_until_serving(self, seconds: float = 20.0) -> str:
+    def wait_until_serving(self, seconds: float = 60.0) -> str:
         deadline = time.monotonic() + seconds
         while not self._serving.wait(0.05):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -50,7 +50,7 @@ class ServerProcess:
                 raise AssertionError("server did not start:\n" + "".join(self.log))
         return self.address
 
-    def finish(self, seconds: float = 20.0) -> tuple[int, str]:
+    def finish(self, seconds: float = 60.0) -> tuple[int, str]:
         """Wait for the process to end; its exit code and everything it logged."""
         self.process.wait(timeout=seconds)
         self._reader.join(timeout=seconds)
