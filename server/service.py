@@ -25,6 +25,7 @@ from learner import (
     Pricer,
     QuoteRequest,
     ReportStatus,
+    SnapshotError,
     Unavailable,
     UnknownQuote,
     fingerprint,
@@ -94,7 +95,7 @@ class PricingService:
                 self.metrics.snapshot_timestamp.set(stored.created_at)
             for entry in self.store.log_after(self._last_seq):
                 if entry.learned:
-                    self.pricer.update(entry.decision, entry.reward)
+                    self._replay(entry.seq, entry.decision, entry.reward)
                     replayed += 1
                 self._last_seq = entry.seq
         log.info("recovered model %s (%d log entries replayed after the snapshot)",
@@ -102,6 +103,17 @@ class PricingService:
         self._recovered = True
         self._ready.set()
         return replayed
+
+    def _replay(self, seq: int, decision: Decision, reward: float) -> None:
+        """Learn one logged outcome again; a log written under other settings stops the start."""
+        expected = self.pricer.features.names
+        if decision.feature_names != expected:
+            raise SnapshotError(
+                f"decision log entry {seq} was written with {len(decision.feature_names)} features, "
+                f"this configuration has {len(expected)} (the value model or the context features "
+                "changed): start with the settings that wrote it, or with a new --data-dir"
+            )
+        self.pricer.update(decision, reward)
 
     @property
     def ready(self) -> bool:

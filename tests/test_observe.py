@@ -193,6 +193,22 @@ def test_a_snapshot_made_without_the_value_model_stops_the_start(
     assert "user_embedding_dim: snapshot None vs configured 4" in log and "--data-dir" in log
 
 
+def test_a_log_written_without_the_value_model_stops_the_start(
+    tmp_path: Path, processes: list[ServerProcess]
+) -> None:
+    first = ServerProcess(tmp_path, "--value-model", "none")
+    processes.append(first)
+    drive(first.wait_until_serving(), 3, "a")
+    first.process.send_signal(signal.SIGKILL)  # a crash: the log holds entries no snapshot covers
+    first.finish()
+    second = ServerProcess(tmp_path)
+    processes.append(second)
+    code, log = second.finish()
+    assert code == 2
+    assert "decision log entry 1 was written with 16 features, this configuration has 20" in log
+    assert "the value model or the context features changed" in log and "--data-dir" in log
+
+
 numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1.0, 5.0, 1e13]))
 hostile_events = st.builds(
     lambda user, ago, kind, price, dwell, rating, category: behavior(
