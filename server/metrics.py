@@ -41,7 +41,8 @@ RPC_METHODS = tuple(method.name for method in SERVICE.methods)
 STATUS_CODES = tuple(code.name for code in grpc.StatusCode)
 REWARD_OUTCOMES = ("purchased", "not_purchased")
 REWARD_STATUSES = ("learned", "duplicate", "late")
-STORE_OPERATIONS = ("quote", "reward", "expire", "snapshot")
+STORE_OPERATIONS = ("quote", "reward", "expire", "snapshot", "observe")
+BEHAVIOR_RESULTS = ("accepted", "rejected")
 CONVERSION_WINDOW = 1000
 
 
@@ -63,6 +64,7 @@ class Metrics:
     snapshots: Counter
     snapshot_timestamp: Gauge
     store_errors: Counter
+    behavior_events: Counter
     _recent: collections.deque[float]
     _recent_lock: threading.Lock
 
@@ -126,6 +128,9 @@ def create_metrics(
                                  "Unix time of the last snapshot written or loaded.", registry=registry),
         store_errors=Counter("pricebandit_store_errors_total", "Failed state-store operations.",
                              ["operation"], registry=registry),
+        behavior_events=Counter("pricebandit_behavior_events_total",
+                                "Behavior events streamed to Observe, by what was done with them.",
+                                ["result"], registry=registry),
         _recent=collections.deque(maxlen=CONVERSION_WINDOW),
         _recent_lock=threading.Lock(),
     )
@@ -149,6 +154,8 @@ def create_metrics(
             metrics.rewards.labels(outcome, status)
     for operation in STORE_OPERATIONS:
         metrics.store_errors.labels(operation)
+    for result in BEHAVIOR_RESULTS:
+        metrics.behavior_events.labels(result)
     return metrics
 
 

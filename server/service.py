@@ -276,6 +276,8 @@ class PricingService:
             for index, reason in sorted(reasons):
                 total.reject(index, reason)
             total.rejected += result.rejected - len(result.rejections)  # beyond the kept reasons
+            self.metrics.behavior_events.labels("accepted").inc(result.accepted)
+            self.metrics.behavior_events.labels("rejected").inc(len(batch) - result.accepted)
             batch.clear()
 
         for index, item in enumerate(stream):

@@ -253,6 +253,9 @@ def test_a_stream_that_ends_early_keeps_whole_batches_and_a_resend_completes_it(
     resent = pricing.stub.Observe(iter(history["interrupted"]), timeout=DEADLINE)
     assert resent.rejected in (0, 500)  # only whole batches of 500 were applied, each once
     assert resent.accepted == 700 - resent.rejected
+    counted = pricing.server.metrics.behavior_events
+    assert counted.labels("accepted")._value.get() == 700
+    assert counted.labels("rejected")._value.get() == resent.rejected
     clean = pricing.stub.Observe(iter(history["clean"]), timeout=DEADLINE)
     assert (clean.accepted, clean.rejected) == (700, 0)
     interrupted, whole = pricing.quote(user_id="interrupted"), pricing.quote(user_id="clean")
