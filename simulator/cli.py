@@ -15,7 +15,7 @@ from pathlib import Path
 
 from learner import PricerConfig
 from simulator.behavior import histories, write_jsonl
-from simulator.contenders import CONTENDERS
+from simulator.contenders import CONTENDERS, VALUE_CONTENDERS
 from simulator.scenarios import SCENARIOS, scenario
 
 
@@ -34,12 +34,15 @@ def parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="compare policies on a scenario against the oracle")
     _common(run, rounds=200_000)
-    run.add_argument("--policy", action="append", choices=CONTENDERS, metavar="NAME",
-                     help=f"a policy to compare (repeat; default all: {', '.join(CONTENDERS)})")
+    run.add_argument("--policy", action="append", choices=CONTENDERS + VALUE_CONTENDERS, metavar="NAME",
+                     help=f"a policy to compare (repeat; default: {', '.join(CONTENDERS)}; also "
+                          f"{', '.join(VALUE_CONTENDERS)}: a learner with the shipped value model)")
     run.add_argument("--option", action="append", default=[], metavar="POLICY.NAME=VALUE",
                      help="a learner policy hyperparameter, e.g. linucb.beta=0.5 (repeat)")
     run.add_argument("--decay", type=float, default=1.0,
                      help="the learners' per-update discount of old evidence (e.g. 0.999 for drift)")
+    run.add_argument("--value-model", default="default",
+                     help="model file of the +lstm learners (pricebandit-train), or the shipped 'default'")
     run.add_argument("--checkpoints", type=int, default=20, help="rows per policy in the table and plots")
     run.add_argument("--out", type=Path, default=Path("sim-results"),
                      help="folder for <scenario>.json, .csv, -regret.png and -profit.png")
@@ -83,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     results = compare(scenario(args.scenario), rounds=args.rounds, seed=args.seed,
                       policies=args.policy or CONTENDERS, checkpoints=args.checkpoints,
                       pricer=PricerConfig(decay=args.decay), options=parse_options(args.option),
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, value_model=args.value_model)
     print(report.table(results.final()))
     if results.best_fixed_alpha is not None:
         print(f"best fixed alpha in hindsight: {results.best_fixed_alpha:g}")

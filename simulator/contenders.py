@@ -18,6 +18,11 @@ import numpy as np
 
 from learner import FeatureBuilder, Pricer, PricerConfig, QuoteRequest
 from learner.policies import POLICIES
+from learner.value import ValueModel
+from learner.value import load as load_value_model
+from learner.value.events import BehaviorEvent
+from learner.value.states import UserStates
+from simulator.behavior import user_history
 from simulator.market import Block, Market
 from simulator.scenarios import Feedback
 
@@ -123,14 +128,30 @@ class Learning(Contender):
 
 
 class PricerContender(Learning):
-    """A ``learner.Pricer``, as the server runs it: ``quote(request, now)`` then ``update``."""
+    """A ``learner.Pricer``, as the server runs it: ``quote(request, now)`` then ``update``.
 
-    def __init__(self, name: str, config: PricerConfig, feedback: Feedback, seed: int) -> None:
+    With a value model, each shopper's behavior history is observed before their first quote, as
+    the server's ``Observe`` would have received it from the site's tracker.
+    """
+
+    def __init__(self, name: str, config: PricerConfig, feedback: Feedback, seed: int,
+                 value_model: ValueModel | None = None) -> None:
         super().__init__(feedback, seed)
         self.name = name
-        self.pricer = Pricer(config)
+        if value_model is None:
+            self.pricer = Pricer(config)
+        else:
+            config = replace(config, user_embedding_dim=value_model.embedding_dim)
+            self.pricer = Pricer(config, UserStates(value_model))
+        self._observed: set[int] = set()
 
     def decide(self, block: Block, market: Market, row: int) -> tuple[Any, float]:
+        user = int(block.users[row])
+        if self.pricer.users is not None and user not in self._observed:
+            self._observed.add(user)
+            history = [BehaviorEvent(**event) for event in user_history(market, user)]
+            if history:
+                self.pricer.observe(history, float(block.times[row]))
         product = market.catalog.products[int(block.products[row])]
         request = QuoteRequest(user_id=block.user_ids[row], product=product,
                                quote_id=f"q-{block.start + row}", context=market.request_context(block, row))
@@ -187,13 +208,18 @@ class VowpalWabbit(Learning):
 
 LEARNER_POLICIES: tuple[str, ...] = tuple(POLICIES)
 CONTENDERS: tuple[str, ...] = ("oracle", "best_fixed", "random", "greedy", *LEARNER_POLICIES, "vw")
-"""Every name ``make_contender`` knows; ``best_fixed`` is computed by the runner from the truth."""
+"""The default comparison; ``best_fixed`` is computed by the runner from the truth."""
+VALUE_MODEL_SUFFIX = "+lstm"
+VALUE_CONTENDERS: tuple[str, ...] = tuple(f"{name}{VALUE_MODEL_SUFFIX}" for name in LEARNER_POLICIES)
+"""Each learner policy with the shipped user value model in the loop (slower: asked for by name)."""
 
 
 def make_contender(name: str, *, feedback: Feedback, seed: int, pricer: PricerConfig,
-                   options: Mapping[str, Mapping[str, float]] | None = None) -> Contender:
+                   options: Mapping[str, Mapping[str, float]] | None = None,
+                   value_model: str = "default") -> Contender:
     """The contender called ``name``. ``pricer`` is the Pricer configuration the learning ones share
-    (its policy is replaced by theirs), ``options`` each learner policy's hyperparameters by name."""
+    (its policy is replaced by theirs), ``options`` each learner policy's hyperparameters by name,
+    ``value_model`` the model file (or ``default``) of the ``+lstm`` learners."""
     options = options or {}
     pricer = replace(pricer, reward_window_seconds=feedback.reward_window_seconds)
     if name == "oracle":
@@ -206,7 +232,11 @@ def make_contender(name: str, *, feedback: Feedback, seed: int, pricer: PricerCo
     if name in POLICIES:
         config = replace(pricer, policy=name, policy_options=dict(options.get(name, {})))
         return PricerContender(name, config, feedback, seed)
+    if name in VALUE_CONTENDERS:
+        policy = name.removesuffix(VALUE_MODEL_SUFFIX)
+        config = replace(pricer, policy=policy, policy_options=dict(options.get(policy, {})))
+        return PricerContender(name, config, feedback, seed, load_value_model(value_model))
     if name == "vw":
         return VowpalWabbit(feedback, seed, tuple(pricer.alphas),
                             FeatureBuilder(pricer.context_features, pricer.category_buckets))
-    raise ValueError(f"unknown policy {name!r}; choose from {', '.join(CONTENDERS)}")
+    raise ValueError(f"unknown policy {name!r}; choose from {', '.join(CONTENDERS + VALUE_CONTENDERS)}")

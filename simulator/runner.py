@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from learner import PricerConfig
-from simulator.contenders import CONTENDERS, Contender, Learning, make_contender
+from simulator.contenders import CONTENDERS, VALUE_CONTENDERS, Contender, Learning, make_contender
 from simulator.market import Block
 from simulator.scenarios import Scenario
 from simulator.tally import Tally
@@ -100,16 +100,20 @@ def compare(
     pricer: PricerConfig | None = None,
     options: Mapping[str, Mapping[str, float]] | None = None,
     progress: bool = False,
+    value_model: str = "default",
 ) -> Results:
-    """Run ``policies`` side by side on ``rounds`` of ``scenario`` and tally them at ``checkpoints``."""
+    """Run ``policies`` side by side on ``rounds`` of ``scenario`` and tally them at ``checkpoints``;
+    the ``+lstm`` learners use ``value_model`` (a model file, or the shipped ``default``)."""
     pricer = pricer or PricerConfig()
     policies = list(dict.fromkeys(policies))
-    unknown = [name for name in policies if name not in CONTENDERS]
+    known = CONTENDERS + VALUE_CONTENDERS
+    unknown = [name for name in policies if name not in known]
     if unknown or not policies:
-        raise ValueError(f"unknown policies {unknown}; choose from {', '.join(CONTENDERS)}")
+        raise ValueError(f"unknown policies {unknown}; choose from {', '.join(known)}")
     if checkpoints < 1:
         raise ValueError(f"checkpoints must be >= 1, got {checkpoints}")
-    contenders = [make_contender(name, feedback=scenario.feedback, seed=seed, pricer=pricer, options=options)
+    contenders = [make_contender(name, feedback=scenario.feedback, seed=seed, pricer=pricer, options=options,
+                                 value_model=value_model)
                   for name in policies if name != "best_fixed"]
     hindsight = HindsightArms(pricer.alphas) if "best_fixed" in policies else None
     tallies = {c.name: Tally() for c in contenders}

@@ -12,10 +12,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from learner import PricerConfig
+from learner import PricerConfig, QuoteRequest
 from simulator.behavior import EVENT_TYPES, histories, user_history, write_jsonl
 from simulator.cli import main, parse_options
-from simulator.contenders import FeedbackQueue, PricerContender
+from simulator.contenders import FeedbackQueue, PricerContender, make_contender
 from simulator.market import CATEGORIES, Market, MarketConfig
 from simulator.report import table, write
 from simulator.runner import compare
@@ -143,6 +143,26 @@ def test_delayed_outcomes_reach_the_pricer_through_the_window() -> None:
     assert contender.queue.late_reports > 0
     assert contender.pricer.updates + len(contender.queue) == 1500
     assert len(contender.queue) <= 600 / scenario.seconds_per_round + 1  # only the last window pending
+
+
+def test_a_learner_with_the_value_model_observes_each_shoppers_history_once() -> None:
+    scenario = SCENARIOS["stationary"]
+    stream = scenario.stream(seed=2, rounds=400)
+    contender = make_contender("linucb+lstm", feedback=scenario.feedback, seed=2, pricer=PricerConfig())
+    assert isinstance(contender, PricerContender)
+    blocks = list(stream.blocks(200))
+    for block in blocks:
+        contender.play(block, stream.market)
+    users = contender.pricer.users
+    assert users is not None
+    shoppers = {int(user) for block in blocks for user in block.users}
+    seen = {user: users.get(stream.market.user_id(user)).events for user in shoppers}
+    assert seen == {user: len(user_history(stream.market, user)) for user in shoppers}
+    assert any(seen.values())
+    decision = contender.pricer.quote(QuoteRequest(
+        user_id=stream.market.user_id(max(seen, key=seen.__getitem__)), quote_id="probe",
+        product=stream.market.catalog.products[0]), now=float(blocks[-1].times[-1]))
+    assert decision.value_source == "lstm" and decision.feature_names[-1] == "user.embedding.3"
 
 
 def test_results_are_written_as_table_json_csv_and_png(tmp_path: Path) -> None:
