@@ -95,3 +95,18 @@ def processes() -> Iterator[list[ServerProcess]]:
         if child.process.poll() is None:
             child.process.kill()
         child.finish()
+
+
+@pytest.fixture
+def refused_start(processes: list[ServerProcess]) -> Callable[..., str]:
+    """Start a server child that must refuse to start: exit code 2, never serving. Returns its log."""
+
+    def start(data_dir: Path, *flags: str) -> str:
+        child = ServerProcess(data_dir, *flags)
+        processes.append(child)
+        code, log = child.finish()
+        assert code == 2, log
+        assert "serving pricing.v1" not in log
+        return log
+
+    return start

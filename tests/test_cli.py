@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -83,28 +84,22 @@ def test_sigkill_then_restart_replays_the_log_and_sigterm_saves_a_snapshot(
 
 
 def test_a_corrupt_state_file_stops_the_start_with_what_to_do(
-    tmp_path: Path, processes: list[ServerProcess]
+    tmp_path: Path, refused_start: Callable[..., str]
 ) -> None:
     (tmp_path / "pricebandit.sqlite3").write_bytes(b"this is not a database" * 100)
-    child = ServerProcess(tmp_path)
-    processes.append(child)
-    code, log = child.finish()
-    assert code == 2
+    log = refused_start(tmp_path)
     assert "is not a usable SQLite database" in log and "move it aside" in log
 
 
 def test_a_snapshot_of_another_policy_stops_the_start(
-    tmp_path: Path, processes: list[ServerProcess]
+    tmp_path: Path, processes: list[ServerProcess], refused_start: Callable[..., str]
 ) -> None:
     first = ServerProcess(tmp_path)
     processes.append(first)
     drive(first.wait_until_serving(), 3, "a")
     first.process.send_signal(signal.SIGTERM)
     assert first.finish()[0] == 0
-    second = ServerProcess(tmp_path, "--policy", "thompson")
-    processes.append(second)
-    code, log = second.finish()
-    assert code == 2
+    log = refused_start(tmp_path, "--policy", "thompson")
     assert "policy: snapshot 'linucb' vs configured 'thompson'" in log and "--data-dir" in log
     with sqlite3.connect(tmp_path / "pricebandit.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 1  # nothing overwritten

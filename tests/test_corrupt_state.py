@@ -4,14 +4,15 @@ never silently starts from an empty model over real data."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from builders import request
 from learner import Pricer
-from server.process import ServerProcess
 from server.store import SQLiteStore
 
 FILE = SQLiteStore.FILENAME
+AS_SAVED = ("--value-model", "none")  # the settings of saved_state's Pricer
 
 
 def saved_state(data_dir: Path) -> None:
@@ -30,48 +31,39 @@ def saved_state(data_dir: Path) -> None:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def start_and_fail(data_dir: Path, processes: list[ServerProcess]) -> str:
-    child = ServerProcess(data_dir, "--value-model", "none")  # as saved_state's Pricer
-    processes.append(child)
-    code, log = child.finish()
-    assert code == 2, log
-    assert "serving pricing.v1" not in log
-    return log
-
-
-def test_a_truncated_state_file_is_refused(tmp_path: Path, processes: list[ServerProcess]) -> None:
+def test_a_truncated_state_file_is_refused(tmp_path: Path, refused_start: Callable[..., str]) -> None:
     saved_state(tmp_path)
     path = tmp_path / FILE
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    log = start_and_fail(tmp_path, processes)
+    log = refused_start(tmp_path, *AS_SAVED)
     assert "is not a usable SQLite database" in log and "Restore it from a backup" in log
 
 
-def test_a_corrupted_page_is_refused(tmp_path: Path, processes: list[ServerProcess]) -> None:
+def test_a_corrupted_page_is_refused(tmp_path: Path, refused_start: Callable[..., str]) -> None:
     saved_state(tmp_path)
     path = tmp_path / FILE
     data = bytearray(path.read_bytes())
     page = 4096
     data[2 * page: 2 * page + 12] = b"\xff" * 12  # the header of a b-tree page
     path.write_bytes(bytes(data))
-    assert "is not a usable SQLite database" in start_and_fail(tmp_path, processes)
+    assert "is not a usable SQLite database" in refused_start(tmp_path, *AS_SAVED)
 
 
-def test_a_corrupted_snapshot_is_refused_and_kept(tmp_path: Path, processes: list[ServerProcess]) -> None:
+def test_a_corrupted_snapshot_is_refused_and_kept(tmp_path: Path, refused_start: Callable[..., str]) -> None:
     saved_state(tmp_path)
     with sqlite3.connect(tmp_path / FILE) as db:
         db.execute("UPDATE snapshots SET blob = substr(blob, 1, length(blob) - 100)")
-    log = start_and_fail(tmp_path, processes)
+    log = refused_start(tmp_path, *AS_SAVED)
     assert "cannot load the saved state" in log and "checksum mismatch" in log
     with sqlite3.connect(tmp_path / FILE) as db:
         assert db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 1
         assert db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 10
 
 
-def test_an_unreadable_log_entry_is_refused(tmp_path: Path, processes: list[ServerProcess]) -> None:
+def test_an_unreadable_log_entry_is_refused(tmp_path: Path, refused_start: Callable[..., str]) -> None:
     saved_state(tmp_path)
     with sqlite3.connect(tmp_path / FILE) as db:
         db.execute("DELETE FROM snapshots")
         db.execute("UPDATE decision_log SET decision = '{not json' WHERE seq = 7")
-    log = start_and_fail(tmp_path, processes)
+    log = refused_start(tmp_path, *AS_SAVED)
     assert "decision log entry 7 is unreadable" in log and "restore it from a backup" in log

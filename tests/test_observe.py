@@ -162,7 +162,7 @@ def test_serving_never_imports_tensorflow() -> None:
     (None, "schema version 2, this build reads version 1"),
 ])
 def test_a_bad_model_file_stops_the_start_saying_what_to_do(
-    tmp_path: Path, processes: list[ServerProcess], content: bytes | None, message: str
+    tmp_path: Path, refused_start: Callable[..., str], content: bytes | None, message: str
 ) -> None:
     path = tmp_path / "model.npz"
     if content is None:  # a well-formed file from a future release
@@ -170,41 +170,32 @@ def test_a_bad_model_file_stops_the_start_saying_what_to_do(
         rewrite_header(path, {"schema_version": 2})
     else:
         path.write_bytes(content)
-    child = ServerProcess(tmp_path / "data", "--value-model", str(path))
-    processes.append(child)
-    code, log = child.finish()
-    assert code == 2
+    log = refused_start(tmp_path / "data", "--value-model", str(path))
     assert "cannot start" in log and message in log and "pricebandit-train" in log
     assert "--value-model default" in log
 
 
 def test_a_snapshot_made_without_the_value_model_stops_the_start(
-    tmp_path: Path, processes: list[ServerProcess]
+    tmp_path: Path, processes: list[ServerProcess], refused_start: Callable[..., str]
 ) -> None:
     first = ServerProcess(tmp_path, "--value-model", "none")
     processes.append(first)
     drive(first.wait_until_serving(), 3, "a")
     first.process.send_signal(signal.SIGTERM)
     assert first.finish()[0] == 0
-    second = ServerProcess(tmp_path)
-    processes.append(second)
-    code, log = second.finish()
-    assert code == 2
+    log = refused_start(tmp_path)
     assert "user_embedding_dim: snapshot None vs configured 4" in log and "--data-dir" in log
 
 
 def test_a_log_written_without_the_value_model_stops_the_start(
-    tmp_path: Path, processes: list[ServerProcess]
+    tmp_path: Path, processes: list[ServerProcess], refused_start: Callable[..., str]
 ) -> None:
     first = ServerProcess(tmp_path, "--value-model", "none")
     processes.append(first)
     drive(first.wait_until_serving(), 3, "a")
     first.process.send_signal(signal.SIGKILL)  # a crash: the log holds entries no snapshot covers
     first.finish()
-    second = ServerProcess(tmp_path)
-    processes.append(second)
-    code, log = second.finish()
-    assert code == 2
+    log = refused_start(tmp_path)
     assert "decision log entry 1 was written with 16 features, this configuration has 20" in log
     assert "the value model or the context features changed" in log and "--data-dir" in log
 
