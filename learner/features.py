@@ -99,10 +99,15 @@ class FeatureBuilder:
             if product.list_price > 0
             else 0.0
         )
-        bucket = zlib.crc32((product.category or "uncategorized").encode()) % self.category_buckets
+        bucket = category_bucket(product.category, self.category_buckets)
         x[offset + 2 + bucket] = 1.0
         if self.embedding_dim:
             if embedding is None or embedding.shape != (self.embedding_dim,):
                 raise ValueError(f"expected a user embedding of {self.embedding_dim} values, got {embedding}")
             x[-self.embedding_dim:] = embedding
         return x
+
+
+def category_bucket(category: str, buckets: int) -> int:
+    """CRC-32 of the category (stable across processes, unlike ``hash``) folded into ``buckets``."""
+    return zlib.crc32((category or "uncategorized").encode()) % buckets

@@ -7,12 +7,12 @@ event at a time): both call ``encode`` so a step means the same numbers in both.
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from learner.errors import InvalidInput
+from learner.features import category_bucket
 from learner.types import check_money
 
 EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "review")
@@ -63,11 +63,6 @@ def _check_range(field: str, value: float, largest: float) -> None:
         raise InvalidInput(field, f"{value} must be finite, between 0 and {largest:g}")
 
 
-def category_bucket(category: str) -> int:
-    """CRC-32 of the category (stable across processes) folded into ``CATEGORY_BUCKETS`` slots."""
-    return zlib.crc32((category or "uncategorized").encode()) % CATEGORY_BUCKETS
-
-
 def encode(event: BehaviorEvent, previous_timestamp: float | None) -> np.ndarray:
     """The LSTM input for ``event``; ``previous_timestamp`` is the user's last event (None: first).
 
@@ -88,7 +83,7 @@ def encode(event: BehaviorEvent, previous_timestamp: float | None) -> np.ndarray
         1.0 if event.purchased or event.event_type == "purchase" else 0.0,
         math.log1p(gap) / 10.0,
     )
-    x[_OFFSET + 8 + category_bucket(event.category)] = 1.0
+    x[_OFFSET + 8 + category_bucket(event.category, CATEGORY_BUCKETS)] = 1.0
     return x
 
 
@@ -96,7 +91,7 @@ def product_inputs(unit_cost: float, category: str) -> np.ndarray:
     """What the value head knows of the product being priced: its cost and category."""
     x = np.zeros(1 + CATEGORY_BUCKETS, dtype=np.float32)
     x[0] = math.log1p(unit_cost) / 5.0
-    x[1 + category_bucket(category)] = 1.0
+    x[1 + category_bucket(category, CATEGORY_BUCKETS)] = 1.0
     return x
 
 
