@@ -147,12 +147,9 @@ class PricingService:
             fresh.append(decision)
         if fresh:
             try:
-                self.store.put_pending(fresh)
+                self._write(lambda: self.store.put_pending(fresh), "quote")
             except QuoteIdTaken:  # a concurrent retry with the same caller id won the race
                 return [self._same_request(self._stored(r.quote_id), r) for r in requests]
-            except Unavailable:
-                self.metrics.store_errors.labels("quote").inc()
-                raise
         for decision in fresh:
             self.metrics.quotes.labels(str(decision.arm)).inc()
             if decision.explored:
