@@ -21,7 +21,7 @@ from learner.errors import InvalidInput, SnapshotError
 from learner.features import DEFAULT_CONTEXT_FEATURES, FeatureBuilder
 from learner.objective import expected_profit, margin_payoffs
 from learner.policies import make_policy
-from learner.policies.base import check_hyperparameters
+from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
 from learner.types import ArmView, Decision, QuoteRequest
@@ -37,6 +37,7 @@ class PricerConfig:
     """Everything that shapes decisions. A snapshot only loads into a Pricer of the same config."""
 
     policy: str = "linucb"
+    demand_model: str = DEFAULT_DEMAND_MODEL
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
     category_buckets: int = 8
@@ -83,7 +84,8 @@ class Pricer:
         self.window = RewardWindow(self.config.reward_window_seconds)
         self.policy = make_policy(
             self.config.policy, len(self.grid), self.features.dim,
-            l2=self.config.l2, decay=self.config.decay, **dict(self.config.policy_options),
+            l2=self.config.l2, decay=self.config.decay, demand_model=self.config.demand_model,
+            levels=self.grid.alphas, **dict(self.config.policy_options),
         )
         self._lock = threading.Lock()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from learner import DEFAULT_ALPHAS, DEFAULT_CONTEXT_FEATURES, POLICIES, PricerConfig
+from learner.policies import DEFAULT_DEMAND_MODEL, DEMAND_MODELS
 from server.logs import parse_log_format
 
 
@@ -25,6 +26,7 @@ class ServerConfig:
     data_dir: Path = Path("pricebandit-data")
     reward_window_seconds: float = 600.0
     policy: str = "linucb"
+    demand_model: str = DEFAULT_DEMAND_MODEL
     seed: int = 0
     log_level: str = "INFO"
     log_format: str = "text"
@@ -59,7 +61,8 @@ class ServerConfig:
 
     def pricer_config(self) -> PricerConfig:
         return PricerConfig(
-            policy=self.policy, alphas=self.alphas, context_features=self.context_features,
+            policy=self.policy, demand_model=self.demand_model, alphas=self.alphas,
+            context_features=self.context_features,
             decay=self.decay, seed=self.seed, reward_window_seconds=self.reward_window_seconds,
             policy_options=dict(self.policy_options),
         )
@@ -101,12 +104,14 @@ HELP = {
     "data_dir": "folder holding the SQLite state file",
     "reward_window_seconds": "how long a quote waits for its reward before counting as no purchase",
     "policy": f"bandit policy: one of {', '.join(sorted(POLICIES))}",
+    "demand_model": f"how demand is learned: {' or '.join(sorted(DEMAND_MODELS))} (shared: one logistic "
+                    "model across prices; per_arm: one ridge model per price)",
     "seed": "seed of every random choice (decisions are seeded by it and the quote id)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (DEBUG adds one access line per RPC)",
     "log_format": "text for people, or json: one object per line with the RPC's request id",
     "alphas": "comma-separated price grid; arm a quotes cost + alpha[a] * V",
     "context_features": "comma-separated names of the numeric context features accepted",
-    "decay": "per-update discount of an arm's old evidence, in (0, 1]; 1 keeps everything",
+    "decay": "per-outcome discount of all old evidence, in (0, 1]; 1 keeps everything",
     "currency": "currency assumed when a product names none",
     "max_batch": "most products in one QuoteBatch",
     "workers": "gRPC worker threads",

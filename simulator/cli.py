@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from learner import PricerConfig
+from learner.policies import DEMAND_MODELS
 from simulator.behavior import histories, write_jsonl
 from simulator.contenders import CONTENDERS, VALUE_CONTENDERS
 from simulator.scenarios import SCENARIOS, scenario
@@ -39,8 +40,10 @@ def parser() -> argparse.ArgumentParser:
                           f"{', '.join(VALUE_CONTENDERS)}: a learner with the shipped value model)")
     run.add_argument("--option", action="append", default=[], metavar="POLICY.NAME=VALUE",
                      help="a learner policy hyperparameter, e.g. linucb.beta=0.5 (repeat)")
-    run.add_argument("--decay", type=float, default=1.0,
-                     help="the learners' per-update discount of old evidence (e.g. 0.999 for drift)")
+    run.add_argument("--decay", type=float, default=PricerConfig.decay,
+                     help="the learners' per-outcome discount of all old evidence (1: keep everything)")
+    run.add_argument("--demand-model", choices=sorted(DEMAND_MODELS), default=PricerConfig.demand_model,
+                     help="one logistic demand model shared across prices, or one ridge model per arm")
     run.add_argument("--value-model", default="default",
                      help="model file of the +lstm learners (pricebandit-train), or the shipped 'default'")
     run.add_argument("--checkpoints", type=int, default=20, help="rows per policy in the table and plots")
@@ -85,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
 
     results = compare(scenario(args.scenario), rounds=args.rounds, seed=args.seed,
                       policies=args.policy or CONTENDERS, checkpoints=args.checkpoints,
-                      pricer=PricerConfig(decay=args.decay), options=parse_options(args.option),
+                      pricer=PricerConfig(decay=args.decay, demand_model=args.demand_model),
+                      options=parse_options(args.option),
                       progress=not args.no_progress, value_model=args.value_model)
     print(report.table(results.final()))
     if results.best_fixed_alpha is not None:

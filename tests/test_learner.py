@@ -25,6 +25,7 @@ from learner import (
     SnapshotError,
     judge_repeat,
 )
+from learner.policies import DEMAND_MODELS
 from learner.seeding import decision_rng
 
 # -- price grid and guardrails -----------------------------------------------------------------
@@ -168,15 +169,19 @@ def test_update_moves_the_chosen_arms_estimate_toward_the_reward() -> None:
     assert pricer.model_version == "linucb:20"
 
 
-def test_decay_forgets_old_evidence() -> None:
-    kept, decayed = Pricer(), Pricer(PricerConfig(decay=0.9))
+@pytest.mark.parametrize("demand_model", sorted(DEMAND_MODELS))
+def test_decay_forgets_old_evidence(demand_model: str) -> None:
+    """Without decay the estimate stays near the average of everything seen (77% bought; the shared
+    logistic model, fitted online, weighs the latest outcomes somewhat more); with it, the
+    estimate follows the last 30 refusals."""
+    kept, decayed = (Pricer(PricerConfig(demand_model=demand_model, decay=decay)) for decay in (1.0, 0.9))
     for pricer in (kept, decayed):
         decision = pricer.quote(request(), now=0.0)
         for reward in [1.0] * 100 + [0.0] * 30:
             pricer.update(decision, reward)
     arm = decision.arm
-    assert kept.quote(request("x"), 0.0).arms[arm].purchase_probability > 0.7
-    assert decayed.quote(request("x"), 0.0).arms[arm].purchase_probability < 0.1
+    assert kept.quote(request("x"), 0.0).arms[arm].purchase_probability > 0.5
+    assert decayed.quote(request("x"), 0.0).arms[arm].purchase_probability < 0.2
 
 
 # -- snapshots ---------------------------------------------------------------------------------
@@ -234,3 +239,42 @@ def test_repeat_reports_are_judged() -> None:
 def test_reward_window_must_be_positive(seconds: float) -> None:
     with pytest.raises(InvalidInput, match="reward_window_seconds"):
         RewardWindow(seconds)
+
+
+# -- demand models -----------------------------------------------------------------------------
+
+
+def test_the_shared_model_carries_an_outcome_to_every_price() -> None:
+    """Refusals at the top price lower the estimate at the neighbouring prices too, and more at the
+    nearest: one logistic model in which price is an input. One model per arm learns nothing there."""
+    x = np.array([1.0, 0.3, -0.2])
+    moved = {}
+    for name, model in DEMAND_MODELS.items():
+        demand = model(11, 3, np.linspace(0.0, 1.0, 11))
+        before = demand.probabilities(x)
+        for _ in range(30):
+            demand.learn_one(x, 10, 0.0)
+        moved[name] = before - demand.probabilities(x)
+    assert moved["shared"][9] > moved["shared"][5] > 0.01
+    assert np.all(moved["per_arm"][:10] == 0.0)
+
+
+@pytest.mark.parametrize("demand_model", sorted(DEMAND_MODELS))
+def test_forgetting_ages_the_evidence_of_prices_no_longer_played(demand_model: str) -> None:
+    """With decay, what was learned at arm 2 fades while only arm 8 is played: its uncertainty grows
+    back (the shared model's less: arm 8's outcomes still inform it) and, with one model per arm, its
+    estimate returns to the prior, so a deterministic policy goes back to look."""
+    x = np.array([1.0, 0.5])
+    widths = {}
+    for decay in (1.0, 0.98):
+        demand = DEMAND_MODELS[demand_model](11, 2, np.linspace(0.0, 1.0, 11), decay=decay)
+        prior = demand.probabilities(x)[2]
+        for _ in range(200):
+            demand.learn_one(x, 2, 0.0)
+        learned = demand.score_variance(x)[2]
+        for _ in range(500):
+            demand.learn_one(x, 8, 1.0)
+        widths[decay] = demand.score_variance(x)[2] / learned
+        if decay < 1.0 and demand_model == "per_arm":
+            assert demand.probabilities(x)[2] == pytest.approx(prior, abs=0.05)
+    assert widths[0.98] > (1.5 if demand_model == "shared" else 50.0) * widths[1.0]

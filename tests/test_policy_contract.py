@@ -1,4 +1,4 @@
-"""One contract every policy must pass (after river's ``checks``)."""
+"""One contract every policy, on every demand model, must pass (after river's ``checks``)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import pytest
 
 from builders import request
 from learner import POLICIES, InvalidInput, Policy, make_policy
+from learner.policies import DEMAND_MODELS
 from learner.pricer import Pricer, PricerConfig
 
 N_ARMS, DIM = 6, 5
 PAYOFFS = np.linspace(0.0, 1.0, N_ARMS)
 
 
-def new_policy(name: str) -> Policy:
-    return make_policy(name, N_ARMS, DIM)
+def new_policy(name: str, demand: str) -> Policy:
+    return make_policy(name, N_ARMS, DIM, demand_model=demand)
 
 
 def contexts(seed: int, count: int) -> np.ndarray:
@@ -24,8 +25,8 @@ def contexts(seed: int, count: int) -> np.ndarray:
     return x
 
 
-def trained(name: str, rounds: int = 200) -> Policy:
-    policy = new_policy(name)
+def trained(name: str, demand: str, rounds: int = 200) -> Policy:
+    policy = new_policy(name, demand)
     allowed = np.ones(N_ARMS, dtype=bool)
     for i, x in enumerate(contexts(1, rounds)):
         choice = policy.select(x, PAYOFFS, allowed, np.random.default_rng(i))
@@ -39,8 +40,13 @@ def name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def test_probabilities_sum_to_one_over_allowed_arms_only(name: str) -> None:
-    policy = trained(name)
+@pytest.fixture(params=sorted(DEMAND_MODELS))
+def demand(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_probabilities_sum_to_one_over_allowed_arms_only(name: str, demand: str) -> None:
+    policy = trained(name, demand)
     allowed = np.array([False, True, True, False, True, True])
     for i, x in enumerate(contexts(2, 50)):
         choice = policy.select(x, PAYOFFS, allowed, np.random.default_rng(i))
@@ -53,8 +59,8 @@ def test_probabilities_sum_to_one_over_allowed_arms_only(name: str) -> None:
             assert choice.probability == 1.0
 
 
-def test_same_seed_gives_same_choices(name: str) -> None:
-    first, second = trained(name), trained(name)
+def test_same_seed_gives_same_choices(name: str, demand: str) -> None:
+    first, second = trained(name, demand), trained(name, demand)
     allowed = np.ones(N_ARMS, dtype=bool)
     for i, x in enumerate(contexts(3, 50)):
         a = first.select(x, PAYOFFS, allowed, np.random.default_rng(100 + i))
@@ -63,12 +69,12 @@ def test_same_seed_gives_same_choices(name: str) -> None:
         np.testing.assert_array_equal(a.pmf, b.pmf)
 
 
-def test_snapshot_round_trip_gives_identical_decisions(name: str) -> None:
-    pricer = Pricer(PricerConfig(policy=name, context_features=("a", "b")))
+def test_snapshot_round_trip_gives_identical_decisions(name: str, demand: str) -> None:
+    pricer = Pricer(PricerConfig(policy=name, demand_model=demand, context_features=("a", "b")))
     for i in range(60):
         decision = pricer.quote(request(f"q{i}", a=float(i % 3), b=-1.0), now=0.0)
         pricer.update(decision, float(i % 2))
-    restored = Pricer(PricerConfig(policy=name, context_features=("a", "b")))
+    restored = Pricer(PricerConfig(policy=name, demand_model=demand, context_features=("a", "b")))
     restored.restore(pricer.snapshot())
     assert restored.model_version == pricer.model_version
     for i in range(40):
@@ -76,8 +82,8 @@ def test_snapshot_round_trip_gives_identical_decisions(name: str) -> None:
         assert restored.quote(req, now=1.0) == pricer.quote(req, now=1.0)
 
 
-def test_inputs_are_not_mutated(name: str) -> None:
-    policy = trained(name, rounds=20)
+def test_inputs_are_not_mutated(name: str, demand: str) -> None:
+    policy = trained(name, demand, rounds=20)
     x = contexts(4, 1)[0]
     payoffs, allowed = PAYOFFS.copy(), np.ones(N_ARMS, dtype=bool)
     before = (x.copy(), payoffs.copy(), allowed.copy())
@@ -97,8 +103,9 @@ HOSTILE_FEATURES = [
 
 
 @pytest.mark.parametrize("x", HOSTILE_FEATURES, ids=["nan", "inf", "-inf", "1e200", "wrong-shape"])
-def test_hostile_features_are_refused_and_parameters_stay_finite(name: str, x: np.ndarray) -> None:
-    policy = trained(name, rounds=30)
+def test_hostile_features_are_refused_and_parameters_stay_finite(name: str, demand: str,
+                                                                 x: np.ndarray) -> None:
+    policy = trained(name, demand, rounds=30)
     before = policy.state()
     with pytest.raises(InvalidInput):
         policy.learn_one(x, 0, 1.0, 0.5)
@@ -113,15 +120,16 @@ def test_hostile_features_are_refused_and_parameters_stay_finite(name: str, x: n
     [(-1, 1.0, 0.5), (N_ARMS, 1.0, 0.5), (0, np.nan, 0.5), (0, 2.0, 0.5), (0, 1.0, 0.0),
      (0, 1.0, np.inf), (0, 1.0, 1.5)],
 )
-def test_hostile_outcomes_are_refused(name: str, arm: int, reward: float, probability: float) -> None:
-    policy = trained(name, rounds=10)
+def test_hostile_outcomes_are_refused(name: str, demand: str, arm: int, reward: float,
+                                      probability: float) -> None:
+    policy = trained(name, demand, rounds=10)
     with pytest.raises(InvalidInput):
         policy.learn_one(contexts(5, 1)[0], arm, reward, probability)
     assert policy.updates == 10
 
 
-def test_large_but_finite_features_keep_parameters_finite(name: str) -> None:
-    policy = new_policy(name)
+def test_large_but_finite_features_keep_parameters_finite(name: str, demand: str) -> None:
+    policy = new_policy(name, demand)
     rng = np.random.default_rng(6)
     allowed = np.ones(N_ARMS, dtype=bool)
     for i in range(300):
@@ -132,7 +140,16 @@ def test_large_but_finite_features_keep_parameters_finite(name: str) -> None:
         assert np.all(np.isfinite(value))
 
 
-def test_no_allowed_arm_is_refused(name: str) -> None:
+def test_no_allowed_arm_is_refused(name: str, demand: str) -> None:
     with pytest.raises(InvalidInput, match="no arm is allowed"):
-        new_policy(name).select(contexts(7, 1)[0], PAYOFFS, np.zeros(N_ARMS, dtype=bool),
+        new_policy(name, demand).select(contexts(7, 1)[0], PAYOFFS, np.zeros(N_ARMS, dtype=bool),
                                 np.random.default_rng(0))
+
+
+def test_a_fresh_model_prices_mid_grid_never_at_cost_nor_at_the_top(name: str, demand: str) -> None:
+    """The prior demand curve puts a fresh model's best expected profit inside the grid."""
+    pricer = Pricer(PricerConfig(policy=name, demand_model=demand))
+    arms = [pricer.quote(request(f"fresh{i}"), now=0.0).arm for i in range(20)]
+    greedy = [view.expected_profit for view in pricer.quote(request("look"), now=0.0).arms]
+    assert 0 < int(np.argmax(greedy)) < len(greedy) - 1
+    assert sum(arm == 0 for arm in arms) <= 2  # exploration may touch the cost price, rarely

@@ -103,7 +103,8 @@ def test_expired_quote_is_learned_as_no_purchase(start_server: Callable[..., Ser
     assert metrics["pricebandit_pending_quotes"] == 0.0
     assert metrics["pricebandit_model_version"] == 1.0
     next_quote = handle.quote(user_id="user-2")
-    assert next_quote.explanation.arms[quote.arm].purchase_probability == 0.0
+    before = quote.explanation.arms[quote.arm].purchase_probability
+    assert next_quote.explanation.arms[quote.arm].purchase_probability < before - 0.1
 
     late = handle.reward(quote.quote_id, purchased=True)
     assert (late.learned, late.status) == (False, RewardStatus.LATE)

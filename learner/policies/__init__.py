@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from learner.errors import InvalidInput
-from learner.policies.base import Choice, Policy
+from learner.policies.base import DEFAULT_DEMAND_MODEL, DEMAND_MODELS, Choice, Policy
 from learner.policies.egreedy import EpsilonGreedy
 from learner.policies.linucb import LinUCB
 from learner.policies.squarecb import SquareCB
@@ -28,5 +28,6 @@ def make_policy(name: str, n_arms: int, dim: int, **options: Any) -> Policy:
         raise InvalidInput("policy_options", f"{name}: {exc}") from None
 
 
-__all__ = ["POLICIES", "Choice", "EpsilonGreedy", "LinUCB", "LinearThompson", "Policy", "SquareCB",
+__all__ = ["DEFAULT_DEMAND_MODEL", "DEMAND_MODELS", "POLICIES", "Choice",
+           "EpsilonGreedy", "LinUCB", "LinearThompson", "Policy", "SquareCB",
            "make_policy"]

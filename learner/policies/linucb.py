@@ -7,13 +7,15 @@ from typing import Any
 import numpy as np
 
 from learner.errors import InvalidInput
-from learner.policies.base import Policy, clip01, masked_argmax
+from learner.policies.base import Policy, masked_argmax
 
 
 class LinUCB(Policy):
-    """Upper confidence bound ``min(1, p̂ + beta * sqrt(xᵀA⁻¹x))`` times the payoff.
+    """Upper confidence bound ``link(score + beta * sd(score))`` times the payoff.
 
-    Deterministic given the state: the chosen arm has probability 1.0, which is what is logged.
+    Deterministic given the state: the chosen arm has probability 1.0, which is what is logged. It
+    still goes back to look when demand moves, because the demand model's forgetting (``decay``)
+    widens the bound of every price it has stopped seeing.
     """
 
     name = "linucb"
@@ -26,12 +28,12 @@ class LinUCB(Policy):
         self.beta = float(beta)
 
     def upper_bounds(self, x: np.ndarray) -> np.ndarray:
-        mean = self._ridge.mean(x)
-        return clip01(mean + self.beta * np.sqrt(self._ridge.variance(x)))
+        model = self._model
+        return model.link(model.scores(x) + self.beta * np.sqrt(model.score_variance(x)))
 
     def _pmf(self, x, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         pmf = np.zeros(self.n_arms)
-        pmf[masked_argmax(payoffs * self.upper_bounds(x), allowed)] = 1.0
+        pmf[masked_argmax(payoffs * self.upper_bounds(x), allowed, payoffs)] = 1.0
         return pmf
 
     def hyperparameters(self) -> dict[str, Any]:

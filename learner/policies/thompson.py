@@ -11,13 +11,14 @@ from learner.policies.base import Policy
 
 
 class LinearThompson(Policy):
-    """Posterior draw ``s = mean + v * L z`` with ``L`` the Cholesky factor of the arm scores'
-    covariance and ``z`` standard normals from the decision's seeded generator.
+    """Posterior draw of every arm's score ``s = mean + v * L z``, with ``L Lᵀ`` the covariance of the
+    arms' scores (the demand model's ``score_factor``) and ``z`` standard normals from the decision's
+    seeded generator; the purchase probability is the model's link of the draw.
 
-    Arms have disjoint parameters, so the scores ``xᵀθ_a`` are independent given ``x`` and their
-    covariance is diagonal: ``L`` is the vector of standard deviations ``sqrt(xᵀA_a⁻¹x)``. Drawing the
-    scalar scores instead of whole ``θ`` vectors is exact and costs O(K d²), not O(K d³). The first
-    draw chooses the arm; ``samples`` draws in all estimate the probability of each arm being chosen.
+    Drawing the scores instead of whole ``θ`` vectors is exact and cheap: with one model per arm the
+    scores are independent and ``L`` is the diagonal of their deviations; with the shared model they
+    move together and ``L`` has one column per price-basis term. The first draw chooses the arm;
+    ``samples`` draws in all estimate the probability of each arm being chosen.
     """
 
     name = "thompson"
@@ -33,16 +34,11 @@ class LinearThompson(Policy):
         self._drawn_arm = 0
 
     def _pmf(self, x, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
-        mean = self._ridge.mean(x)
-        scale = self.v * np.sqrt(self._ridge.variance(x))
-        # In place on the draws (samples × arms): the same values as
-        # where(allowed, clip01(mean + z * scale) * payoffs, -inf), without five temporaries.
-        profits = rng.standard_normal((self.samples, self.n_arms))
-        profits *= scale
-        profits += mean
-        np.maximum(profits, 0.0, out=profits)
-        np.minimum(profits, 1.0, out=profits)
-        profits *= payoffs
+        model = self._model
+        factor = self.v * model.score_factor(x)
+        draws = rng.standard_normal((self.samples, factor.shape[1])) @ factor.T
+        draws += model.scores(x)
+        profits = model.link(draws) * payoffs
         profits[:, ~allowed] = -np.inf
         winners = profits.argmax(axis=1)
         self._drawn_arm = int(winners[0])
