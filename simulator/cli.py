@@ -114,8 +114,9 @@ def _behavior(args: argparse.Namespace) -> int:
 
 
 def _scenarios(args: argparse.Namespace) -> int:
+    width = max(map(len, SCENARIOS))
     for name, spec in SCENARIOS.items():
-        print(f"{name:<12} {spec.description}")
+        print(f"{name:<{width}}  {spec.description}")
     return 0
 
 

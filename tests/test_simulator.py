@@ -19,7 +19,14 @@ from simulator.contenders import FeedbackQueue, PricerContender, make_contender
 from simulator.market import CATEGORIES, Market, MarketConfig
 from simulator.report import table, write
 from simulator.runner import compare
-from simulator.scenarios import SCENARIOS, Feedback, Season
+from simulator.scenarios import (
+    PRICE_WAR_FACTOR,
+    RETURNING_SENSITIVITY_SPREAD,
+    RETURNING_VALUE_SPREAD,
+    SCENARIOS,
+    Feedback,
+    Season,
+)
 
 SMALL = MarketConfig(users=800, products=120)
 
@@ -96,6 +103,61 @@ def test_the_cold_start_wave_brings_new_shoppers_only_while_it_lasts() -> None:
     assert not np.any(after.users >= SCENARIOS["cold_start"].market.users)
     rows = compare(SCENARIOS["cold_start"], rounds=1000, checkpoints=3, policies=("oracle", "oracle")).rows
     assert [row.round for row in rows] == [334, 668, 1000]  # checkpoints survive the wave's cuts
+
+
+def test_the_first_four_scenarios_keep_their_parameters() -> None:
+    for name in ("stationary", "drift", "cold_start", "delayed"):
+        spec = SCENARIOS[name]
+        assert spec.market == MarketConfig() and spec.step is None and spec.seconds_per_round == 10.0, name
+        assert spec.change_round(200_000) is None
+    assert (MarketConfig().history_sessions, MarketConfig().history_days) == (6.0, 60.0)
+
+
+def test_the_price_war_drops_every_willingness_15_percent_from_mid_run_on() -> None:
+    war = SCENARIOS["price_war"]
+    assert war.change_round(2001) == 1000
+    calm = replace(war, step=None)
+    moved = list(war.stream(seed=4, rounds=2001).blocks(700))
+    assert [b.start for b in moved] == [0, 700, 1000, 1700]  # a block never straddles the change
+    still = list(calm.stream(seed=4, rounds=2001).blocks(700, cuts=[1000]))  # the same rounds, unchanged
+    def joined(blocks, column):
+        return np.concatenate([getattr(b, column) for b in blocks])
+
+    shift = joined(moved, "log_willingness") - joined(still, "log_willingness")
+    assert np.all(shift[:1000] == 0.0)
+    assert np.allclose(np.exp(shift[1000:]), 0.85) and PRICE_WAR_FACTOR == 0.85
+    assert np.array_equal(joined(moved, "users"), joined(still, "users"))
+    assert joined(moved, "probabilities")[1000:].mean() < joined(still, "probabilities")[1000:].mean() - 0.1
+
+
+def test_far_below_list_moves_the_best_fixed_price_down_to_a_third_to_half_of_the_margin() -> None:
+    policies = ("oracle", "best_fixed")
+    far = compare(SCENARIOS["far_below_list"], rounds=10_000, seed=3, checkpoints=1, policies=policies)
+    usual = compare(SCENARIOS["stationary"], rounds=10_000, seed=3, checkpoints=1, policies=policies)
+    assert far.best_fixed_alpha in (0.3, 0.4, 0.5) and usual.best_fixed_alpha == 0.7
+    block = next(SCENARIOS["far_below_list"].stream(seed=3, rounds=5000).blocks(5000))
+    assert 0.3 <= np.median(np.asarray(PricerConfig().alphas)[block.oracle_arms()]) <= 0.5
+
+
+def test_returning_shoppers_all_have_long_histories_whose_refusals_reveal_their_value() -> None:
+    market = SCENARIOS["returning"].stream(seed=5, rounds=10).market
+    assert market.traits.returning.all()
+    usual_config = MarketConfig()
+    assert usual_config.value_spread * 2 <= RETURNING_VALUE_SPREAD
+    assert usual_config.sensitivity_spread * 1.5 <= RETURNING_SENSITIVITY_SPREAD
+    assert abs(np.std(np.log(market.traits.value_scale)) / RETURNING_VALUE_SPREAD - 1) < 0.1
+    assert abs(np.std(np.log(market.traits.price_sensitivity)) / RETURNING_SENSITIVITY_SPREAD - 1) < 0.1
+    assert np.all(market.deal(500).context[:, 1] == 1.0)
+    users = np.arange(150)
+    events = [user_history(market, int(u)) for u in users]
+    assert all(events)
+    usual = SCENARIOS["stationary"].stream(seed=5, rounds=10).market
+    usual_lengths = [len(user_history(usual, int(u))) for u in np.flatnonzero(usual.traits.returning)[:150]]
+    assert np.mean([len(e) for e in events]) > 2.5 * np.mean(usual_lengths)
+    views = [[e for e in history if e["event_type"] == "view"] for history in events]
+    refusal_rate = np.array([np.mean([not e["purchased"] for e in v]) for v in views])
+    assert 0.2 < refusal_rate.mean() < 0.8 and np.mean(refusal_rate > 0) > 0.9  # refusals are everywhere
+    assert np.corrcoef(refusal_rate, market.traits.value_scale[users])[0, 1] < -0.8
 
 
 def test_feedback_follows_the_server_reward_window() -> None:
