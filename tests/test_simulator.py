@@ -17,6 +17,7 @@ from simulator.behavior import EVENT_TYPES, histories, user_history, write_jsonl
 from simulator.cli import main, parse_options
 from simulator.contenders import FeedbackQueue, PricerContender, make_contender
 from simulator.market import CATEGORIES, Market, MarketConfig
+from simulator.recovery import WINDOW, recovery_rounds, trailing_sums
 from simulator.report import table, write
 from simulator.runner import compare
 from simulator.scenarios import (
@@ -158,6 +159,37 @@ def test_returning_shoppers_all_have_long_histories_whose_refusals_reveal_their_
     refusal_rate = np.array([np.mean([not e["purchased"] for e in v]) for v in views])
     assert 0.2 < refusal_rate.mean() < 0.8 and np.mean(refusal_rate > 0) > 0.9  # refusals are everywhere
     assert np.corrcoef(refusal_rate, market.traits.value_scale[users])[0, 1] < -0.8
+
+
+def test_recovery_counts_rounds_until_a_trailing_window_is_back_within_two_points() -> None:
+    assert trailing_sums(np.arange(5.0), 2).tolist() == [1.0, 3.0, 5.0, 7.0]
+    oracle, reference = np.ones(10_000), np.full(10_000, 0.9)
+    slow = np.where(np.arange(10_000) < 3000, 0.5, 0.89)
+    # The first window at 0.88 or more starts 25 rounds before 3000 (25 · 0.5 + 975 · 0.89 = 880.25).
+    assert recovery_rounds(slow, reference, oracle) == 2975 + WINDOW
+    assert recovery_rounds(np.full(10_000, 0.87), reference, oracle) is None
+    assert recovery_rounds(np.full(10_000, 0.88), reference, oracle) == WINDOW  # never fell behind
+    assert recovery_rounds(slow, reference, oracle, window=100, tolerance=0.0) is None
+    assert recovery_rounds(slow[:500], reference[:500], oracle[:500]) is None  # shorter than a window
+    with pytest.raises(ValueError, match="shape"):
+        recovery_rounds(slow, reference[:10], oracle)
+
+
+def test_a_price_war_run_reports_who_recovers_against_the_new_best_fixed_price(tmp_path: Path,
+                                                                             capsys) -> None:
+    results = compare(SCENARIOS["price_war"], rounds=4000, seed=1, checkpoints=2,
+                      policies=("oracle", "best_fixed", "random"))
+    assert results.change_round == 2000 and results.best_fixed_alpha is not None
+    assert results.recovery_alpha is not None and results.recovery_alpha < results.best_fixed_alpha
+    fixed = f"best_fixed(alpha={results.best_fixed_alpha:g})"
+    assert results.recovery == {"oracle": WINDOW, "random": None, fixed: None}
+    assert results.to_dict()["recovery"] == results.recovery
+    calm = compare(SCENARIOS["stationary"], rounds=1000, seed=1, checkpoints=1, policies=("oracle",))
+    assert calm.change_round is None and calm.recovery == {}
+    assert main(["run", "--scenario", "price_war", "--rounds", "2400", "--policy", "oracle", "--policy",
+                 "random", "--checkpoints", "1", "--no-progress", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "changed at round 1,200" in printed and "random" in printed and "never" in printed
 
 
 def test_feedback_follows_the_server_reward_window() -> None:
