@@ -35,13 +35,16 @@ DAY = 86_400.0
 REVIEW_RATE = 0.3
 
 
-def user_history(market: Market, user: int, *, sessions: float = 6.0,
-                 days: float = 60.0) -> list[dict[str, Any]]:
-    """The events of ``user`` in the ``days`` before the market's start (empty for a new shopper).
+def user_history(market: Market, user: int, *, sessions: float | None = None,
+                 days: float | None = None) -> list[dict[str, Any]]:
+    """The events of ``user`` in the ``days`` before the market's start (empty for a new shopper), in
+    about ``sessions`` sessions; both default to the market's ``history_days`` and ``history_sessions``.
 
     Seeded by the market seed and the user index alone, so a user's history does not depend on who
     else is asked for.
     """
+    sessions = market.config.history_sessions if sessions is None else sessions
+    days = market.config.history_days if days is None else days
     traits = market.traits
     if not traits.returning[user]:
         return []

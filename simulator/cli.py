@@ -17,6 +17,7 @@ from learner import PricerConfig
 from learner.policies import DEMAND_MODELS
 from simulator.behavior import histories, write_jsonl
 from simulator.contenders import CONTENDERS, VALUE_CONTENDERS
+from simulator.recovery import TOLERANCE, WINDOW, format_rounds
 from simulator.scenarios import SCENARIOS, scenario
 
 
@@ -94,6 +95,12 @@ def _run(args: argparse.Namespace) -> int:
     print(report.table(results.final()))
     if results.best_fixed_alpha is not None:
         print(f"best fixed alpha in hindsight: {results.best_fixed_alpha:g}")
+    if results.change_round is not None:
+        print(f"the market changed at round {results.change_round:,}; rounds after it until within "
+              f"{100 * TOLERANCE:g} points of the changed market's best fixed alpha "
+              f"({results.recovery_alpha:g}) over a trailing {WINDOW:,}-round window:")
+        for name, rounds in results.recovery.items():
+            print(f"  {name:<22} {format_rounds(rounds)}")
     for path in report.write(results, args.out):
         print(f"wrote {path}")
     return 0
@@ -118,8 +125,9 @@ def _behavior(args: argparse.Namespace) -> int:
 
 
 def _scenarios(args: argparse.Namespace) -> int:
+    width = max(map(len, SCENARIOS))
     for name, spec in SCENARIOS.items():
-        print(f"{name:<12} {spec.description}")
+        print(f"{name:<{width}}  {spec.description}")
     return 0
 
 

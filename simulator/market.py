@@ -56,6 +56,10 @@ class MarketConfig:
     """Logistic scale of one shopper's willingness at price sensitivity 1."""
     returning_share: float = 0.6
     mobile_share: float = 0.55
+    history_sessions: float = 6.0
+    """Mean number of sessions in a returning shopper's behavior history (``simulator.behavior``)."""
+    history_days: float = 60.0
+    """How many days before the run those sessions are spread over."""
 
 
 @dataclass(frozen=True)

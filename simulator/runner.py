@@ -3,6 +3,9 @@
 Regret is exact: each round carries the purchase probability of every price, so the regret of a quote
 is the oracle's expected profit minus the quote's expected profit, not a noisy difference of sales.
 Profit, revenue and purchases are the realized ones (the same uniform decides for every contender).
+On a scenario with an abrupt change (``Scenario.change_round``), the per-round expected profits after
+it are kept too, and each contender's recovery is measured against the changed market's best fixed
+price (``simulator.recovery``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from tqdm import tqdm
 from learner import PricerConfig
 from simulator.contenders import CONTENDERS, VALUE_CONTENDERS, Contender, Learning, make_contender
 from simulator.market import Block
+from simulator.recovery import recovery_rounds
 from simulator.scenarios import Scenario
 from simulator.tally import Tally
 
@@ -50,6 +54,13 @@ class Results:
     best_fixed_alpha: float | None
     seconds: float
     rows: list[Row] = field(default_factory=list)
+    change_round: int | None = None
+    """Where the market changed abruptly (None: it did not)."""
+    recovery_alpha: float | None = None
+    """The best fixed alpha of the changed market (rounds ``change_round`` to the end), in hindsight."""
+    recovery: dict[str, int | None] = field(default_factory=dict)
+    """Rounds after the change until each contender (named as in ``rows``) was back within 2 points of
+    that price's share of the oracle over a trailing window; None: never (``simulator.recovery``)."""
 
     def final(self) -> list[Row]:
         """The last row of each contender, in the order they were run."""
@@ -61,14 +72,56 @@ class Results:
     def to_dict(self) -> dict[str, object]:
         return {"scenario": self.scenario, "seed": self.seed, "rounds": self.rounds,
                 "best_fixed_alpha": self.best_fixed_alpha, "seconds": self.seconds,
+                "change_round": self.change_round, "recovery_alpha": self.recovery_alpha,
+                "recovery": dict(self.recovery),
                 "final": [asdict(row) for row in self.final()], "rows": [asdict(row) for row in self.rows]}
 
 
-def tally_block(tally: Tally, block: Block, prices: np.ndarray) -> None:
-    """Add the quotes of ``block`` at ``prices`` to ``tally``."""
+def tally_block(tally: Tally, block: Block, prices: np.ndarray) -> np.ndarray:
+    """Add the quotes of ``block`` at ``prices`` to ``tally``; returns each quote's expected profit."""
     rows = np.arange(len(block))
     probability = block.purchase_probability(rows, prices)
     tally.add(prices, block.unit_cost, probability, block.uniform < probability, block.oracle_profit())
+    return probability * (prices - block.unit_cost)
+
+
+class ChangeTrace:
+    """Exact expected profit per round from round ``change`` on: each contender's, every grid arm's
+    (the fixed prices) and the oracle's, for the recovery measure."""
+
+    def __init__(self, change: int, rounds: int, names: Sequence[str], arms: int) -> None:
+        self.change = change
+        self.profit = {name: np.zeros(rounds - change) for name in names}
+        self.arms = np.zeros((rounds - change, arms))
+        self.oracle = np.zeros(rounds - change)
+
+    def _span(self, block: Block) -> tuple[slice, slice] | None:
+        """Rows of ``block`` at or after the change, and where they go in the trace."""
+        first = max(self.change - block.start, 0)
+        if first >= len(block):
+            return None
+        return slice(first, len(block)), slice(block.start + first - self.change, block.start + len(block)
+                                               - self.change)
+
+    def add(self, name: str, block: Block, expected_profit: np.ndarray) -> None:
+        span = self._span(block)
+        if span is not None:
+            self.profit[name][span[1]] = expected_profit[span[0]]
+
+    def add_truth(self, block: Block) -> None:
+        span = self._span(block)
+        if span is not None:
+            self.arms[span[1]] = block.expected_profit[span[0]]
+            self.oracle[span[1]] = block.oracle_profit()[span[0]]
+
+    def best_arm(self) -> int:
+        return int(np.argmax(self.arms.sum(axis=0)))
+
+    def recovery(self, fixed: Mapping[str, int] | None = None) -> dict[str, int | None]:
+        """Recovery rounds of each contender, and of each fixed arm named in ``fixed``."""
+        reference = self.arms[:, self.best_arm()]
+        series = {**self.profit, **{name: self.arms[:, arm] for name, arm in (fixed or {}).items()}}
+        return {name: recovery_rounds(profit, reference, self.oracle) for name, profit in series.items()}
 
 
 class HindsightArms:
@@ -119,6 +172,9 @@ def compare(
     tallies = {c.name: Tally() for c in contenders}
     spent = {c.name: 0.0 for c in contenders}
     stream = scenario.stream(seed, rounds)
+    change = scenario.change_round(rounds)
+    trace = (ChangeTrace(change, rounds, [c.name for c in contenders], len(pricer.alphas))
+             if change is not None and change < rounds else None)
     every = -(-rounds // checkpoints)
     rows: list[Row] = []
     started = time.perf_counter()
@@ -130,10 +186,14 @@ def compare(
                 tick = time.perf_counter()
                 prices = contender.play(block, stream.market)
                 spent[contender.name] += time.perf_counter() - tick
-                tally_block(tallies[contender.name], block, prices)
+                expected = tally_block(tallies[contender.name], block, prices)
+                if trace is not None:
+                    trace.add(contender.name, block, expected)
                 bar.update(len(block))
             if hindsight is not None:
                 hindsight.add(block)
+            if trace is not None:
+                trace.add_truth(block)
             done = block.start + len(block)
             if done % every == 0 or done == rounds:
                 rows.extend(_row(scenario.name, c.name, done, tallies[c.name], _speed(c, spent[c.name]))
@@ -141,12 +201,19 @@ def compare(
                 if hindsight is not None:
                     hindsight.checkpoint(done)
     best_alpha = None
+    fixed: dict[str, int] = {}
     if hindsight is not None:
         best = hindsight.best_arm()
         best_alpha = hindsight.alphas[best]
-        rows.extend(_row(scenario.name, f"best_fixed(alpha={best_alpha:g})", done, arm_tallies[best], None)
+        fixed[f"best_fixed(alpha={best_alpha:g})"] = best
+        rows.extend(_row(scenario.name, next(iter(fixed)), done, arm_tallies[best], None)
                     for done, arm_tallies in hindsight.history)
-    return Results(scenario.name, seed, rounds, best_alpha, time.perf_counter() - started, rows)
+    results = Results(scenario.name, seed, rounds, best_alpha, time.perf_counter() - started, rows)
+    if trace is not None:
+        results.change_round = trace.change
+        results.recovery_alpha = float(pricer.alphas[trace.best_arm()])
+        results.recovery = trace.recovery(fixed)
+    return results
 
 
 def _speed(contender: Contender, seconds: float) -> float | None:

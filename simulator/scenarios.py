@@ -7,11 +7,25 @@
 - ``delayed``: purchases are reported after an exponential delay (mean 5 minutes; those after the
   10-minute window are late and not learned); a no-purchase is never reported, only silence that the
   window turns into a no purchase.
+- ``price_war``: at mid-run every shopper's willingness to pay drops 15% for good (a competitor's price
+  war): a ``Step`` of the log willingness by log(0.85). ``Scenario.change_round`` says where, and the
+  runner measures how long each contender takes to recover (``simulator.recovery``).
+- ``far_below_list``: shoppers value items at a median 80% of list instead of 92%
+  (``FAR_BELOW_LIST_MARKET``), so the most profitable prices lie far below list: the best fixed alpha
+  is 0.4 on 200,000 rounds of seeds 0-2 (0.4 or 0.5 on 20,000; 0.7 on ``stationary``), 40-50% of the
+  way from cost to list.
+- ``returning``: everyone is a returning shopper with a long behavior history (about 20 sessions
+  over 120 days) and the hidden value and price sensitivity vary much more than elsewhere
+  (``RETURNING_VALUE_SPREAD``, ``RETURNING_SENSITIVITY_SPREAD``, provisional until calibrated from the
+  scanner panels): past purchases and refusals (views at a seen price, not bought) reveal who pays.
+
+The first four keep their parameters so that old and new numbers compare.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -62,6 +76,24 @@ class Season:
 
 
 @dataclass(frozen=True)
+class Step:
+    """An abrupt, permanent change of everyone's willingness to pay: from round ``at · rounds`` on
+    (``at`` a fraction of the run), every willingness is multiplied by ``factor`` (0.85: 15% less).
+    Placed in rounds, not days, so it stays at the same point of the run on any clock."""
+
+    at: float
+    factor: float
+
+    def round(self, rounds: int) -> int:
+        """The first round of the changed market in a run of ``rounds``."""
+        return int(self.at * rounds)
+
+    def __call__(self, round_index: np.ndarray, rounds: int) -> np.ndarray:
+        """The shift of the log willingness at each 0-based ``round_index`` of a run of ``rounds``."""
+        return np.where(round_index >= self.round(rounds), math.log(self.factor), 0.0)
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -70,10 +102,15 @@ class Scenario:
     season: Season = field(default_factory=Season)
     wave: Wave | None = None
     feedback: Feedback = field(default_factory=Feedback)
+    step: Step | None = None
 
     def with_seconds_per_round(self, seconds: float) -> Scenario:
         """The same scenario on another clock: a short test run can then span the drift's weeks."""
         return replace(self, seconds_per_round=seconds)
+
+    def change_round(self, rounds: int) -> int | None:
+        """The round at which the market changes abruptly in a run of ``rounds`` (None: it never does)."""
+        return None if self.step is None else self.step.round(rounds)
 
     def stream(self, seed: int, rounds: int) -> Stream:
         return Stream(self, seed, rounds)
@@ -88,7 +125,11 @@ class Stream:
         self.scenario, self.rounds = scenario, rounds
 
         def drift(times: np.ndarray) -> np.ndarray:
-            return scenario.season((times - START_TIME) / DAY)
+            shift = scenario.season((times - START_TIME) / DAY)
+            if scenario.step is not None:
+                round_index = np.rint((times - START_TIME) / scenario.seconds_per_round)
+                shift = shift + scenario.step(round_index, rounds)
+            return shift
 
         self.market = Market(scenario.market, seed, seconds_per_round=scenario.seconds_per_round,
                              drift=drift)
@@ -96,10 +137,14 @@ class Stream:
         self._wave_users: np.ndarray | None = None
 
     def blocks(self, size: int, cuts: Iterable[int] = ()) -> Iterator[Block]:
-        """Blocks of at most ``size`` rounds, split at ``cuts`` and where the wave starts or ends."""
+        """Blocks of at most ``size`` rounds, split at ``cuts``, where the wave starts or ends and where
+        the market changes."""
         edges = {0, self.rounds, *cuts}
         if self.scenario.wave is not None:
             edges |= {int(self.scenario.wave.start * self.rounds), int(self.scenario.wave.end * self.rounds)}
+        change = self.scenario.change_round(self.rounds)
+        if change is not None:
+            edges.add(change)
         bounds = sorted(e for e in edges if 0 <= e <= self.rounds)
         for lo, hi in itertools.pairwise(bounds):
             for start in range(lo, hi, size):
@@ -122,6 +167,24 @@ class Stream:
         return self.market.deal(n, users=users)
 
 
+PRICE_WAR_FACTOR = 0.85
+"""Willingness to pay after the price war, as a share of before: 15% less, for good."""
+
+FAR_BELOW_LIST_MARKET = MarketConfig(value_median=0.80)
+"""Median willingness 80% of list (92% elsewhere): the best fixed alpha falls from 0.7 to 0.4 (0.4 and 0.5
+are close; short runs may pick 0.5) and the oracle's median arm to 0.4; on thin-margin items
+(electronics) most shoppers will pay little above cost."""
+
+RETURNING_VALUE_SPREAD = 0.15
+"""Log-sd of the hidden value scale of returning shoppers (0.06 elsewhere). Provisional: to be calibrated
+from the scanner panels' fitted spread of household price responses (issue 10, item 7)."""
+RETURNING_SENSITIVITY_SPREAD = 0.6
+"""Log-sd of their price sensitivity (0.35 elsewhere). Provisional, like the value spread."""
+RETURNING_MARKET = MarketConfig(returning_share=1.0, value_spread=RETURNING_VALUE_SPREAD,
+                                sensitivity_spread=RETURNING_SENSITIVITY_SPREAD, history_sessions=20.0,
+                                history_days=120.0)
+"""Everyone known, with about 20 past sessions over 120 days (6 over 60 elsewhere)."""
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
@@ -133,6 +196,16 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("delayed", "purchases reported after ~5 min (some after the 10-min window); "
                  "no purchase is silence",
                  feedback=Feedback(report_delay_seconds=300.0, no_purchase_report_rate=0.0)),
+        Scenario("price_war", "at mid-run every shopper's willingness to pay drops 15% for good "
+                 "(a competitor's price war)",
+                 step=Step(at=0.5, factor=PRICE_WAR_FACTOR)),
+        Scenario("far_below_list", "median willingness 80% of list (92% elsewhere): the best prices lie "
+                 "far below list (best fixed alpha 0.4-0.5, not 0.7)",
+                 market=FAR_BELOW_LIST_MARKET),
+        Scenario("returning", f"everyone returning, ~20 past sessions each; value spread "
+                 f"{RETURNING_VALUE_SPREAD:g}, sensitivity spread {RETURNING_SENSITIVITY_SPREAD:g} "
+                 f"(provisional, to be calibrated from scanner panels): past purchases and refusals "
+                 f"reveal who pays", market=RETURNING_MARKET),
     )
 }
 

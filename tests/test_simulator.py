@@ -17,9 +17,17 @@ from simulator.behavior import EVENT_TYPES, histories, user_history, write_jsonl
 from simulator.cli import main, parse_options
 from simulator.contenders import FeedbackQueue, PricerContender, make_contender
 from simulator.market import CATEGORIES, Market, MarketConfig
+from simulator.recovery import WINDOW, recovery_rounds, trailing_sums
 from simulator.report import table, write
 from simulator.runner import compare
-from simulator.scenarios import SCENARIOS, Feedback, Season
+from simulator.scenarios import (
+    PRICE_WAR_FACTOR,
+    RETURNING_SENSITIVITY_SPREAD,
+    RETURNING_VALUE_SPREAD,
+    SCENARIOS,
+    Feedback,
+    Season,
+)
 
 SMALL = MarketConfig(users=800, products=120)
 
@@ -96,6 +104,92 @@ def test_the_cold_start_wave_brings_new_shoppers_only_while_it_lasts() -> None:
     assert not np.any(after.users >= SCENARIOS["cold_start"].market.users)
     rows = compare(SCENARIOS["cold_start"], rounds=1000, checkpoints=3, policies=("oracle", "oracle")).rows
     assert [row.round for row in rows] == [334, 668, 1000]  # checkpoints survive the wave's cuts
+
+
+def test_the_first_four_scenarios_keep_their_parameters() -> None:
+    for name in ("stationary", "drift", "cold_start", "delayed"):
+        spec = SCENARIOS[name]
+        assert spec.market == MarketConfig() and spec.step is None and spec.seconds_per_round == 10.0, name
+        assert spec.change_round(200_000) is None
+    assert (MarketConfig().history_sessions, MarketConfig().history_days) == (6.0, 60.0)
+
+
+def test_the_price_war_drops_every_willingness_15_percent_from_mid_run_on() -> None:
+    war = SCENARIOS["price_war"]
+    assert war.change_round(2001) == 1000
+    calm = replace(war, step=None)
+    moved = list(war.stream(seed=4, rounds=2001).blocks(700))
+    assert [b.start for b in moved] == [0, 700, 1000, 1700]  # a block never straddles the change
+    still = list(calm.stream(seed=4, rounds=2001).blocks(700, cuts=[1000]))  # the same rounds, unchanged
+    def joined(blocks, column):
+        return np.concatenate([getattr(b, column) for b in blocks])
+
+    shift = joined(moved, "log_willingness") - joined(still, "log_willingness")
+    assert np.all(shift[:1000] == 0.0)
+    assert np.allclose(np.exp(shift[1000:]), 0.85) and PRICE_WAR_FACTOR == 0.85
+    assert np.array_equal(joined(moved, "users"), joined(still, "users"))
+    assert joined(moved, "probabilities")[1000:].mean() < joined(still, "probabilities")[1000:].mean() - 0.1
+
+
+def test_far_below_list_moves_the_best_fixed_price_down_to_a_third_to_half_of_the_margin() -> None:
+    policies = ("oracle", "best_fixed")
+    far = compare(SCENARIOS["far_below_list"], rounds=10_000, seed=3, checkpoints=1, policies=policies)
+    usual = compare(SCENARIOS["stationary"], rounds=10_000, seed=3, checkpoints=1, policies=policies)
+    assert far.best_fixed_alpha in (0.3, 0.4, 0.5) and usual.best_fixed_alpha == 0.7
+    block = next(SCENARIOS["far_below_list"].stream(seed=3, rounds=5000).blocks(5000))
+    assert 0.3 <= np.median(np.asarray(PricerConfig().alphas)[block.oracle_arms()]) <= 0.5
+
+
+def test_returning_shoppers_all_have_long_histories_whose_refusals_reveal_their_value() -> None:
+    market = SCENARIOS["returning"].stream(seed=5, rounds=10).market
+    assert market.traits.returning.all()
+    usual_config = MarketConfig()
+    assert usual_config.value_spread * 2 <= RETURNING_VALUE_SPREAD
+    assert usual_config.sensitivity_spread * 1.5 <= RETURNING_SENSITIVITY_SPREAD
+    assert abs(np.std(np.log(market.traits.value_scale)) / RETURNING_VALUE_SPREAD - 1) < 0.1
+    assert abs(np.std(np.log(market.traits.price_sensitivity)) / RETURNING_SENSITIVITY_SPREAD - 1) < 0.1
+    assert np.all(market.deal(500).context[:, 1] == 1.0)
+    users = np.arange(150)
+    events = [user_history(market, int(u)) for u in users]
+    assert all(events)
+    usual = SCENARIOS["stationary"].stream(seed=5, rounds=10).market
+    usual_lengths = [len(user_history(usual, int(u))) for u in np.flatnonzero(usual.traits.returning)[:150]]
+    assert np.mean([len(e) for e in events]) > 2.5 * np.mean(usual_lengths)
+    views = [[e for e in history if e["event_type"] == "view"] for history in events]
+    refusal_rate = np.array([np.mean([not e["purchased"] for e in v]) for v in views])
+    assert 0.2 < refusal_rate.mean() < 0.8 and np.mean(refusal_rate > 0) > 0.9  # refusals are everywhere
+    assert np.corrcoef(refusal_rate, market.traits.value_scale[users])[0, 1] < -0.8
+
+
+def test_recovery_counts_rounds_until_a_trailing_window_is_back_within_two_points() -> None:
+    assert trailing_sums(np.arange(5.0), 2).tolist() == [1.0, 3.0, 5.0, 7.0]
+    oracle, reference = np.ones(10_000), np.full(10_000, 0.9)
+    slow = np.where(np.arange(10_000) < 3000, 0.5, 0.89)
+    # The first window at 0.88 or more starts 25 rounds before 3000 (25 · 0.5 + 975 · 0.89 = 880.25).
+    assert recovery_rounds(slow, reference, oracle) == 2975 + WINDOW
+    assert recovery_rounds(np.full(10_000, 0.87), reference, oracle) is None
+    assert recovery_rounds(np.full(10_000, 0.88), reference, oracle) == WINDOW  # never fell behind
+    assert recovery_rounds(slow, reference, oracle, window=100, tolerance=0.0) is None
+    assert recovery_rounds(slow[:500], reference[:500], oracle[:500]) is None  # shorter than a window
+    with pytest.raises(ValueError, match="shape"):
+        recovery_rounds(slow, reference[:10], oracle)
+
+
+def test_a_price_war_run_reports_who_recovers_against_the_new_best_fixed_price(tmp_path: Path,
+                                                                             capsys) -> None:
+    results = compare(SCENARIOS["price_war"], rounds=4000, seed=1, checkpoints=2,
+                      policies=("oracle", "best_fixed", "random"))
+    assert results.change_round == 2000 and results.best_fixed_alpha is not None
+    assert results.recovery_alpha is not None and results.recovery_alpha < results.best_fixed_alpha
+    fixed = f"best_fixed(alpha={results.best_fixed_alpha:g})"
+    assert results.recovery == {"oracle": WINDOW, "random": None, fixed: None}
+    assert results.to_dict()["recovery"] == results.recovery
+    calm = compare(SCENARIOS["stationary"], rounds=1000, seed=1, checkpoints=1, policies=("oracle",))
+    assert calm.change_round is None and calm.recovery == {}
+    assert main(["run", "--scenario", "price_war", "--rounds", "2400", "--policy", "oracle", "--policy",
+                 "random", "--checkpoints", "1", "--no-progress", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "changed at round 1,200" in printed and "random" in printed and "never" in printed
 
 
 def test_feedback_follows_the_server_reward_window() -> None:
