@@ -16,8 +16,8 @@
   way from cost to list.
 - ``returning``: everyone is a returning shopper with a long behavior history (about 20 sessions
   over 120 days) and the hidden value and price sensitivity vary much more than elsewhere
-  (``RETURNING_VALUE_SPREAD``, ``RETURNING_SENSITIVITY_SPREAD``, provisional until calibrated from the
-  scanner panels): past purchases and refusals (views at a seen price, not bought) reveal who pays.
+  (``RETURNING_VALUE_SPREAD``; ``RETURNING_SENSITIVITY_SPREAD`` is fitted on real scanner panels):
+  past purchases and refusals (views at a seen price, not bought) reveal who pays.
 
 The first four keep their parameters so that old and new numbers compare.
 """
@@ -176,10 +176,12 @@ are close; short runs may pick 0.5) and the oracle's median arm to 0.4; on thin-
 (electronics) most shoppers will pay little above cost."""
 
 RETURNING_VALUE_SPREAD = 0.15
-"""Log-sd of the hidden value scale of returning shoppers (0.06 elsewhere). Provisional: to be calibrated
-from the scanner panels' fitted spread of household price responses (issue 10, item 7)."""
-RETURNING_SENSITIVITY_SPREAD = 0.6
-"""Log-sd of their price sensitivity (0.35 elsewhere). Provisional, like the value spread."""
+"""Log-sd of the hidden value scale of returning shoppers (0.06 elsewhere). Brand choice cannot identify
+it (the panels have no "buy nothing"); their households' premium for one brand over another spreads
+0.23-1.2 in log price, so 0.15 is, if anything, modest."""
+RETURNING_SENSITIVITY_SPREAD = 0.5
+"""Log-sd of their price sensitivity (0.35 elsewhere): the median of the spreads fitted on the Ecdat
+scanner panels Yogurt, Cracker and Catsup (0.35-0.65; ``python -m bench.scanner_panels``)."""
 RETURNING_MARKET = MarketConfig(returning_share=1.0, value_spread=RETURNING_VALUE_SPREAD,
                                 sensitivity_spread=RETURNING_SENSITIVITY_SPREAD, history_sessions=20.0,
                                 history_days=120.0)
@@ -204,8 +206,8 @@ SCENARIOS: dict[str, Scenario] = {
                  market=FAR_BELOW_LIST_MARKET),
         Scenario("returning", f"everyone returning, ~20 past sessions each; value spread "
                  f"{RETURNING_VALUE_SPREAD:g}, sensitivity spread {RETURNING_SENSITIVITY_SPREAD:g} "
-                 f"(provisional, to be calibrated from scanner panels): past purchases and refusals "
-                 f"reveal who pays", market=RETURNING_MARKET),
+                 f"(fitted on real scanner panels): past purchases and refusals reveal who pays",
+                 market=RETURNING_MARKET),
     )
 }
 

