@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from learner.value import BehaviorEvent, UserStates, load
-from learner.value.simulate import simulate_events
+from learner.value.events import PRODUCT_DIM
 from learner.value.train import encode_sequence
 from server.store import SQLiteStore
+from simulator.behavior import histories
+from simulator.market import Market, MarketConfig
 
 NOW = 2_000_000_000.0
 
@@ -43,7 +45,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=300)
     args = parser.parse_args()
     model = load("default")
-    events = list(simulate_events(args.users, seed=42))
+    market = Market(MarketConfig(users=args.users), seed=42)  # the simulator's shoppers; 60% return
+    events = [BehaviorEvent(**event) for event in histories(market)]
     by_user: dict[str, list[BehaviorEvent]] = {}
     for event in events:
         by_user.setdefault(event.user_id, []).append(event)
@@ -78,7 +81,7 @@ def main() -> None:
 
     def lookup() -> int:
         for name in names:
-            model.network.predict(users.get(name), 40.0, "shoes")
+            model.network.relative_value(users.get(name), 40.0, "shoes", 100.0)
         return len(names)
 
     per_lookup = best_of(5, lookup)
@@ -88,7 +91,8 @@ def main() -> None:
     keras_model = keras_twin(model.network)
     longest = max(by_user.values(), key=len)
     inputs = {"events": encode_sequence(longest, len(longest))[None],
-              "product": np.zeros((1, keras_model.inputs[1].shape[1]), np.float32)}
+              "product": np.zeros((1, len(longest), PRODUCT_DIM), np.float32),
+              "offer": np.zeros((1, len(longest), 1), np.float32)}
     keras_model.predict_on_batch(inputs)  # compile the predict function once
 
     def keras_call() -> int:
@@ -118,8 +122,9 @@ def main() -> None:
     print(f"bytes per user: state {len(zero.to_bytes())}, in the cache {cache_bytes:.0f} "
           f"(key, entry, arrays), in SQLite {sqlite_bytes / len(by_user):.0f}")
     info = model.info
-    print(f"shipped model: trained in {info['seconds']:.1f} s on {info['train_examples']} examples; "
-          f"validation R² {info['r2']:.3f} vs naive baseline {info['baseline_r2']:.3f}")
+    print(f"shipped model: trained in {info['seconds']:.1f} s on {info['train_examples']} offers; "
+          f"validation log-loss {info['log_loss']:.4f} vs pooled baseline {info['baseline_log_loss']:.4f}, "
+          f"AUC {info['auc']:.3f} vs {info['baseline_auc']:.3f}")
 
 
 if __name__ == "__main__":

@@ -100,11 +100,10 @@ class Pricer:
     def user_value(self, request: QuoteRequest) -> tuple[float, np.ndarray | None]:
         """V, what the product is worth to this user, and the user's embedding (None without a model).
 
-        The shop's list margin, scaled by the value model's view of this user: how much more or less
-        than a user with no history they are predicted to pay over cost for such a product, bounded
-        to ``VALUE_FACTOR_BOUNDS``. The model never sees the list price, so its raw prediction is
-        relative evidence, not a price: used alone it quoted cheap items at twice their list price
-        and dear ones near cost. A new user (or no model) gets exactly the list margin.
+        The shop's list margin, scaled by the value model's view of this user: the margin over cost
+        they are predicted to accept for this product (at the price they buy with probability 1/2)
+        relative to what a user with no history is predicted to accept, bounded to
+        ``VALUE_FACTOR_BOUNDS``. A new user (or no model) gets exactly the list margin.
         """
         product = request.product
         list_margin = product.list_price - product.unit_cost
@@ -112,7 +111,7 @@ class Pricer:
             return list_margin, None
         state = self.users.get(request.user_id)
         factor, embedding = self.users.model.network.relative_value(state, product.unit_cost,
-                                                                     product.category)
+                                                                     product.category, product.list_price)
         low, high = VALUE_FACTOR_BOUNDS
         return list_margin * min(max(factor, low), high), embedding
 

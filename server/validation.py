@@ -140,7 +140,7 @@ def event_of(message: pricing_pb2.BehaviorEvent, field: str, default_user: str =
             category=check_text("category", message.category, max_length=MAX_CATEGORY_LENGTH,
                                 required=False),
             price=message.price, unit_cost=message.unit_cost, dwell_seconds=message.dwell_seconds,
-            rating=message.rating, purchased=message.purchased,
+            rating=message.rating, purchased=message.purchased, list_price=message.list_price,
         )
     except InvalidInput as exc:
         raise InvalidInput(f"{field}.{exc.field}" if field else exc.field, exc.problem) from None

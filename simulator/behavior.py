@@ -13,6 +13,7 @@ New shoppers have no history. One event is a JSON object with exactly these fiel
 | `product_id`, `category` | the catalog item |
 | `price` | the price the shopper saw (list price less any discount) |
 | `unit_cost` | the item's unit cost |
+| `list_price` | the item's list price (what `price` is a discount of) |
 | `dwell_seconds` | time spent on the event (0 for purchase and review) |
 | `rating` | 1-5 stars on a review, 0 on every other event |
 | `purchased` | whether this product visit ended in a purchase (on all its events) |
@@ -72,7 +73,8 @@ def user_history(market: Market, user: int, *, sessions: float | None = None,
             interest = surplus > -0.05
             bought = surplus > 0
             visit = {"product_id": product.product_id, "category": product.category, "price": price,
-                     "unit_cost": product.unit_cost, "purchased": bool(bought and interest)}
+                     "unit_cost": product.unit_cost, "list_price": product.list_price,
+                     "purchased": bool(bought and interest)}
             dwell = (25.0 * math.sqrt(sensitivity) * float(taste[category]) ** 4
                      * math.exp(0.4 * rng.standard_normal()))
             clock = _emit(events, market, user, clock, "view", visit, dwell)
@@ -108,7 +110,8 @@ def _emit(events: list[dict[str, Any]], market: Market, user: int, clock: float,
           visit: dict[str, Any], dwell: float, rating: int = 0) -> float:
     events.append({"user_id": market.user_id(user), "timestamp": round(clock, 3), "event_type": kind,
                    "product_id": visit["product_id"], "category": visit["category"], "price": visit["price"],
-                   "unit_cost": visit["unit_cost"], "dwell_seconds": round(dwell, 2), "rating": rating,
+                   "unit_cost": visit["unit_cost"], "list_price": visit["list_price"],
+                   "dwell_seconds": round(dwell, 2), "rating": rating,
                    "purchased": visit["purchased"]})
     return clock + dwell + 1.0
 

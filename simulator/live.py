@@ -160,8 +160,8 @@ def behavior_message(event: dict[str, Any]) -> pricing_pb2.BehaviorEvent:
     return pricing_pb2.BehaviorEvent(
         user_id=event["user_id"], timestamp=stamp, event_type=EVENT_TYPES[event["event_type"]],
         product_id=event["product_id"], category=event["category"], price=event["price"],
-        unit_cost=event["unit_cost"], dwell_seconds=event["dwell_seconds"], rating=event["rating"],
-        purchased=event["purchased"],
+        unit_cost=event["unit_cost"], list_price=event["list_price"], dwell_seconds=event["dwell_seconds"],
+        rating=event["rating"], purchased=event["purchased"],
     )
 
 

@@ -280,7 +280,7 @@ def test_behavior_histories_follow_the_schema_and_reveal_the_traits(tmp_path: Pa
     market = Market(SMALL, seed=6)
     events = list(histories(market))
     assert set(events[0]) == {"user_id", "timestamp", "event_type", "product_id", "category", "price",
-                              "unit_cost", "dwell_seconds", "rating", "purchased"}
+                              "unit_cost", "list_price", "dwell_seconds", "rating", "purchased"}
     assert set(Counter(e["event_type"] for e in events)) == set(EVENT_TYPES)
     assert all(e["timestamp"] < market.start_time for e in events)
     assert all(1 <= e["rating"] <= 5 for e in events if e["event_type"] == "review")

@@ -1,5 +1,5 @@
 """Training with real TensorFlow: the Keras model, the numpy twin's agreement with it, and the
-``pricebandit-train`` command on behavior logs and transactions files. Kept tiny (seconds)."""
+``pricebandit-train`` command on the simulator's behavior histories. Kept small (seconds)."""
 
 from __future__ import annotations
 
@@ -12,45 +12,65 @@ import numpy as np
 import pytest
 
 from learner.value import BehaviorEvent, load
-from learner.value.events import product_inputs
-from learner.value.simulate import simulate_events
+from learner.value.events import offer_ratio, product_inputs
 from learner.value.train import TrainSettings, build_examples, encode_sequence, main, train
+from simulator.behavior import histories as market_histories
+from simulator.market import Market, MarketConfig
 
 keras = pytest.importorskip("keras")
 from learner.value.keras_model import build_value_model, export_weights, keras_twin  # noqa: E402
 from learner.value.network import ValueNetwork  # noqa: E402
 
-TINY = TrainSettings(epochs=4, max_len=16, batch_size=32)
-TINY_FLAGS = ["--epochs", "4", "--max-len", "16", "--batch-size", "32", "--no-progress"]
+TINY = TrainSettings(epochs=6, max_len=64, batch_size=16)
+TINY_FLAGS = ["--epochs", "6", "--max-len", "64", "--batch-size", "16", "--no-progress"]
+
+
+def simulated(n_users: int, seed: int) -> list[BehaviorEvent]:
+    """The returning shoppers' histories of a small simulated market."""
+    market = Market(MarketConfig(users=n_users, products=150), seed=seed)
+    return [BehaviorEvent(**event) for event in market_histories(market)]
 
 
 def histories(n_users: int, seed: int) -> list[list[BehaviorEvent]]:
     by_user: dict[str, list[BehaviorEvent]] = {}
-    for event in simulate_events(n_users, seed=seed):
+    for event in simulated(n_users, seed):
         by_user.setdefault(event.user_id, []).append(event)
     return list(by_user.values())
 
 
 def assert_numpy_agrees_with_keras(model: keras.Model, network: ValueNetwork, max_len: int) -> None:
-    """Whole sequences of different lengths in one padded batch: masked steps must not move Keras."""
-    users = [h[:max_len] for h in histories(6, seed=11)]
+    """Whole sequences of different lengths in one padded batch; at every step the numpy twin, holding
+    the state after the events before it, must give Keras' embedding, willingness and logit for an
+    offer there (padded steps must not move Keras)."""
+    users = [h[:max_len] for h in histories(12, seed=11)][:6]
     users.append(users[0][:1])  # one event, the rest padding
     batch = np.stack([encode_sequence(h, max_len) for h in users])
-    products = np.stack([product_inputs(10.0 * (i + 1), "shoes") for i in range(len(users))])
-    out = model.predict({"events": batch, "product": products}, verbose=0)
+    rng = np.random.default_rng(0)
+    costs = rng.uniform(5.0, 200.0, size=(len(users), max_len))
+    lists = costs * rng.uniform(1.0, 1.6, size=costs.shape)
+    prices = lists * rng.uniform(0.7, 1.1, size=costs.shape)
+    products = np.stack([[product_inputs(c, "shoes", lp) for c, lp in zip(cs, ls, strict=True)]
+                         for cs, ls in zip(costs, lists, strict=True)])
+    offers = np.vectorize(offer_ratio)(prices, lists)[..., None].astype(np.float32)
+    out = model.predict({"events": batch, "product": products, "offer": offers}, verbose=0)
     for i, history in enumerate(users):
-        state = network.run(history)
-        embedding = network.embedding(state)
-        np.testing.assert_allclose(embedding, out["embedding"][i], atol=1e-5, rtol=0)
-        np.testing.assert_allclose(network.log_value(embedding, products[i]), out["log_value"][i, 0],
-                                   atol=1e-5, rtol=0)
+        state = network.zero_state
+        for t in range(len(history) + 1 if len(history) < max_len else max_len):
+            embedding = network.embedding(state)
+            np.testing.assert_allclose(embedding, out["embedding"][i, t], atol=1e-5, rtol=0)
+            m, _ = network.head(embedding, products[i, t])
+            np.testing.assert_allclose(m, out["willingness"][i, t, 0], atol=1e-5, rtol=0)
+            logit = network.purchase_logit(embedding, products[i, t], float(offers[i, t, 0]))
+            np.testing.assert_allclose(logit, out["purchase"][i, t, 0], atol=1e-5, rtol=0)
+            if t < len(history):
+                state = network.step(state, history[t])
     assert len({len(h) for h in users}) > 2
 
 
 def test_numpy_cell_agrees_with_an_untrained_keras_model() -> None:
     model = build_value_model(units=8, embedding_dim=3, hidden=5, seed=3)
-    assert [layer.name for layer in model.layers if layer.weights] == [
-        "lstm", "embedding", "value_hidden", "log_value"]
+    assert sorted(layer.name for layer in model.layers if layer.weights) == [
+        "embedding", "lstm", "slope", "value_hidden", "willingness"]
     assert_numpy_agrees_with_keras(model, ValueNetwork(export_weights(model)), max_len=40)
 
 
@@ -66,18 +86,21 @@ def test_the_builder_is_seeded_and_refuses_bad_sizes() -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("model") / "value.npz"
-    report = train(build_examples(simulate_events(300, seed=1), TINY.max_len), out, TINY,
+    report = train(build_examples(simulated(1000, seed=1), TINY.max_len), out, TINY,
                    name="tiny", progress=False)
     return out, report
 
 
-def test_training_beats_the_naive_baseline_and_exports_a_servable_model(trained: tuple[Path, object]) -> None:
+def test_training_beats_the_pooled_baseline_and_exports_a_servable_model(trained: tuple[Path, object]
+                                                                        ) -> None:
+    """The pooled baseline knows the product and the price; only the history tells shoppers apart."""
     out, report = trained
-    assert report.r2 > report.baseline_r2 + 0.2  # type: ignore[attr-defined]
-    assert report.mae < report.baseline_mae  # type: ignore[attr-defined]
+    assert report.validation_examples > 1000  # type: ignore[attr-defined]
+    assert report.log_loss < report.baseline_log_loss - 0.02  # type: ignore[attr-defined]
+    assert report.auc > report.baseline_auc + 0.03  # type: ignore[attr-defined]
     model = load(out)
     assert model.version == report.version  # type: ignore[attr-defined]
-    assert model.info["settings"] == asdict(TINY) and model.info["r2"] == report.r2  # type: ignore[attr-defined]
+    assert model.info["settings"] == asdict(TINY) and model.info["log_loss"] == report.log_loss  # type: ignore[attr-defined]
     assert_numpy_agrees_with_keras(keras_twin(model.network), model.network, max_len=TINY.max_len)
 
 
@@ -86,31 +109,24 @@ def test_the_command_trains_on_a_jsonl_log_reproducibly(
 ) -> None:
     log = tmp_path / "behavior.jsonl"
     with log.open("w") as handle:
-        for event in simulate_events(300, seed=1):
+        for event in simulated(1000, seed=1):
             handle.write(json.dumps(asdict(event)) + "\n")
     assert main([str(log), "--out", str(tmp_path / "m.npz"), "--name", "tiny", *TINY_FLAGS]) == 0
     printed = capsys.readouterr().out
-    assert "validation R²" in printed and "baseline, the user's mean past margin" in printed
+    assert "validation log-loss" in printed and "baseline, pooled over users" in printed
     assert load(tmp_path / "m.npz").version == trained[1].version  # type: ignore[attr-defined]
 
 
-def test_the_command_learns_from_a_transactions_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                     ) -> None:
-    """Customers whose spend is steady: their history predicts their next amount."""
-    rng = np.random.default_rng(0)
+def test_the_command_refuses_a_transactions_file_saying_why(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "transactions.csv"
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["customer_id", "date", "amount"])
-        for customer in range(150):
-            level = float(rng.lognormal(3.0, 0.8))
-            for day in sorted(rng.choice(300, size=int(rng.integers(3, 9)), replace=False)):
-                date = np.datetime64("2011-01-01") + int(day)
-                writer.writerow([customer, str(date), round(level * float(rng.lognormal(0, 0.1)), 2)])
-    assert main([str(path), "--out", str(tmp_path / "tx.npz"), *TINY_FLAGS]) == 0
-    model = load(tmp_path / "tx.npz")
-    assert model.info["r2"] > 0.5 and model.info["validation_examples"] > 50
-    assert "validation R²" in capsys.readouterr().out
+        writer.writerows([[1, "2011-01-04", 12.5], [1, "2011-02-01", 30.0]])
+    assert main([str(path), "--out", str(tmp_path / "tx.npz"), *TINY_FLAGS]) == 2
+    assert "no event that offers a price with a known list price" in capsys.readouterr().err
+    assert not (tmp_path / "tx.npz").exists()
 
 
 def test_a_bad_log_stops_the_command_naming_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]

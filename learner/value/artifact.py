@@ -24,7 +24,8 @@ from learner.errors import PricingError
 from learner.value.events import INPUT_NAMES
 from learner.value.network import WEIGHT_NAMES, ValueNetwork
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the demand head (willingness and slope) replaced the margin head of 1."""
 DEFAULT_MODEL = "default_value_model.npz"
 RETRAIN_HINT = ("retrain it with `pricebandit-train` (see README), pass --value-model default for the "
                 "shipped model, or --value-model none to price on the list margin")

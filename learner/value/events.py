@@ -2,6 +2,11 @@
 
 The encoding is the contract between training (Keras, whole sequences) and serving (numpy, one
 event at a time): both call ``encode`` so a step means the same numbers in both.
+
+Willingness to pay is read relative to the list price (a shopper who buys at 95% of list is worth
+more than one who waits for a 20% discount, whatever the product costs), so an event carries the
+product's ``list_price`` when the tracker knows it (0: unknown). A ``quote`` is a price offered to
+the shopper (by this service: bought or not, ``purchased`` says) rather than one the shop showed.
 """
 
 from __future__ import annotations
@@ -15,14 +20,19 @@ from learner.errors import InvalidInput
 from learner.features import category_bucket
 from learner.types import check_money
 
-EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "review")
+EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "review", "quote")
+OFFER_TYPES: frozenset[str] = frozenset({"view", "quote"})
+"""Events that offer the shopper a price, so their outcome (bought or not) is an example of demand."""
 CATEGORY_BUCKETS = 8
 MAX_DWELL_SECONDS = 86_400.0
 MAX_RATING = 5.0
+MAX_LOG_RATIO = 3.0
+"""log(price / list price) is clipped to +-3 (a twentieth to twenty times the list price)."""
 INPUT_NAMES: tuple[str, ...] = (
     *(f"type.{name}" for name in EVENT_TYPES),
     "log_price", "log_unit_cost", "markup", "log_dwell", "rating", "has_rating", "purchased",
-    "log_gap", *(f"category.{i}" for i in range(CATEGORY_BUCKETS)),
+    "log_gap", "log_price_to_list", "list_markup", "has_list_price",
+    *(f"category.{i}" for i in range(CATEGORY_BUCKETS)),
 )
 INPUT_DIM = len(INPUT_NAMES)
 _TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -43,6 +53,7 @@ class BehaviorEvent:
     dwell_seconds: float = 0.0
     rating: float = 0.0
     purchased: bool = False
+    list_price: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.user_id:
@@ -54,6 +65,7 @@ class BehaviorEvent:
             raise InvalidInput("timestamp", f"{self.timestamp} must be a finite time after 1970")
         check_money("price", self.price)
         check_money("unit_cost", self.unit_cost)
+        check_money("list_price", self.list_price)
         _check_range("dwell_seconds", self.dwell_seconds, MAX_DWELL_SECONDS)
         _check_range("rating", self.rating, MAX_RATING)
 
@@ -83,16 +95,32 @@ def encode(event: BehaviorEvent, previous_timestamp: float | None) -> np.ndarray
         1.0 if event.purchased or event.event_type == "purchase" else 0.0,
         math.log1p(gap) / 10.0,
     )
-    x[_OFFSET + 8 + category_bucket(event.category, CATEGORY_BUCKETS)] = 1.0
+    if event.list_price > 0:
+        x[_OFFSET + 8:_OFFSET + 11] = (offer_ratio(price, event.list_price) if price > 0 else 0.0,
+                                      list_markup(event.list_price, cost), 1.0)
+    x[_OFFSET + 11 + category_bucket(event.category, CATEGORY_BUCKETS)] = 1.0
     return x
 
 
-def product_inputs(unit_cost: float, category: str) -> np.ndarray:
-    """What the value head knows of the product being priced: its cost and category."""
-    x = np.zeros(1 + CATEGORY_BUCKETS, dtype=np.float32)
+def offer_ratio(price: float, list_price: float) -> float:
+    """``log(price / list_price)``, clipped to +-MAX_LOG_RATIO: the offered price relative to list."""
+    ratio = math.log(max(price, 1e-300)) - math.log(max(list_price, 1e-300))
+    return min(max(ratio, -MAX_LOG_RATIO), MAX_LOG_RATIO)
+
+
+def list_markup(list_price: float, unit_cost: float) -> float:
+    """The list margin as a share of the list price, in [-1, 1] (0 for a list price of 0)."""
+    return (list_price - unit_cost) / max(list_price, unit_cost) if list_price > 0 else 0.0
+
+
+def product_inputs(unit_cost: float, category: str, list_price: float) -> np.ndarray:
+    """What the value head knows of the product being priced: its cost, list price and category."""
+    x = np.zeros(PRODUCT_DIM, dtype=np.float32)
     x[0] = math.log1p(unit_cost) / 5.0
-    x[1 + category_bucket(category, CATEGORY_BUCKETS)] = 1.0
+    x[1] = math.log1p(list_price) / 5.0
+    x[2] = list_markup(list_price, unit_cost)
+    x[3 + category_bucket(category, CATEGORY_BUCKETS)] = 1.0
     return x
 
 
-PRODUCT_DIM = 1 + CATEGORY_BUCKETS
+PRODUCT_DIM = 3 + CATEGORY_BUCKETS

@@ -1,4 +1,4 @@
-"""The trained value model in numpy: one LSTM step per event, then the value and embedding heads.
+"""The trained value model in numpy: one LSTM step per event, then the embedding and demand heads.
 
 This is what serves. It computes exactly what the Keras model of ``keras_model.py`` computes (same
 gate order i, f, g, o; sigmoid gates, tanh cell), one event at a time, so a user's state advances in
@@ -15,15 +15,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from learner.value.events import INPUT_DIM, PRODUCT_DIM, BehaviorEvent, encode, product_inputs
+from learner.value.events import (
+    INPUT_DIM,
+    PRODUCT_DIM,
+    BehaviorEvent,
+    encode,
+    offer_ratio,
+    product_inputs,
+)
 
-MAX_LOG_VALUE = math.log(1e9)
-"""V is capped at a billion: a model extrapolating far beyond its data must not quote absurd prices."""
+MAX_LOG_VALUE = math.log(1e3)
+"""Willingness is capped at a thousand times the list price: a model extrapolating far beyond its
+data must not overflow (the Pricer bounds the factor much tighter anyway)."""
+SLOPE_BOUNDS = (-4.0, 6.0)
+"""The head's log slope is clipped here (slopes e^-4 to e^6 per unit of log price) in both twins."""
+NO_MARGIN = 0.05
+"""An acceptable margin below this share of the list margin counts as this share (``relative_value``)."""
 WEIGHT_NAMES: tuple[str, ...] = (
     "lstm.kernel", "lstm.recurrent_kernel", "lstm.bias",
     "embedding.kernel", "embedding.bias",
     "value_hidden.kernel", "value_hidden.bias",
-    "log_value.kernel", "log_value.bias",
+    "willingness.kernel", "willingness.bias",
+    "slope.kernel", "slope.bias",
 )
 
 
@@ -69,13 +82,15 @@ class ValueNetwork:
         self.units = self.recurrent.shape[0]
         self.embed_w, self.embed_b = w["embedding.kernel"], w["embedding.bias"]
         self.hidden_w, self.hidden_b = w["value_hidden.kernel"], w["value_hidden.bias"]
-        self.out_w, self.out_b = w["log_value.kernel"][:, 0], float(w["log_value.bias"][0])
+        self.will_w, self.will_b = w["willingness.kernel"][:, 0], float(w["willingness.bias"][0])
+        self.slope_w, self.slope_b = w["slope.kernel"][:, 0], float(w["slope.bias"][0])
         self.embedding_dim = self.embed_w.shape[1]
         expected = {
             "lstm.kernel": (INPUT_DIM, 4 * self.units), "lstm.recurrent_kernel": (self.units, 4 * self.units),
             "lstm.bias": (4 * self.units,), "embedding.kernel": (self.units, self.embedding_dim),
             "value_hidden.kernel": (self.embedding_dim + PRODUCT_DIM, self.hidden_b.shape[0]),
-            "log_value.kernel": (self.hidden_b.shape[0], 1),
+            "willingness.kernel": (self.hidden_b.shape[0], 1), "willingness.bias": (1,),
+            "slope.kernel": (self.hidden_b.shape[0], 1), "slope.bias": (1,),
         }
         for name, shape in expected.items():
             if w[name].shape != shape:
@@ -117,20 +132,73 @@ class ValueNetwork:
     def embedding(self, state: UserState) -> np.ndarray:
         return np.tanh(state.h @ self.embed_w + self.embed_b)
 
-    def log_value(self, embedding: np.ndarray, product: np.ndarray) -> float:
+    def head(self, embedding: np.ndarray, product: np.ndarray) -> tuple[float, float]:
+        """``(m, k)``: the user's log willingness relative to the list price for this product, and
+        how sharply their purchase probability falls around it (the slope per unit of log price)."""
         hidden = np.maximum(0.0, np.concatenate([embedding, product]) @ self.hidden_w + self.hidden_b)
-        return float(hidden @ self.out_w + self.out_b)
+        low, high = SLOPE_BOUNDS
+        log_slope = min(max(float(hidden @ self.slope_w + self.slope_b), low), high)
+        return float(hidden @ self.will_w + self.will_b), math.exp(log_slope)
 
-    def relative_value(self, state: UserState, unit_cost: float, category: str) -> tuple[float, np.ndarray]:
-        """How much more (above 1) or less this user is predicted to pay over cost for such a product
-        than a user with no history, ``(1 + V_user) / (1 + V_new)``, and the user's embedding."""
-        embedding = self.embedding(state)
-        product = product_inputs(unit_cost, category)
-        difference = self.log_value(embedding, product) - self.log_value(self._zero_embedding, product)
-        return math.exp(min(difference, MAX_LOG_VALUE)), embedding
+    def purchase_logit(self, embedding: np.ndarray, product: np.ndarray, ratio: float) -> float:
+        """The logit of buying at ``log(price / list) = ratio``: ``k * (m - ratio)``, falling in price."""
+        m, k = self.head(embedding, product)
+        return k * (m - ratio)
 
-    def predict(self, state: UserState, unit_cost: float, category: str) -> tuple[float, np.ndarray]:
-        """V (the margin this user is predicted to pay over cost, >= 0) and the user's embedding."""
+    def purchase_probability(self, state: UserState, unit_cost: float, category: str, list_price: float,
+                             price: float) -> float:
+        """P(this user buys the product at ``price``)."""
+        logit = self.purchase_logit(self.embedding(state), product_inputs(unit_cost, category, list_price),
+                                    offer_ratio(price, list_price))
+        return 0.5 * (1.0 + math.tanh(0.5 * logit))
+
+    def willingness(self, state: UserState, unit_cost: float, category: str, list_price: float
+                    ) -> tuple[float, np.ndarray]:
+        """``m``, the log of the price this user buys at with probability 1/2 relative to the list
+        price (the median of their willingness to pay), and the user's embedding."""
         embedding = self.embedding(state)
-        log_value = self.log_value(embedding, product_inputs(unit_cost, category))
-        return max(0.0, math.expm1(min(log_value, MAX_LOG_VALUE))), embedding
+        return self.head(embedding, product_inputs(unit_cost, category, list_price))[0], embedding
+
+    def relative_value(self, state: UserState, unit_cost: float, category: str,
+                       list_price: float) -> tuple[float, np.ndarray]:
+        """How much more (above 1) or less margin this user is predicted to accept for the product than
+        a user with no history, and the user's embedding.
+
+        The margin a user accepts is read at the price they buy with probability 1/2, ``list *
+        exp(m)``, the median of their willingness to pay: the model's most direct and best identified
+        statement about the user. The profit-maximising price would also lean on the model's slope,
+        which a few dozen events pin down far less well, and finding the best share of the accepted
+        margin is what the bandit's arms do anyway. Both margins count as at least ``NO_MARGIN`` of the
+        list margin, so a product a new user is predicted to buy only near cost gives a finite factor
+        (the Pricer bounds it).
+        """
+        embedding = self.embedding(state)
+        product = product_inputs(unit_cost, category, list_price)
+        user = self.head(embedding, product)[0]
+        new = self.head(self._zero_embedding, product)[0]
+        margin = list_price - unit_cost
+        if margin <= 0:
+            return 1.0, embedding
+        floor = NO_MARGIN * margin
+
+        def accepted(m: float) -> float:
+            return max(list_price * math.exp(min(m, MAX_LOG_VALUE)) - unit_cost, floor)
+
+        return accepted(user) / accepted(new), embedding
+
+    def predict(self, state: UserState, unit_cost: float, category: str, list_price: float
+                ) -> tuple[float, np.ndarray]:
+        """The margin over cost this user is predicted to accept (at P(buy) = 1/2, >= 0), and the
+        user's embedding."""
+        m, embedding = self.willingness(state, unit_cost, category, list_price)
+        return max(0.0, list_price * math.exp(min(m, MAX_LOG_VALUE)) - unit_cost), embedding
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The weights by ``WEIGHT_NAMES``, as a model file stores them."""
+        return {
+            "lstm.kernel": self.kernel, "lstm.recurrent_kernel": self.recurrent, "lstm.bias": self.bias,
+            "embedding.kernel": self.embed_w, "embedding.bias": self.embed_b,
+            "value_hidden.kernel": self.hidden_w, "value_hidden.bias": self.hidden_b,
+            "willingness.kernel": self.will_w[:, None], "willingness.bias": np.array([self.will_b]),
+            "slope.kernel": self.slope_w[:, None], "slope.bias": np.array([self.slope_b]),
+        }

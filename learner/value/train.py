@@ -1,12 +1,17 @@
 """``pricebandit-train``: train the value model on a behavior log and write a model file.
 
 Input: a behavior log (JSON lines or CSV with ``user_id, timestamp, event_type, product_id, category,
-price, unit_cost, dwell_seconds, rating, purchased``), or a plain transactions file (CSV with
-``customer_id, date, amount``, the shape of public retail data sets: every row is a purchase at cost
-0), or ``--simulate N`` users of the built-in market. Every purchase after a user's first event is one
-example: the events before it are the sequence, its margin ``price - unit_cost`` the target. Users
-are split into training and validation; the report compares the model's R² on validation with the
-naive baseline that predicts each user's mean past margin.
+price, unit_cost, list_price, dwell_seconds, rating, purchased``), such as ``pricebandit-sim
+behavior`` writes. The model is a per-shopper demand model: every event that offers the shopper a
+price (a ``view``, or a ``quote``) with a known list price is one example; the shopper's events
+before it are the history, and the target is whether they bought at that price (the event's
+``purchased`` flag, or a later purchase of the same product before it is offered again). Users are
+split into training and validation; the report compares the model's log-loss and AUC on validation
+with a pooled logistic regression on the same product and price inputs that ignores the history.
+
+A plain transactions file (CSV with ``customer_id, date, amount``) is still read, as purchases at
+cost 0, but holds no offer that was refused and no list price, so it cannot train this model: the
+command says so.
 """
 
 from __future__ import annotations
@@ -29,8 +34,15 @@ from typing import Any
 import numpy as np
 
 from learner.value import artifact
-from learner.value.events import INPUT_DIM, PRODUCT_DIM, BehaviorEvent, encode, product_inputs
-from learner.value.simulate import simulate_events
+from learner.value.events import (
+    INPUT_DIM,
+    OFFER_TYPES,
+    PRODUCT_DIM,
+    BehaviorEvent,
+    encode,
+    offer_ratio,
+    product_inputs,
+)
 
 log = logging.getLogger("pricebandit.train")
 TRANSACTION_COLUMNS = {"customer_id", "date", "amount"}
@@ -71,6 +83,7 @@ def event_from_row(row: dict[str, Any]) -> BehaviorEvent:
         category=str(row.get("category") or ""), price=_number(row.get("price")),
         unit_cost=_number(row.get("unit_cost")), dwell_seconds=_number(row.get("dwell_seconds")),
         rating=_number(row.get("rating")), purchased=_flag(row.get("purchased")),
+        list_price=_number(row.get("list_price")),
     )
 
 
@@ -91,59 +104,101 @@ def read_log(path: Path) -> Iterator[BehaviorEvent]:
 # -- examples ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Examples:
-    """Padded event sequences, the product each target purchase was of, and the targets."""
+    """One row per user: their first events, and at each step the price offered there and its outcome.
 
-    sequences: np.ndarray  # (n, max_len, INPUT_DIM), zero rows at the front are padding
-    products: np.ndarray  # (n, PRODUCT_DIM)
-    margins: np.ndarray  # (n,) what was paid over cost
-    past_mean: np.ndarray  # (n,) the user's mean margin before (NaN: no purchase before)
-    users: np.ndarray  # (n,) user id of each example
+    Step ``t`` of a row is an example when ``weights[t]`` is 1: the offer of event ``t`` (product
+    inputs, ``log(price / list)``) judged on the user's events ``0..t-1``.
+    """
+
+    events: np.ndarray  # (users, steps, INPUT_DIM), zero rows at the end are padding
+    products: np.ndarray  # (users, steps, PRODUCT_DIM) the product offered at each step
+    offers: np.ndarray  # (users, steps) log(price / list price) offered at each step
+    bought: np.ndarray  # (users, steps) 1 when that offer was bought
+    weights: np.ndarray  # (users, steps) 1 where a step is an example
+    users: np.ndarray  # (users,) user id of each row
 
     def __len__(self) -> int:
-        return len(self.margins)
+        """How many examples (offers), not rows."""
+        return int(self.weights.sum())
 
     def take(self, mask: np.ndarray) -> Examples:
-        return Examples(self.sequences[mask], self.products[mask], self.margins[mask],
-                        self.past_mean[mask], self.users[mask])
+        return Examples(self.events[mask], self.products[mask], self.offers[mask], self.bought[mask],
+                        self.weights[mask], self.users[mask])
+
+    def flat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The examples alone: product inputs, offers and outcomes, one row per example."""
+        where = self.weights > 0
+        return self.products[where], self.offers[where], self.bought[where]
 
 
-def build_examples(events: Iterable[BehaviorEvent], max_len: int = 64) -> Examples:
-    """One example per purchase with history: the user's last ``max_len`` events before it.
+def outcomes(history: Sequence[BehaviorEvent]) -> list[bool | None]:
+    """For each event, whether the price it offers was bought (None: it offers no price to learn from).
 
-    Events about the purchased product itself are left out of its history: its view and cart
-    events carry the very price being predicted, which a quote does not know yet (it sets it).
+    An offer counts as bought when it says so (``purchased``), or when a purchase of the same product
+    follows before the product is offered again.
+    """
+    result: list[bool | None] = []
+    for k, event in enumerate(history):
+        if event.event_type not in OFFER_TYPES or event.price <= 0 or event.list_price <= 0:
+            result.append(None)
+            continue
+        bought = event.purchased
+        if not bought and event.product_id:
+            for later in history[k + 1:]:
+                if later.product_id != event.product_id:
+                    continue
+                if later.event_type in OFFER_TYPES:
+                    break
+                if later.event_type == "purchase":
+                    bought = True
+                    break
+        result.append(bought)
+    return result
+
+
+def build_examples(events: Iterable[BehaviorEvent], max_len: int = 128) -> Examples:
+    """One row per user with at least one offer among their first ``max_len`` events.
+
+    A user's state starts from zero at their first event, as it does when the server observes them,
+    so a row always starts at the user's first event; events past ``max_len`` are left out.
     """
     by_user: dict[str, list[BehaviorEvent]] = defaultdict(list)
     for event in events:
         by_user[event.user_id].append(event)
-    sequences, products, margins, past_mean, users = [], [], [], [], []
+    rows: list[tuple[str, list[BehaviorEvent], list[bool | None]]] = []
     for user, history in by_user.items():
         history.sort(key=lambda event: event.timestamp)
-        paid: list[float] = []
-        for k, event in enumerate(history):
-            if event.event_type != "purchase":
+        history = history[:max_len]
+        targets = outcomes(history)
+        if any(target is not None for target in targets):
+            rows.append((user, history, targets))
+    if not rows:
+        raise LogError("the log holds no event that offers a price with a known list price (a view or "
+                       "quote with price and list_price): nothing shows what a shopper would pay. "
+                       "A transactions file of purchases alone cannot train this model")
+    steps = max(len(history) for _, history, _ in rows)
+    n = len(rows)
+    sequences = np.zeros((n, steps, INPUT_DIM), np.float32)
+    products = np.zeros((n, steps, PRODUCT_DIM), np.float32)
+    offers, bought, weights = (np.zeros((n, steps), np.float32) for _ in range(3))
+    for i, (_, history, targets) in enumerate(rows):
+        sequences[i, :len(history)] = encode_sequence(history, len(history))
+        for t, (event, target) in enumerate(zip(history, targets, strict=True)):
+            if target is None:
                 continue
-            before = [e for e in history[:k] if not event.product_id or e.product_id != event.product_id]
-            if before:
-                sequences.append(encode_sequence(before[-max_len:], max_len))
-                products.append(product_inputs(event.unit_cost, event.category))
-                margins.append(max(0.0, event.price - event.unit_cost))
-                past_mean.append(float(np.mean(paid)) if paid else math.nan)
-                users.append(user)
-            paid.append(max(0.0, event.price - event.unit_cost))
-    if not margins:
-        raise LogError("the log holds no purchase after a user's first event: nothing to learn")
-    return Examples(np.stack(sequences), np.stack(products).reshape(-1, PRODUCT_DIM),
-                    np.asarray(margins), np.asarray(past_mean), np.asarray(users))
+            products[i, t] = product_inputs(event.unit_cost, event.category, event.list_price)
+            offers[i, t] = offer_ratio(event.price, event.list_price)
+            bought[i, t] = float(target)
+            weights[i, t] = 1.0
+    return Examples(sequences, products, offers, bought, weights, np.asarray([user for user, _, _ in rows]))
 
 
 def encode_sequence(events: Sequence[BehaviorEvent], max_len: int) -> np.ndarray:
-    """Events in time order as a (max_len, INPUT_DIM) window, zero rows in front as padding."""
+    """Events in time order as a (max_len, INPUT_DIM) window, zero rows at the end as padding."""
     window = np.zeros((max_len, INPUT_DIM), np.float32)
     previous: float | None = None
-    start = max_len - len(events)
-    for i, event in enumerate(events):
-        window[start + i] = encode(event, previous)
+    for i, event in enumerate(events[:max_len]):
+        window[i] = encode(event, previous)
         previous = event.timestamp
     return window
 
@@ -158,10 +213,46 @@ def split_by_user(examples: Examples, validation: float, seed: int) -> tuple[Exa
     return examples.take(~mask), examples.take(mask)
 
 
-def r_squared(target: np.ndarray, predicted: np.ndarray) -> float:
-    residual = float(np.sum((target - predicted) ** 2))
-    total = float(np.sum((target - target.mean()) ** 2))
-    return 1.0 - residual / total if total > 0 else 0.0
+def pooled_inputs(products: np.ndarray, offers: np.ndarray) -> np.ndarray:
+    """The baseline's inputs: product inputs, the offer, and the offer crossed with each."""
+    return np.column_stack([np.ones(len(offers)), products, offers, offers[:, None] * products])
+
+
+def fit_pooled(products: np.ndarray, offers: np.ndarray, bought: np.ndarray, *, l2: float = 1e-3,
+               steps: int = 30) -> np.ndarray:
+    """Logistic regression (Newton's method) of the outcome on what is known without the history."""
+    x = pooled_inputs(products, offers)
+    w = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
+        gradient = x.T @ (p - bought) + l2 * len(x) * w
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + l2 * len(x) * np.eye(x.shape[1])
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return w
+
+
+def log_loss(bought: np.ndarray, logit: np.ndarray) -> float:
+    """Mean binary cross-entropy of outcomes under the logits (natural log)."""
+    return float(np.mean(np.logaddexp(0.0, logit) - bought * logit))
+
+
+def auc(bought: np.ndarray, score: np.ndarray) -> float:
+    """Probability that a random purchase scores above a random refusal (ties count half)."""
+    positive = bought > 0.5
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(score, kind="stable")
+    ranks = np.empty(len(score))
+    sorted_scores = score[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(score)]
+    for a, b in zip(starts, ends, strict=True):
+        ranks[order[a:b]] = (a + b + 1) / 2.0  # average 1-based rank of a tie
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 # -- training ----------------------------------------------------------------------------------------
@@ -170,9 +261,9 @@ class TrainSettings:
     units: int = 16
     embedding_dim: int = 4
     hidden: int = 16
-    max_len: int = 64
+    max_len: int = 128
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int = 32
     learning_rate: float = 0.01
     validation: float = 0.2
     seed: int = 0
@@ -181,10 +272,10 @@ class TrainSettings:
 SETTING_HELP = {
     "units": "LSTM units (the user state is 2 x units float32)",
     "embedding_dim": "values of the user embedding given to the bandit",
-    "hidden": "units of the value head's hidden layer",
-    "max_len": "events of history per example (the most recent)",
-    "epochs": "passes over the training examples",
-    "batch_size": "examples per gradient step",
+    "hidden": "units of the demand head's hidden layer",
+    "max_len": "events per user (their first ones)",
+    "epochs": "passes over the training users",
+    "batch_size": "users per gradient step",
     "learning_rate": "Adam's step size",
     "validation": "share of users held out for validation",
     "seed": "seed of the weights, the shuffling and the user split",
@@ -196,22 +287,23 @@ class TrainReport:
     version: str
     train_examples: int
     validation_examples: int
-    r2: float
-    baseline_r2: float
-    mae: float
-    baseline_mae: float
+    train_users: int
+    log_loss: float
+    baseline_log_loss: float
+    auc: float
+    baseline_auc: float
     seconds: float
 
     def summary(self) -> str:
         return (f"model {self.version}: {self.train_examples} training / {self.validation_examples} "
-                f"validation examples, {self.seconds:.1f} s\n"
-                f"validation R² {self.r2:.3f} (baseline, the user's mean past margin: "
-                f"{self.baseline_r2:.3f}); MAE {self.mae:.2f} (baseline {self.baseline_mae:.2f})")
+                f"validation offers ({self.train_users} training users), {self.seconds:.1f} s\n"
+                f"validation log-loss {self.log_loss:.4f} (baseline, pooled over users: "
+                f"{self.baseline_log_loss:.4f}); AUC {self.auc:.3f} (baseline {self.baseline_auc:.3f})")
 
 
 def train(examples: Examples, out: Path, settings: TrainSettings = TrainSettings(), *,
           name: str = "value", progress: bool = True) -> TrainReport:
-    """Fit the Keras model, evaluate it against the baseline on held-out users, write ``out``."""
+    """Fit the Keras model, evaluate it against the pooled baseline on held-out users, write ``out``."""
     import keras  # TensorFlow is imported only here: serving never reaches this function
     from tqdm.auto import tqdm
 
@@ -223,9 +315,9 @@ def train(examples: Examples, out: Path, settings: TrainSettings = TrainSettings
         raise LogError(f"{len(examples)} examples are too few to split into training and validation")
     keras.utils.set_random_seed(settings.seed)
     model = build_value_model(units=settings.units, embedding_dim=settings.embedding_dim,
-                              hidden=settings.hidden, seed=settings.seed, max_len=settings.max_len)
+                              hidden=settings.hidden, seed=settings.seed)
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
-                  loss={"log_value": "mse"})
+                  loss={"purchase": keras.losses.BinaryCrossentropy(from_logits=True)})
     bar = tqdm(total=settings.epochs, desc="training", unit="epoch", disable=not progress, file=sys.stderr)
 
     class Progress(keras.callbacks.Callback):
@@ -233,26 +325,21 @@ def train(examples: Examples, out: Path, settings: TrainSettings = TrainSettings
             bar.set_postfix({k: f"{v:.4f}" for k, v in (logs or {}).items() if k.endswith("loss")})
             bar.update(1)
 
-    inputs = {"events": fit.sequences, "product": fit.products}
-    held_inputs = {"events": held.sequences, "product": held.products}
-    # Fit a standardized target (a raw log margin of 3 to 7 drives the ReLUs dead in the first steps),
-    # then fold the scale into the output layer so the exported model predicts log1p(margin) itself.
-    center, spread = float(np.log1p(fit.margins).mean()), float(np.log1p(fit.margins).std()) or 1.0
-    model.fit(inputs, {"log_value": (np.log1p(fit.margins) - center) / spread}, epochs=settings.epochs,
-              batch_size=settings.batch_size, verbose=0, callbacks=[Progress()],
-              validation_data=(held_inputs, {"log_value": (np.log1p(held.margins) - center) / spread}))
+    def inputs(data: Examples) -> dict[str, np.ndarray]:
+        return {"events": data.events, "product": data.products, "offer": data.offers[..., None]}
+
+    model.fit(inputs(fit), {"purchase": fit.bought[..., None]}, sample_weight={"purchase": fit.weights},
+              epochs=settings.epochs, batch_size=settings.batch_size, verbose=0, callbacks=[Progress()])
     bar.close()
-    output = model.get_layer("log_value")
-    kernel, bias = output.get_weights()
-    output.set_weights([kernel * spread, bias * spread + center])
-    predicted = np.maximum(0.0, np.expm1(model.predict(held_inputs, verbose=0)["log_value"][:, 0]))
-    baseline = np.where(np.isnan(held.past_mean), fit.margins.mean(), held.past_mean)
+    logits = model.predict(inputs(held), verbose=0)["purchase"][..., 0][held.weights > 0]
+    products, offers, bought = held.flat()
+    pooled = fit_pooled(*fit.flat())
+    baseline = pooled_inputs(products, offers) @ pooled
     seconds = time.perf_counter() - started
     report_fields = {
-        "train_examples": len(fit), "validation_examples": len(held),
-        "r2": r_squared(held.margins, predicted), "baseline_r2": r_squared(held.margins, baseline),
-        "mae": float(np.mean(np.abs(held.margins - predicted))),
-        "baseline_mae": float(np.mean(np.abs(held.margins - baseline))), "seconds": seconds,
+        "train_examples": len(fit), "validation_examples": len(held), "train_users": len(fit.users),
+        "log_loss": log_loss(bought, logits), "baseline_log_loss": log_loss(bought, baseline),
+        "auc": auc(bought, logits), "baseline_auc": auc(bought, baseline), "seconds": seconds,
     }
     info = {**report_fields, "settings": settings.__dict__,
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -263,10 +350,8 @@ def train(examples: Examples, out: Path, settings: TrainSettings = TrainSettings
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pricebandit-train",
                                      description="Train the user value model and write a model file.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("log", nargs="?", type=Path,
-                        help="behavior log (.jsonl or .csv) or transactions .csv")
-    source.add_argument("--simulate", type=int, metavar="USERS", help="train on this many simulated users")
+    parser.add_argument("log", type=Path,
+                        help="behavior log (.jsonl or .csv), e.g. from pricebandit-sim behavior")
     parser.add_argument("--out", type=Path, required=True, help="where to write the model file (.npz)")
     parser.add_argument("--name", default="value", help="model name, the prefix of its version")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -277,8 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = TrainSettings(**{key: getattr(args, key) for key in defaults.__dict__})
     try:
-        events = simulate_events(args.simulate, seed=settings.seed) if args.simulate else read_log(args.log)
-        examples = build_examples(events, settings.max_len)
+        examples = build_examples(read_log(args.log), settings.max_len)
         report = train(examples, args.out, settings, name=args.name, progress=not args.no_progress)
     except (OSError, ValueError) as error:  # LogError, InvalidInput, a bad size: said in one line
         print(f"pricebandit-train: {error}", file=sys.stderr)

@@ -50,7 +50,7 @@ class QuoteRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., context: _Optional[_Mapping[str, float]] = ..., quote_id: _Optional[str] = ..., recent_events: _Optional[_Iterable[_Union[BehaviorEvent, _Mapping]]] = ...) -> None: ...
 
 class BehaviorEvent(_message.Message):
-    __slots__ = ("user_id", "timestamp", "event_type", "product_id", "category", "price", "unit_cost", "dwell_seconds", "rating", "purchased")
+    __slots__ = ("user_id", "timestamp", "event_type", "product_id", "category", "price", "unit_cost", "dwell_seconds", "rating", "purchased", "list_price")
     class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EVENT_TYPE_UNSPECIFIED: _ClassVar[BehaviorEvent.EventType]
@@ -73,6 +73,7 @@ class BehaviorEvent(_message.Message):
     DWELL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
     PURCHASED_FIELD_NUMBER: _ClassVar[int]
+    LIST_PRICE_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     timestamp: _timestamp_pb2.Timestamp
     event_type: BehaviorEvent.EventType
@@ -83,7 +84,8 @@ class BehaviorEvent(_message.Message):
     dwell_seconds: float
     rating: float
     purchased: bool
-    def __init__(self, user_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type: _Optional[_Union[BehaviorEvent.EventType, str]] = ..., product_id: _Optional[str] = ..., category: _Optional[str] = ..., price: _Optional[float] = ..., unit_cost: _Optional[float] = ..., dwell_seconds: _Optional[float] = ..., rating: _Optional[float] = ..., purchased: _Optional[bool] = ...) -> None: ...
+    list_price: float
+    def __init__(self, user_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type: _Optional[_Union[BehaviorEvent.EventType, str]] = ..., product_id: _Optional[str] = ..., category: _Optional[str] = ..., price: _Optional[float] = ..., unit_cost: _Optional[float] = ..., dwell_seconds: _Optional[float] = ..., rating: _Optional[float] = ..., purchased: _Optional[bool] = ..., list_price: _Optional[float] = ...) -> None: ...
 
 class ObserveResponse(_message.Message):
     __slots__ = ("accepted", "rejected", "rejections", "value_model_version")
