@@ -60,19 +60,20 @@ def measure_policy(name: str, dim: int, n_arms: int, count: int) -> Scaling:
     xs = rng.uniform(-1.0, 1.0, size=(count + WARMUP_UPDATES, dim))
     xs[:, 0] = 1.0
     payoffs = np.linspace(0.0, 1.0, n_arms)
+    levels = np.log(np.linspace(0.8, 1.0, n_arms))  # cost at 80% of the list price
     allowed = np.ones(n_arms, dtype=bool)
     for i in range(WARMUP_UPDATES):
-        policy.learn_one(xs[i], i % n_arms, float(rng.random() < 0.5), 1.0)
+        policy.learn_one(xs[i], i % n_arms, levels[i % n_arms], float(rng.random() < 0.5), 1.0)
     contexts = xs[WARMUP_UPDATES:]
     ids = [f"q-{i}" for i in range(count)]
 
     def decide_one(i: int) -> Choice:
-        return policy.select(contexts[i], payoffs, allowed, decision_rng(0, ids[i]))
+        return policy.select(contexts[i], levels, payoffs, allowed, decision_rng(0, ids[i]))
 
     choices = [decide_one(i) for i in range(count)]
     decide = best_mean(decide_one, count)
-    update = best_mean(lambda i: policy.learn_one(contexts[i], choices[i].arm, float(i % 2),
-                                                  choices[i].probability), count)
+    update = best_mean(lambda i: policy.learn_one(contexts[i], choices[i].arm, levels[choices[i].arm],
+                                                  float(i % 2), choices[i].probability), count)
     return Scaling(name, dim, n_arms, decide, update)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.load import quote_requests
 from learner import Pricer
+from learner.arms import log_price_ratio
 from learner.objective import margin_payoffs
 from learner.seeding import decision_rng
 from pricing.v1 import pricing_pb2
@@ -56,7 +57,8 @@ def measure(count: int, policy: str = "linucb") -> list[Stage]:
     wire = [message.SerializeToString() for message in quote_requests(count, seed=1)]
     requests = [reader.quote(pricing_pb2.QuoteRequest.FromString(data)) for data in wire]
     built = [(r, pricer.user_value(r)[0], pricer.features.build(r.context, r.product)) for r in requests]
-    priced = [(x, pricer.grid.prices(r.product, v), r.product.unit_cost, v) for r, v, x in built]
+    priced = [(x, pricer.grid.prices(r.product, v), r.product.unit_cost, v, r.product.list_price)
+              for r, v, x in built]
     stages: list[tuple[str, str, float]] = [
         ("Quote", "decode + validate request",
          per_call(lambda data: reader.quote(pricing_pb2.QuoteRequest.FromString(data)), wire)),
@@ -67,7 +69,8 @@ def measure(count: int, policy: str = "linucb") -> list[Stage]:
                                            b[0].product.unit_cost, b[1]), built)),
         ("Quote", "seed the sampler", per_call(lambda r: decision_rng(0, r.quote_id), requests)),
         ("Quote", "policy: score + choose",
-         per_call(lambda p: pricer.policy.select(p[0], margin_payoffs(p[1].prices, p[2], p[3]),
+         per_call(lambda p: pricer.policy.select(p[0], log_price_ratio(p[1].prices, p[4]),
+                                                 margin_payoffs(p[1].prices, p[2], p[3]),
                                                  p[1].allowed, decision_rng(0, "q")), priced)),
     ]
     whole = per_call(lambda r: pricer.quote(r, 0.0), requests)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from learner import snapshot
-from learner.arms import DEFAULT_ALPHAS, PriceGrid
+from learner.arms import DEFAULT_ALPHAS, PriceGrid, log_price_ratio
 from learner.errors import InvalidInput, SnapshotError
 from learner.features import DEFAULT_CONTEXT_FEATURES, FeatureBuilder
 from learner.objective import expected_profit, margin_payoffs
@@ -85,7 +85,7 @@ class Pricer:
         self.policy = make_policy(
             self.config.policy, len(self.grid), self.features.dim,
             l2=self.config.l2, decay=self.config.decay, demand_model=self.config.demand_model,
-            levels=self.grid.alphas, **dict(self.config.policy_options),
+            alphas=self.grid.alphas, **dict(self.config.policy_options),
         )
         self._lock = threading.Lock()
 
@@ -134,16 +134,17 @@ class Pricer:
         x = self.features.build(request.context, product, embedding)
         arm_prices = self.grid.prices(product, value)
         payoffs = margin_payoffs(arm_prices.prices, product.unit_cost, value)
+        levels = log_price_ratio(arm_prices.prices, product.list_price)
         rng = decision_rng(self.config.seed, request.quote_id)
         with self._lock:
             version = self.model_version
             if arm_prices.any_allowed:
-                choice = self.policy.select(x, payoffs, arm_prices.allowed, rng)
+                choice = self.policy.select(x, levels, payoffs, arm_prices.allowed, rng)
                 arm, price, pmf = choice.arm, float(arm_prices.prices[choice.arm]), choice.pmf
                 propensity, explored, bound = choice.probability, choice.explored, False
                 estimates = choice.estimates
             else:
-                estimates = self.policy.estimates(x)
+                estimates = self.policy.estimates(x, levels)
                 arm, price = PriceGrid.nearest_bound(product, arm_prices.prices)
                 pmf = np.eye(len(self.grid))[arm]
                 propensity, explored, bound = 1.0, False, True
@@ -154,6 +155,7 @@ class Pricer:
         return Decision(
             quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
             category=product.category, currency=product.currency, unit_cost=product.unit_cost,
+            list_price=product.list_price,
             arm=arm, alpha=float(self.grid.alphas[arm]), price=price, user_value=value,
             propensity=float(propensity), explored=bool(explored),
             deterministic=self.policy.deterministic, guardrail_bound=bound,
@@ -174,8 +176,9 @@ class Pricer:
         if not self.learnable(decision):
             raise InvalidInput("quote_id", "a guardrail-bound quote is not learned")
         x = np.asarray(decision.features, dtype=float)
+        level = float(log_price_ratio(decision.price, decision.list_price))
         with self._lock:
-            self.policy.learn_one(x, decision.arm, reward, decision.propensity)
+            self.policy.learn_one(x, decision.arm, level, reward, decision.propensity)
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self) -> bytes:

@@ -132,6 +132,7 @@ class Decision:
     category: str
     currency: str
     unit_cost: float
+    list_price: float
     arm: int
     alpha: float
     price: float

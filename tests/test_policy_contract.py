@@ -12,6 +12,8 @@ from learner.pricer import Pricer, PricerConfig
 
 N_ARMS, DIM = 6, 5
 PAYOFFS = np.linspace(0.0, 1.0, N_ARMS)
+LEVELS = np.log(np.linspace(0.6, 1.0, N_ARMS))
+"""Each arm's log(price / list price): cost at 60% of the list price, the top arm at list."""
 
 
 def new_policy(name: str, demand: str) -> Policy:
@@ -29,9 +31,9 @@ def trained(name: str, demand: str, rounds: int = 200) -> Policy:
     policy = new_policy(name, demand)
     allowed = np.ones(N_ARMS, dtype=bool)
     for i, x in enumerate(contexts(1, rounds)):
-        choice = policy.select(x, PAYOFFS, allowed, np.random.default_rng(i))
+        choice = policy.select(x, LEVELS, PAYOFFS, allowed, np.random.default_rng(i))
         reward = float(x[1] > 0 and choice.arm <= 3)
-        policy.learn_one(x, choice.arm, reward, choice.probability)
+        policy.learn_one(x, choice.arm, LEVELS[choice.arm], reward, choice.probability)
     return policy
 
 
@@ -49,7 +51,7 @@ def test_probabilities_sum_to_one_over_allowed_arms_only(name: str, demand: str)
     policy = trained(name, demand)
     allowed = np.array([False, True, True, False, True, True])
     for i, x in enumerate(contexts(2, 50)):
-        choice = policy.select(x, PAYOFFS, allowed, np.random.default_rng(i))
+        choice = policy.select(x, LEVELS, PAYOFFS, allowed, np.random.default_rng(i))
         assert choice.pmf.sum() == pytest.approx(1.0)
         assert np.all(choice.pmf[~allowed] == 0.0)
         assert allowed[choice.arm]
@@ -63,8 +65,8 @@ def test_same_seed_gives_same_choices(name: str, demand: str) -> None:
     first, second = trained(name, demand), trained(name, demand)
     allowed = np.ones(N_ARMS, dtype=bool)
     for i, x in enumerate(contexts(3, 50)):
-        a = first.select(x, PAYOFFS, allowed, np.random.default_rng(100 + i))
-        b = second.select(x, PAYOFFS, allowed, np.random.default_rng(100 + i))
+        a = first.select(x, LEVELS, PAYOFFS, allowed, np.random.default_rng(100 + i))
+        b = second.select(x, LEVELS, PAYOFFS, allowed, np.random.default_rng(100 + i))
         assert (a.arm, a.probability) == (b.arm, b.probability)
         np.testing.assert_array_equal(a.pmf, b.pmf)
 
@@ -87,8 +89,8 @@ def test_inputs_are_not_mutated(name: str, demand: str) -> None:
     x = contexts(4, 1)[0]
     payoffs, allowed = PAYOFFS.copy(), np.ones(N_ARMS, dtype=bool)
     before = (x.copy(), payoffs.copy(), allowed.copy())
-    choice = policy.select(x, payoffs, allowed, np.random.default_rng(0))
-    policy.learn_one(x, choice.arm, 1.0, choice.probability)
+    choice = policy.select(x, LEVELS, payoffs, allowed, np.random.default_rng(0))
+    policy.learn_one(x, choice.arm, LEVELS[choice.arm], 1.0, choice.probability)
     for original, now in zip(before, (x, payoffs, allowed), strict=True):
         np.testing.assert_array_equal(original, now)
 
@@ -108,7 +110,7 @@ def test_hostile_features_are_refused_and_parameters_stay_finite(name: str, dema
     policy = trained(name, demand, rounds=30)
     before = policy.state()
     with pytest.raises(InvalidInput):
-        policy.learn_one(x, 0, 1.0, 0.5)
+        policy.learn_one(x, 0, LEVELS[0], 1.0, 0.5)
     after = policy.state()
     for key in before:
         np.testing.assert_array_equal(before[key], after[key])
@@ -124,7 +126,7 @@ def test_hostile_outcomes_are_refused(name: str, demand: str, arm: int, reward: 
                                       probability: float) -> None:
     policy = trained(name, demand, rounds=10)
     with pytest.raises(InvalidInput):
-        policy.learn_one(contexts(5, 1)[0], arm, reward, probability)
+        policy.learn_one(contexts(5, 1)[0], arm, 0.0, reward, probability)
     assert policy.updates == 10
 
 
@@ -134,15 +136,15 @@ def test_large_but_finite_features_keep_parameters_finite(name: str, demand: str
     allowed = np.ones(N_ARMS, dtype=bool)
     for i in range(300):
         x = rng.normal(size=DIM) * 10.0 ** rng.integers(-6, 7)
-        choice = policy.select(x, PAYOFFS, allowed, np.random.default_rng(i))
-        policy.learn_one(x, choice.arm, float(i % 2), choice.probability)
+        choice = policy.select(x, LEVELS, PAYOFFS, allowed, np.random.default_rng(i))
+        policy.learn_one(x, choice.arm, LEVELS[choice.arm], float(i % 2), choice.probability)
     for value in policy.state().values():
         assert np.all(np.isfinite(value))
 
 
 def test_no_allowed_arm_is_refused(name: str, demand: str) -> None:
     with pytest.raises(InvalidInput, match="no arm is allowed"):
-        new_policy(name, demand).select(contexts(7, 1)[0], PAYOFFS, np.zeros(N_ARMS, dtype=bool),
+        new_policy(name, demand).select(contexts(7, 1)[0], LEVELS, PAYOFFS, np.zeros(N_ARMS, dtype=bool),
                                 np.random.default_rng(0))
 
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from learner.errors import InvalidInput, SnapshotError
-from learner.policies.demand import DemandModel
+from learner.policies.demand import DemandModel, check_levels
 from learner.policies.ridge import RidgeArms
 from learner.policies.shared import SharedLogit
 
@@ -76,20 +76,21 @@ def masked_argmax(values: np.ndarray, allowed: np.ndarray, payoffs: np.ndarray) 
     return int(np.where(scores == best, payoffs, -np.inf).argmax())
 
 
-def default_levels(n_arms: int) -> np.ndarray:
-    """Price levels of a grid from 0 (cost) to 1 (the full value), when the caller names none."""
+def default_alphas(n_arms: int) -> np.ndarray:
+    """A grid from 0 (cost) to 1 (the full value), when the caller names none."""
     return np.linspace(0.0, 1.0, n_arms)
 
 
 class Policy(ABC):
-    """Base of the policies: a demand model (``demand_model``, over the arms' price ``levels``, the
-    grid's alphas), plus a rule to choose."""
+    """Base of the policies: a demand model (``demand_model``; ``alphas`` is the price grid), plus a
+    rule to choose. Every decision and outcome says where each arm's price sits against the list
+    price (``levels``: ``learner.arms.log_price_ratio``), which the shared demand model reads."""
 
     name: ClassVar[str]
     deterministic: ClassVar[bool] = False
 
     def __init__(self, n_arms: int, dim: int, *, l2: float = 1.0, decay: float = 1.0,
-                 demand_model: str = DEFAULT_DEMAND_MODEL, levels: np.ndarray | None = None) -> None:
+                 demand_model: str = DEFAULT_DEMAND_MODEL, alphas: np.ndarray | None = None) -> None:
         try:
             model = DEMAND_MODELS[demand_model]
         except KeyError:
@@ -97,23 +98,22 @@ class Policy(ABC):
                                                f"{sorted(DEMAND_MODELS)}") from None
         self.n_arms, self.dim = n_arms, dim
         self.l2, self.decay = l2, decay
-        self._model = model(n_arms, dim, default_levels(n_arms) if levels is None else levels,
+        self._model = model(n_arms, dim, default_alphas(n_arms) if alphas is None else alphas,
                             l2=l2, decay=decay)
 
     # -- estimates -------------------------------------------------------------------------------
-    def estimates(self, x: np.ndarray) -> np.ndarray:
-        """Estimated purchase probability of every arm at ``x``, clipped to [0, 1]."""
-        return self._estimates(check_features(x, self.dim))
-
-    def _estimates(self, x: np.ndarray) -> np.ndarray:
-        return self._model.probabilities(x)
+    def estimates(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """Estimated purchase probability of every arm at ``x`` and its price level, in [0, 1]."""
+        return self._model.probabilities(check_features(x, self.dim), check_levels(levels, self.n_arms))
 
     # -- choosing --------------------------------------------------------------------------------
     def select(
-        self, x: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray, rng: np.random.Generator
+        self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
+        rng: np.random.Generator,
     ) -> Choice:
         """Choose an allowed arm to maximise ``payoffs * P(purchase)``; report its probability."""
         x = check_features(x, self.dim)
+        levels = check_levels(levels, self.n_arms)
         payoffs = np.asarray(payoffs, dtype=float)
         allowed = np.asarray(allowed, dtype=bool)
         if payoffs.shape != (self.n_arms,) or allowed.shape != (self.n_arms,):
@@ -122,9 +122,9 @@ class Policy(ABC):
             raise InvalidInput("allowed", "no arm is allowed")
         if not np.isfinite(payoffs).all():
             raise InvalidInput("payoffs", "every payoff must be finite")
-        estimates = self._estimates(x)
+        estimates = self._model.probabilities(x, levels)
         greedy = masked_argmax(payoffs * estimates, allowed, payoffs)
-        pmf = self._pmf(x, payoffs, allowed, greedy, estimates, rng)
+        pmf = self._pmf(x, levels, payoffs, allowed, greedy, estimates, rng)
         pmf = np.where(allowed, pmf, 0.0)
         pmf /= pmf.sum()
         arm = self._draw(pmf, rng)
@@ -138,6 +138,7 @@ class Policy(ABC):
     def _pmf(
         self,
         x: np.ndarray,
+        levels: np.ndarray,
         payoffs: np.ndarray,
         allowed: np.ndarray,
         greedy: int,
@@ -147,8 +148,8 @@ class Policy(ABC):
         """The distribution over arms (masked arms are zeroed by the caller)."""
 
     # -- learning --------------------------------------------------------------------------------
-    def learn_one(self, x: np.ndarray, arm: int, reward: float, probability: float) -> None:
-        """Learn that ``arm`` at ``x`` earned ``reward`` (1 purchase, 0 none).
+    def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float, probability: float) -> None:
+        """Learn that ``arm``, priced at ``level``, earned ``reward`` (1 purchase, 0 none) at ``x``.
 
         ``probability`` is the logged propensity; the demand fit is on-policy and does not weight
         by it, but it is checked so that a corrupt log cannot slip through.
@@ -160,7 +161,9 @@ class Policy(ABC):
             raise InvalidInput("reward", f"{reward} must be in [0, 1]")
         if not (np.isfinite(probability) and 0.0 < probability <= 1.0):
             raise InvalidInput("probability", f"{probability} must be in (0, 1]")
-        self._model.learn_one(x, arm, float(reward))
+        if not np.isfinite(level):
+            raise InvalidInput("level", f"{level} must be finite")
+        self._model.learn_one(x, arm, float(level), float(reward))
 
     @property
     def updates(self) -> int:

@@ -1,23 +1,25 @@
 """Demand models: what a policy believes about P(purchase | x, arm), and how sure it is.
 
 A policy composes one demand model and adds a rule to choose. Every model gives, for a context
-``x``, each arm's *score* (a number the ``link`` turns into a purchase probability), the covariance
-of those scores (how unsure it is, and how the arms' errors move together), and learns one outcome at
-a time with an O(d²) step, deterministically, so a replay of the same log gives the same model.
+``x`` and the arms' prices ``levels`` (each arm's ``log(price / list price)``, ``log_price_ratio``),
+each arm's *score* (a number the ``link`` turns into a purchase probability), the covariance of those
+scores (how unsure it is, and how the arms' errors move together), and learns one outcome at a time
+with an O(d²) step, deterministically, so a replay of the same log gives the same model.
 
 Two are built:
 
 - ``shared`` (``SharedLogit``): one logistic regression in which the price is an input. The features
-  of arm ``a`` are ``x`` crossed with a small basis of the arm's price level (``[1, alpha_a]``), so a
-  purchase seen at one price informs every price, and demand is smooth in the price.
-- ``per_arm`` (``RidgeArms``): one ridge regression of the purchase probability per arm, linear link
-  clipped to [0, 1]; nothing learned at one price informs another.
+  of an arm are ``x`` crossed with ``[1, level]``, so a purchase seen at one price informs every
+  price, of this product and of every other: demand is smooth in the price, and one slope serves a
+  thin-margin and a fat-margin product alike.
+- ``per_arm`` (``RidgeArms``): one ridge regression of the purchase probability per arm (the arm's
+  ``alpha``, whatever its price), linear link clipped to [0, 1]; nothing learned at one price informs
+  another, and the levels are not used.
 
-Both start from the same prior demand curve (``prior_purchase``), so a fresh model prices in the
-middle of the grid like a uniform-price learner, never at the top arm nor at a zero-margin one. Both
-forget at the rate ``decay`` per learned outcome for *all* their evidence, played or not: an arm the
-policy stopped playing grows uncertain again, so even a deterministic policy goes back to look when
-the market moves.
+Both start from a prior demand curve, so a fresh model prices inside the grid, never at a
+zero-margin arm and, for all but thin margins, below the top one. Both forget at the rate ``decay``
+per learned outcome for *all* their evidence, played or not: a price the policy stopped playing grows
+uncertain again, so even a deterministic policy goes back to look when the market moves.
 """
 
 from __future__ import annotations
@@ -30,26 +32,27 @@ import numpy as np
 
 from learner.errors import InvalidInput, SnapshotError
 
+PRIOR_PURCHASE_AT_LIST = 0.3
+PRIOR_LOGIT_PER_LOG_PRICE = -10.0
+"""The shared model's prior demand curve: 30% buy at the list price, and the logit falls by 10 per
+unit of log price (55% buy at 10% off list, 80% at 20% off). Its profit peaks at alpha 0.7 for a
+product whose list price is 2.5 times its cost, 0.75-1 for a 25% markup: sane first prices, learned
+away within a few hundred outcomes (the simulator's results hardly move with the prior)."""
 PRIOR_PURCHASE_AT_COST = 0.95
 PRIOR_PURCHASE_AT_FULL_ALPHA = 0.5
-"""The prior demand curve: 95% buy at cost (alpha 0), half at alpha 1 (the full value ``V``); its
-logit is linear in alpha. Its profit peaks near alpha 0.85, where the best uniform price of our
-markets lies (0.7 on ``stationary``): a sane first price, learned away within a few hundred outcomes."""
+"""The per-arm models' prior, over the grid's alphas (they do not see prices): 95% buy at cost, half
+at alpha 1, linear in the logit; its profit peaks near alpha 0.85 (the best uniform alpha of our
+markets is 0.4-0.9)."""
 
 
 def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def prior_logit(levels: np.ndarray) -> np.ndarray:
-    """The prior score of each price level (alpha): a logit linear in the level."""
+def prior_purchase_by_alpha(alphas: np.ndarray) -> np.ndarray:
+    """The per-arm prior purchase probability of each alpha."""
     at_cost = logit(PRIOR_PURCHASE_AT_COST)
-    return at_cost + (logit(PRIOR_PURCHASE_AT_FULL_ALPHA) - at_cost) * np.asarray(levels, dtype=float)
-
-
-def prior_purchase(levels: np.ndarray) -> np.ndarray:
-    """The prior purchase probability of each price level."""
-    return sigmoid(prior_logit(levels))
+    return sigmoid(at_cost + (logit(PRIOR_PURCHASE_AT_FULL_ALPHA) - at_cost) * np.asarray(alphas, float))
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -62,10 +65,11 @@ def clip01(values: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(values, 0.0), 1.0)
 
 
-def check_levels(levels: np.ndarray, n_arms: int) -> np.ndarray:
+def check_levels(levels: np.ndarray, n_arms: int, field: str = "levels") -> np.ndarray:
+    """``levels`` as a float vector of ``n_arms`` finite values, or InvalidInput naming ``field``."""
     levels = np.asarray(levels, dtype=float)
     if levels.shape != (n_arms,) or not np.all(np.isfinite(levels)):
-        raise InvalidInput("levels", f"need one finite price level per arm ({n_arms}), got {levels.tolist()}")
+        raise InvalidInput(field, f"need one finite value per arm ({n_arms}), got {levels.tolist()}")
     return levels
 
 
@@ -75,7 +79,7 @@ class DemandModel(ABC):
     name: ClassVar[str]
     STATE_KEYS: ClassVar[tuple[str, ...]]
 
-    def __init__(self, n_arms: int, dim: int, levels: np.ndarray, *, l2: float = 1.0,
+    def __init__(self, n_arms: int, dim: int, alphas: np.ndarray, *, l2: float = 1.0,
                  decay: float = 1.0) -> None:
         if n_arms < 1 or dim < 1:
             raise InvalidInput("policy", f"need n_arms >= 1 and dim >= 1, got {n_arms}, {dim}")
@@ -84,34 +88,36 @@ class DemandModel(ABC):
         if not (0 < decay <= 1):
             raise InvalidInput("decay", f"must be in (0, 1], got {decay}")
         self.n_arms, self.dim, self.l2, self.decay = n_arms, dim, float(l2), float(decay)
-        self.levels = check_levels(levels, n_arms)
+        self.alphas = check_levels(alphas, n_arms, "alphas")
         self._counts = np.zeros(n_arms, dtype=np.int64)
         self._total = 0
 
     # -- beliefs ---------------------------------------------------------------------------------
     @abstractmethod
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        """Each arm's score at ``x`` (before the link)."""
+    def scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """Each arm's score at ``x`` and its price level (before the link)."""
 
     @abstractmethod
-    def score_variance(self, x: np.ndarray) -> np.ndarray:
-        """The variance of each arm's score at ``x``."""
+    def score_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """The variance of each arm's score."""
 
     @abstractmethod
-    def score_factor(self, x: np.ndarray) -> np.ndarray:
-        """A (K, K) matrix ``L`` with ``L Lᵀ`` the covariance of the arms' scores at ``x``."""
+    def score_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """A (K, r) matrix ``L`` with ``L Lᵀ`` the covariance of the arms' scores: a draw of the scores
+        is ``scores + L z`` with ``r`` standard normals ``z``."""
 
     @abstractmethod
     def link(self, scores: np.ndarray) -> np.ndarray:
         """Purchase probabilities (in [0, 1]) from scores."""
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        return self.link(self.scores(x))
+    def probabilities(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        return self.link(self.scores(x, levels))
 
     # -- learning --------------------------------------------------------------------------------
     @abstractmethod
-    def learn_one(self, x: np.ndarray, arm: int, reward: float) -> None:
-        """Learn one outcome; refuse (InvalidInput) and change nothing if the result is not finite."""
+    def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float) -> None:
+        """Learn one outcome of ``arm`` at price ``level``; refuse (InvalidInput) and change nothing if
+        the result is not finite."""
 
     def _counted(self, arm: int) -> None:
         self._counts[arm] += 1
@@ -128,7 +134,7 @@ class DemandModel(ABC):
 
     # -- snapshots -------------------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
-        return {"demand_model": self.name, "levels": self.levels.tolist()}
+        return {"demand_model": self.name, "alphas": self.alphas.tolist()}
 
     @abstractmethod
     def _shapes(self) -> dict[str, tuple[int, ...]]:

@@ -19,7 +19,7 @@ class EpsilonGreedy(Policy):
         super().__init__(n_arms, dim, **kwargs)
         self.epsilon = float(epsilon)
 
-    def _pmf(self, x, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _pmf(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         pmf = np.where(allowed, self.epsilon / allowed.sum(), 0.0)
         pmf[greedy] += 1.0 - self.epsilon
         return pmf

@@ -27,13 +27,13 @@ class LinUCB(Policy):
         super().__init__(n_arms, dim, **kwargs)
         self.beta = float(beta)
 
-    def upper_bounds(self, x: np.ndarray) -> np.ndarray:
+    def upper_bounds(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         model = self._model
-        return model.link(model.scores(x) + self.beta * np.sqrt(model.score_variance(x)))
+        return model.link(model.scores(x, levels) + self.beta * np.sqrt(model.score_variance(x, levels)))
 
-    def _pmf(self, x, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _pmf(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         pmf = np.zeros(self.n_arms)
-        pmf[masked_argmax(payoffs * self.upper_bounds(x), allowed, payoffs)] = 1.0
+        pmf[masked_argmax(payoffs * self.upper_bounds(x, levels), allowed, payoffs)] = 1.0
         return pmf
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Per-arm ridge regression of the purchase probability: one independent linear model per price.
 
 For each arm ``a``: ``A_a = l2*I + sum x xᵀ`` and ``b_a = l2*theta0_a + sum r x``, ``theta_a = A_a⁻¹ b_a``,
-where ``theta0_a`` puts the prior purchase probability of the arm's price level on the bias. The
+where ``theta0_a`` puts the prior purchase probability of the arm's alpha on the bias. An arm is an
+index into the grid whatever its price, so the price levels are not used. The
 inverse is kept up to date with a rank-1 Sherman–Morrison step, O(d²) per update, and recomputed
 exactly every ``refresh_every`` updates of an arm so rounding never accumulates. With ``decay < 1``
 every arm's evidence is discounted on every learned outcome, played or not
@@ -15,40 +16,40 @@ from typing import ClassVar
 
 import numpy as np
 
-from learner.policies.demand import DemandModel, clip01, prior_purchase, refuse_non_finite
+from learner.policies.demand import DemandModel, clip01, prior_purchase_by_alpha, refuse_non_finite
 
 
 class RidgeArms(DemandModel):
     name = "per_arm"
     STATE_KEYS: ClassVar[tuple[str, ...]] = ("A", "A_inv", "b", "theta", "counts")
 
-    def __init__(self, n_arms: int, dim: int, levels: np.ndarray, *, l2: float = 1.0,
+    def __init__(self, n_arms: int, dim: int, alphas: np.ndarray, *, l2: float = 1.0,
                  decay: float = 1.0, refresh_every: int = 1024) -> None:
-        super().__init__(n_arms, dim, levels, l2=l2, decay=decay)
+        super().__init__(n_arms, dim, alphas, l2=l2, decay=decay)
         self.refresh_every = refresh_every
         self._eye = np.eye(dim)
         self._A = np.repeat(self._eye[None] * self.l2, n_arms, axis=0)
         self._A_inv = np.repeat(self._eye[None] / self.l2, n_arms, axis=0)
         self._prior = np.zeros((n_arms, dim))
-        self._prior[:, 0] = prior_purchase(self.levels)
+        self._prior[:, 0] = prior_purchase_by_alpha(self.alphas)
         self._b = self.l2 * self._prior
         self._theta = self._prior.copy()
 
-    def scores(self, x: np.ndarray) -> np.ndarray:
+    def scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         return self._theta @ x
 
-    def score_variance(self, x: np.ndarray) -> np.ndarray:
+    def score_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         """``xᵀ A_a⁻¹ x`` for every arm (two batched matrix-vector products: faster than einsum)."""
         return np.maximum((self._A_inv @ x) @ x, 0.0)
 
-    def score_factor(self, x: np.ndarray) -> np.ndarray:
+    def score_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         """The arms' scores are independent: the factor is the diagonal of their deviations."""
-        return np.diag(np.sqrt(self.score_variance(x)))
+        return np.diag(np.sqrt(self.score_variance(x, levels)))
 
     def link(self, scores: np.ndarray) -> np.ndarray:
         return clip01(scores)
 
-    def learn_one(self, x: np.ndarray, arm: int, reward: float) -> None:
+    def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float) -> None:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if self.decay < 1.0:
                 A, A_inv, b, theta = self._forgetting_all(x, arm, reward)

@@ -32,7 +32,7 @@ class SquareCB(Policy):
     def gamma(self) -> float:
         return self.gamma_scale * max(1, self.updates) ** self.gamma_exponent
 
-    def _pmf(self, x, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _pmf(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         profits = payoffs * estimates
         gaps = np.maximum(profits[greedy] - profits, 0.0)
         pmf = np.where(allowed, 1.0 / (allowed.sum() + self.gamma * gaps), 0.0)

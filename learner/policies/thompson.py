@@ -33,11 +33,11 @@ class LinearThompson(Policy):
         self.v, self.samples = float(v), int(samples)
         self._drawn_arm = 0
 
-    def _pmf(self, x, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _pmf(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         model = self._model
-        factor = self.v * model.score_factor(x)
+        factor = self.v * model.score_factor(x, levels)
         draws = rng.standard_normal((self.samples, factor.shape[1])) @ factor.T
-        draws += model.scores(x)
+        draws += model.scores(x, levels)
         profits = model.link(draws) * payoffs
         profits[:, ~allowed] = -np.inf
         winners = profits.argmax(axis=1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from learner.arms import log_price_ratio
 from learner.errors import InvalidInput
 from learner.features import category_bucket
 from learner.types import check_money
@@ -26,8 +27,6 @@ OFFER_TYPES: frozenset[str] = frozenset({"view", "quote"})
 CATEGORY_BUCKETS = 8
 MAX_DWELL_SECONDS = 86_400.0
 MAX_RATING = 5.0
-MAX_LOG_RATIO = 3.0
-"""log(price / list price) is clipped to +-3 (a twentieth to twenty times the list price)."""
 INPUT_NAMES: tuple[str, ...] = (
     *(f"type.{name}" for name in EVENT_TYPES),
     "log_price", "log_unit_cost", "markup", "log_dwell", "rating", "has_rating", "purchased",
@@ -103,9 +102,8 @@ def encode(event: BehaviorEvent, previous_timestamp: float | None) -> np.ndarray
 
 
 def offer_ratio(price: float, list_price: float) -> float:
-    """``log(price / list_price)``, clipped to +-MAX_LOG_RATIO: the offered price relative to list."""
-    ratio = math.log(max(price, 1e-300)) - math.log(max(list_price, 1e-300))
-    return min(max(ratio, -MAX_LOG_RATIO), MAX_LOG_RATIO)
+    """The offered price relative to list, as the bandit's demand model reads it (``log_price_ratio``)."""
+    return float(log_price_ratio(price, list_price))
 
 
 def list_markup(list_price: float, unit_cost: float) -> float:
