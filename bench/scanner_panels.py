@@ -233,11 +233,11 @@ def table(rows: list[Row]) -> str:
               "sensitivity (intercept spreads) | seconds |",
               "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
-        cells = [r.name, f"{r.plug_in:.3f}", f"{r.online:.3f}", f"{r.intercepts_only:.3f}",
+        extra = [r.name, f"{r.plug_in:.3f}", f"{r.online:.3f}", f"{r.intercepts_only:.3f}",
                  f"{r.intercept_spread:.2f}", f"{r.posterior_sd_of_means:.2f}", f"{r.premium_spread:.2f}",
                  f"{r.simulated_spread[-1]:.2f} ({', '.join(f'{v:.2f}' for v in r.simulated_spread[:-1])})",
                  f"{r.seconds:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(extra) + " |")
     return "\n".join(lines)
 
 

@@ -62,9 +62,9 @@ class SharedLogit(DemandModel):
         super().__init__(n_arms, dim, alphas, l2=l2, decay=decay)
         self.refresh_every = refresh_every
         self._eye = np.eye(2 * dim)
-        self._A = self.l2 * self._eye
-        self._A_inv = self._eye / self.l2
-        self._theta = np.zeros(2 * dim)
+        self._A: np.ndarray = self.l2 * self._eye
+        self._A_inv: np.ndarray = self._eye / self.l2
+        self._theta: np.ndarray = np.zeros(2 * dim)
         self._theta[0] = logit(PRIOR_PURCHASE_AT_LIST)  # the bias, at the list price
         self._theta[dim] = PRIOR_LOGIT_PER_LOG_PRICE / LEVEL_SCALE  # the bias's slope in the level
         self._blocks = np.zeros((2, 2 * dim))
