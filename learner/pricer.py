@@ -28,6 +28,11 @@ from learner.types import ArmView, Decision, QuoteRequest
 from learner.value.events import BehaviorEvent
 from learner.value.states import Observation, UserStates
 
+DEFAULT_DECAY = 0.9995
+"""All evidence ages by this much per learned outcome (a memory of about 2,000 outcomes). Chosen in the
+simulator across every scenario: against keeping everything (1.0) it lost 0.2 points on
+``stationary`` at 50,000 rounds and gained 3.5 on ``drift`` and 10 on ``price_war`` (which it
+follows within 2,000 rounds instead of never); 0.999 recovered faster but earned less elsewhere."""
 VALUE_FACTOR_BOUNDS = (0.5, 2.0)
 """A user's value is between half and twice the list margin, however confident the model is."""
 
@@ -42,7 +47,7 @@ class PricerConfig:
     context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
     category_buckets: int = 8
     l2: float = 1.0
-    decay: float = 1.0
+    decay: float = DEFAULT_DECAY
     seed: int = 0
     reward_window_seconds: float = 600.0
     policy_options: Mapping[str, float] = field(default_factory=dict)

@@ -32,7 +32,7 @@ class ServerConfig:
     log_format: str = "text"
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
-    decay: float = 1.0
+    decay: float = PricerConfig.decay
     currency: str = "USD"
     max_batch: int = 50
     workers: int = 16
