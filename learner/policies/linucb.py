@@ -9,7 +9,6 @@ import numpy as np
 from learner.errors import InvalidInput
 from learner.policies.base import Policy, masked_argmax
 
-
 DEFAULT_BETA = 0.3
 """Chosen in the simulator: with the value model, decay 0.9995, 50,000 rounds of every scenario,
 beta 0.3 earned 0.3-1.2 points more than beta 1 (issue 10's closing note has the table)."""
