@@ -1,1 +1,2 @@
-"""The market simulator (see its issue); empty until then."""
+"""The market simulator: shoppers with known willingness to pay, scenarios, and policy comparisons
+against the oracle (see docs/architecture.md)."""
