@@ -37,9 +37,6 @@ from simulator.scenarios import SCENARIOS
 
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_ROUNDS = 200_000
-OWN_RESPONSES_SUFFIX = "+responses"
-"""Suffix of the learner that also learns from its own closed quotes, once ``simulator.contenders``
-offers one (issue 10, item 4): its column reads ``n/a`` until a contender of that name exists."""
 FLOOR_ROUNDS = 20_000
 """The far-below-list floor is judged at this round (above the best fixed price by 20,000 rounds)."""
 
@@ -70,7 +67,7 @@ def lineup(config: PricerConfig | None = None) -> Lineup:
     known = (*contenders.CONTENDERS, *contenders.VALUE_CONTENDERS)
     policy = config.policy
     behavior = f"{policy}{contenders.VALUE_MODEL_SUFFIX}"
-    own = f"{policy}{OWN_RESPONSES_SUFFIX}"
+    own = f"{policy}{contenders.RESPONSES_SUFFIX}"
     names = {ORACLE: ORACLE, BEST_FIXED: BEST_FIXED, VW: VW, CONTEXT: policy,
              BEHAVIOR: behavior, OWN_RESPONSES: own if own in known else None}
     missing = [name for role, name in names.items() if role != OWN_RESPONSES and name not in known]

@@ -24,7 +24,7 @@ class ListPrice(Learning):
     def decide(self, block: Block, market: Market, row: int) -> tuple[Any, float]:
         return row, float(block.prices[row, -1])
 
-    def learn(self, token: Any, reward: float) -> None:
+    def learn(self, token: Any, reward: float, at: float) -> None:
         pass
 
 

@@ -58,12 +58,13 @@ class FeedbackQueue:
         self.late_reports += reported
         heapq.heappush(self._heap, (expires, next(self._order), 0.0, token))
 
-    def release(self, now: float, learn: Callable[[Any, float], None]) -> None:
-        """Learn every outcome due at or before ``now``."""
+    def release(self, now: float, learn: Callable[[Any, float, float], None]) -> None:
+        """Learn every outcome due at or before ``now``: ``learn(token, reward, at)`` with ``at`` the
+        time it was settled (the report's arrival, or the window's end)."""
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, reward, token = heapq.heappop(heap)
-            learn(token, reward)
+            at, _, reward, token = heapq.heappop(heap)
+            learn(token, reward, at)
 
 
 class Contender(ABC):
@@ -124,20 +125,23 @@ class Learning(Contender):
         """The price for ``row`` and a token to learn its outcome with (None: nothing to learn)."""
 
     @abstractmethod
-    def learn(self, token: Any, reward: float) -> None: ...
+    def learn(self, token: Any, reward: float, at: float) -> None: ...
 
 
 class PricerContender(Learning):
     """A ``learner.Pricer``, as the server runs it: ``quote(request, now)`` then ``update``.
 
     With a value model, each shopper's behavior history is observed before their first quote, as
-    the server's ``Observe`` would have received it from the site's tracker.
+    the server's ``Observe`` would have received it from the site's tracker. With ``responses``, each
+    settled quote also advances the shopper's state (``Pricer.learn_response``): the service learning
+    from its own price experiments, which the server does not do yet.
     """
 
     def __init__(self, name: str, config: PricerConfig, feedback: Feedback, seed: int,
-                 value_model: ValueModel | None = None) -> None:
+                 value_model: ValueModel | None = None, *, responses: bool = False) -> None:
         super().__init__(feedback, seed)
         self.name = name
+        self.responses = responses
         if value_model is None:
             self.pricer = Pricer(config)
         else:
@@ -158,8 +162,10 @@ class PricerContender(Learning):
         decision = self.pricer.quote(request, float(block.times[row]))
         return (decision if self.pricer.learnable(decision) else None), decision.price
 
-    def learn(self, token: Any, reward: float) -> None:
+    def learn(self, token: Any, reward: float, at: float) -> None:
         self.pricer.update(token, reward)
+        if self.responses:
+            self.pricer.learn_response(token, reward, at)
 
 
 class VowpalWabbit(Learning):
@@ -200,7 +206,7 @@ class VowpalWabbit(Learning):
                       len(pmf) - 1))
         return (examples, arm, float(pmf[arm]), self._alphas[arm]), float(block.prices[row, arm])
 
-    def learn(self, token: Any, reward: float) -> None:
+    def learn(self, token: Any, reward: float, at: float) -> None:
         examples, arm, probability, alpha = token
         examples[1 + arm].set_label(self._vw.CBLabel(label=(-alpha * reward, probability)))
         self.workspace.learn_one(examples)
@@ -210,8 +216,11 @@ LEARNER_POLICIES: tuple[str, ...] = tuple(POLICIES)
 CONTENDERS: tuple[str, ...] = ("oracle", "best_fixed", "random", "greedy", *LEARNER_POLICIES, "vw")
 """The default comparison; ``best_fixed`` is computed by the runner from the truth."""
 VALUE_MODEL_SUFFIX = "+lstm"
-VALUE_CONTENDERS: tuple[str, ...] = tuple(f"{name}{VALUE_MODEL_SUFFIX}" for name in LEARNER_POLICIES)
-"""Each learner policy with the shipped user value model in the loop (slower: asked for by name)."""
+RESPONSES_SUFFIX = "+responses"
+VALUE_CONTENDERS: tuple[str, ...] = tuple(
+    f"{name}{suffix}" for suffix in (VALUE_MODEL_SUFFIX, RESPONSES_SUFFIX) for name in LEARNER_POLICIES)
+"""Each learner policy with the shipped user value model in the loop (``+lstm``), and with its own
+settled quotes advancing the shoppers' states too (``+responses``); slower, so asked for by name."""
 
 
 def make_contender(name: str, *, feedback: Feedback, seed: int, pricer: PricerConfig,
@@ -233,9 +242,10 @@ def make_contender(name: str, *, feedback: Feedback, seed: int, pricer: PricerCo
         config = replace(pricer, policy=name, policy_options=dict(options.get(name, {})))
         return PricerContender(name, config, feedback, seed)
     if name in VALUE_CONTENDERS:
-        policy = name.removesuffix(VALUE_MODEL_SUFFIX)
+        policy, suffix = name.split("+")
         config = replace(pricer, policy=policy, policy_options=dict(options.get(policy, {})))
-        return PricerContender(name, config, feedback, seed, load_value_model(value_model))
+        return PricerContender(name, config, feedback, seed, load_value_model(value_model),
+                               responses=f"+{suffix}" == RESPONSES_SUFFIX)
     if name == "vw":
         return VowpalWabbit(feedback, seed, tuple(pricer.alphas),
                             FeatureBuilder(pricer.context_features, pricer.category_buckets))

@@ -17,12 +17,14 @@ def test_the_lineup_follows_the_default_learner_and_the_simulators_contenders(mo
     default = PricerConfig().policy
     team = lineup()
     assert team.names[CONTEXT] == default and team.names[BEHAVIOR] == default + contenders.VALUE_MODEL_SUFFIX
-    assert team.names["own_responses"] is None and len(team.contenders()) == 5
+    assert team.names["own_responses"] == default + contenders.RESPONSES_SUFFIX
+    assert len(team.contenders()) == 6
     assert lineup(PricerConfig(policy="thompson")).names[BEHAVIOR] == "thompson+lstm"
     assert team.role_of("best_fixed(alpha=0.4)") == BEST_FIXED and team.role_of("random") is None
-    own = f"{default}{personalization.OWN_RESPONSES_SUFFIX}"
-    monkeypatch.setattr(contenders, "VALUE_CONTENDERS", (*contenders.VALUE_CONTENDERS, own))
-    assert lineup().names["own_responses"] == own
+    without = tuple(name for name in contenders.VALUE_CONTENDERS
+                    if not name.endswith(contenders.RESPONSES_SUFFIX))
+    monkeypatch.setattr(contenders, "VALUE_CONTENDERS", without)
+    assert lineup().names["own_responses"] is None
     with pytest.raises(ValueError, match="offers no"):
         lineup(PricerConfig(policy="no-such-policy"))
 
@@ -62,7 +64,8 @@ def test_the_command_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, cap
     ran = [(run["scenario"], run["seed"]) for run in data["runs"]]
     assert ran == [("price_war", 3), ("far_below_list", 3)]
     war = data["runs"][0]
-    assert war["change_round"] == 200 and set(war["shares"]) == {ORACLE, BEST_FIXED, VW, CONTEXT, BEHAVIOR}
+    assert war["change_round"] == 200
+    assert set(war["shares"]) == {ORACLE, BEST_FIXED, VW, CONTEXT, BEHAVIOR, "own_responses"}
     assert war["shares"][ORACLE] == 1.0 and 0.3 < war["shares"][BEST_FIXED] < 1.0
     assert data["summary"]["far_below_list"][CONTEXT]["shares"] == [data["runs"][1]["shares"][CONTEXT]]
     assert personalization.main(["--rounds", "0"]) == 2

@@ -199,15 +199,17 @@ def test_feedback_follows_the_server_reward_window() -> None:
         queue.push(now=float(i), token=(i, i % 2 == 0), purchased=i % 2 == 0)
     learned: list[tuple[float, tuple[int, bool], float]] = []
     for now in (100.0, 700.0, 2000.0):
-        queue.release(now, lambda token, reward, now=now: learned.append((now, token, reward)))
+        before = len(learned)
+        queue.release(now, lambda token, reward, at: learned.append((at, token, reward)))
+        assert all(at <= now for at, _, _ in learned[before:])  # settled no later than released
     assert len(learned) == 400 and len(queue) == 0
     for _, (_, purchased), reward in learned:
         assert reward in (0.0, 1.0) and (reward == 0.0 or purchased)
     late = sum(1 for _, (_, purchased), reward in learned if purchased and reward == 0.0)
     assert late == queue.late_reports
     assert 0.05 * 200 < late < 0.25 * 200  # exp(-600/300) = 13.5% of purchases arrive too late
-    silent_before_window = [t for t, (i, purchased), _ in learned if not purchased and t < 600.0 + i]
-    assert silent_before_window == []  # silence is learned only when the window closes
+    silent = [(at, i) for at, (i, purchased), _ in learned if not purchased]
+    assert all(at == 600.0 + i for at, i in silent)  # silence is settled when the window closes
 
 
 def test_a_comparison_ranks_oracle_learners_and_random() -> None:
@@ -257,6 +259,23 @@ def test_a_learner_with_the_value_model_observes_each_shoppers_history_once() ->
         user_id=stream.market.user_id(max(seen, key=seen.__getitem__)), quote_id="probe",
         product=stream.market.catalog.products[0]), now=float(blocks[-1].times[-1]))
     assert decision.value_source == "lstm" and decision.feature_names[-1] == "user.embedding.3"
+
+
+def test_a_responses_learner_also_advances_each_shopper_by_every_settled_quote() -> None:
+    scenario = SCENARIOS["stationary"]
+    stream = scenario.stream(seed=2, rounds=400)
+    contender = make_contender("linucb+responses", feedback=scenario.feedback, seed=2, pricer=PricerConfig())
+    assert isinstance(contender, PricerContender) and contender.responses
+    blocks = list(stream.blocks(200))
+    for block in blocks:
+        contender.play(block, stream.market)
+    users = contender.pricer.users
+    assert users is not None
+    shoppers = {int(user) for block in blocks for user in block.users}
+    events = sum(users.get(stream.market.user_id(user)).events for user in shoppers)
+    history = sum(len(user_history(stream.market, user)) for user in shoppers)
+    assert contender.pricer.updates > 300  # most quotes settled within the run
+    assert events == history + contender.pricer.updates  # one event per settled quote, on top
 
 
 def test_results_are_written_as_table_json_csv_and_png(tmp_path: Path) -> None:

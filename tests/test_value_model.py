@@ -307,6 +307,25 @@ def test_recent_events_are_applied_before_pricing_unless_the_quote_is_refused() 
         dataclasses.replace(request("q-3", user_id="u1"), recent_events=(buyer("u2")[0],))
 
 
+def test_a_settled_quote_advances_the_shoppers_state_as_a_view_at_the_quoted_price() -> None:
+    pricer = model_pricer()
+    pricer.observe(shopper("careful", bought_at=0.9, refused_at=0.95), NOW)
+    before = pricer.users.get("careful") if pricer.users else None
+    assert before is not None and before.last_timestamp is not None
+    refused = pricer.quote(request("q-1", user_id="careful"), NOW)
+    late = before.last_timestamp - 10.0  # a close stamped before the last event still lands after it
+    assert pricer.learn_response(refused, 0.0, late).accepted == 1
+    after = pricer.users.get("careful")
+    assert after.events == before.events + 1
+    assert after.last_timestamp == pytest.approx(before.last_timestamp + 0.001)
+    expected = DEFAULT.network.step(before, BehaviorEvent(
+        user_id="careful", timestamp=after.last_timestamp, event_type="view", product_id=refused.product_id,
+        category=refused.category, price=refused.price, unit_cost=refused.unit_cost,
+        list_price=refused.list_price, purchased=False))
+    np.testing.assert_array_equal(after.h, expected.h)
+    assert Pricer().learn_response(refused, 1.0, NOW).accepted == 0  # no value model: nothing to advance
+
+
 def test_a_snapshot_without_the_value_model_is_refused_by_a_pricer_with_one() -> None:
     without = Pricer()
     with pytest.raises(SnapshotError, match="user_embedding_dim: snapshot None vs configured 4"):
