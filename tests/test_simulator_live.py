@@ -45,10 +45,12 @@ def test_live_mode_teaches_the_server_through_rewards_and_silence(
 
 
 def test_live_mode_counts_quotes_that_miss_their_deadline(start_server: Callable[..., ServerHandle]) -> None:
+    """A deadline already past: gRPC rounds a deadline up to the millisecond, so a 1 µs one was met by
+    45 of 50 loopback quotes on a quiet machine, and this test once failed in CI for it."""
     handle = start_server()
-    report = run_live(handle.server.address, SCENARIOS["stationary"], rounds=20, deadline=1e-6)
-    assert report.quote_errors[grpc.StatusCode.DEADLINE_EXCEEDED.name] + report.tally.quotes == 20
-    assert report.quote_errors[grpc.StatusCode.DEADLINE_EXCEEDED.name] > 0
+    report = run_live(handle.server.address, SCENARIOS["stationary"], rounds=20, deadline=-1.0)
+    assert report.quote_errors[grpc.StatusCode.DEADLINE_EXCEEDED.name] == 20
+    assert report.tally.quotes == 0
 
 
 def test_live_mode_sends_each_shopper_history_with_observe_before_their_first_quote(
