@@ -38,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
     _common(run, rounds=200_000)
     run.add_argument("--policy", action="append", choices=CONTENDERS + VALUE_CONTENDERS, metavar="NAME",
                      help=f"a policy to compare (repeat; default: {', '.join(CONTENDERS)}; also "
-                          f"{', '.join(VALUE_CONTENDERS)}: a learner with the shipped value model)")
+                          f"{', '.join(VALUE_CONTENDERS)}: a learner with the shipped value model, "
+                          "+responses also fed its own settled quotes)")
     run.add_argument("--option", action="append", default=[], metavar="POLICY.NAME=VALUE",
                      help="a learner policy hyperparameter, e.g. linucb.beta=0.5 (repeat)")
     run.add_argument("--decay", type=float, default=PricerConfig.decay,
