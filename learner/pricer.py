@@ -143,7 +143,7 @@ class Pricer:
         (docs/closed-quotes.md: the state step must commit with the close to stay exact on replay).
         """
         if self.users is None:
-            return self.observe([], at)
+            return Observation()
         last = self.users.get(decision.user_id).last_timestamp
         stamp = at if last is None or at > last else last + RESPONSE_SPACING_SECONDS
         event = BehaviorEvent(user_id=decision.user_id, timestamp=stamp, event_type="view",

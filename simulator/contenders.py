@@ -242,10 +242,10 @@ def make_contender(name: str, *, feedback: Feedback, seed: int, pricer: PricerCo
         config = replace(pricer, policy=name, policy_options=dict(options.get(name, {})))
         return PricerContender(name, config, feedback, seed)
     if name in VALUE_CONTENDERS:
-        policy, suffix = name.split("+")
+        policy = name.split("+")[0]
         config = replace(pricer, policy=policy, policy_options=dict(options.get(policy, {})))
         return PricerContender(name, config, feedback, seed, load_value_model(value_model),
-                               responses=f"+{suffix}" == RESPONSES_SUFFIX)
+                               responses=name.endswith(RESPONSES_SUFFIX))
     if name == "vw":
         return VowpalWabbit(feedback, seed, tuple(pricer.alphas),
                             FeatureBuilder(pricer.context_features, pricer.category_buckets))

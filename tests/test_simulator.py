@@ -16,7 +16,7 @@ from learner import PricerConfig, QuoteRequest
 from simulator.behavior import EVENT_TYPES, histories, user_history, write_jsonl
 from simulator.cli import main, parse_options
 from simulator.contenders import FeedbackQueue, PricerContender, make_contender
-from simulator.market import CATEGORIES, Market, MarketConfig
+from simulator.market import CATEGORIES, Block, Market, MarketConfig
 from simulator.recovery import WINDOW, recovery_rounds, trailing_sums
 from simulator.report import table, write
 from simulator.runner import compare
@@ -27,6 +27,7 @@ from simulator.scenarios import (
     SCENARIOS,
     Feedback,
     Season,
+    Stream,
 )
 
 SMALL = MarketConfig(users=800, products=120)
@@ -241,17 +242,22 @@ def test_delayed_outcomes_reach_the_pricer_through_the_window() -> None:
     assert len(contender.queue) <= 600 / scenario.seconds_per_round + 1  # only the last window pending
 
 
-def test_a_learner_with_the_value_model_observes_each_shoppers_history_once() -> None:
+def played_with_value_model(name: str) -> tuple[PricerContender, Stream, list[Block], set[int]]:
+    """The contender ``name`` after 400 stationary rounds of seed 2, and the shoppers it saw."""
     scenario = SCENARIOS["stationary"]
     stream = scenario.stream(seed=2, rounds=400)
-    contender = make_contender("linucb+lstm", feedback=scenario.feedback, seed=2, pricer=PricerConfig())
-    assert isinstance(contender, PricerContender)
+    contender = make_contender(name, feedback=scenario.feedback, seed=2, pricer=PricerConfig())
+    assert isinstance(contender, PricerContender) and contender.pricer.users is not None
     blocks = list(stream.blocks(200))
     for block in blocks:
         contender.play(block, stream.market)
+    return contender, stream, blocks, {int(user) for block in blocks for user in block.users}
+
+
+def test_a_learner_with_the_value_model_observes_each_shoppers_history_once() -> None:
+    contender, stream, blocks, shoppers = played_with_value_model("linucb+lstm")
     users = contender.pricer.users
     assert users is not None
-    shoppers = {int(user) for block in blocks for user in block.users}
     seen = {user: users.get(stream.market.user_id(user)).events for user in shoppers}
     assert seen == {user: len(user_history(stream.market, user)) for user in shoppers}
     assert any(seen.values())
@@ -262,16 +268,9 @@ def test_a_learner_with_the_value_model_observes_each_shoppers_history_once() ->
 
 
 def test_a_responses_learner_also_advances_each_shopper_by_every_settled_quote() -> None:
-    scenario = SCENARIOS["stationary"]
-    stream = scenario.stream(seed=2, rounds=400)
-    contender = make_contender("linucb+responses", feedback=scenario.feedback, seed=2, pricer=PricerConfig())
-    assert isinstance(contender, PricerContender) and contender.responses
-    blocks = list(stream.blocks(200))
-    for block in blocks:
-        contender.play(block, stream.market)
+    contender, stream, _, shoppers = played_with_value_model("linucb+responses")
     users = contender.pricer.users
-    assert users is not None
-    shoppers = {int(user) for block in blocks for user in block.users}
+    assert contender.responses and users is not None
     events = sum(users.get(stream.market.user_id(user)).events for user in shoppers)
     history = sum(len(user_history(stream.market, user)) for user in shoppers)
     assert contender.pricer.updates > 300  # most quotes settled within the run

@@ -77,7 +77,6 @@ class DemandModel(ABC):
     """The statistics a policy composes; see the module docstring."""
 
     name: ClassVar[str]
-    STATE_KEYS: ClassVar[tuple[str, ...]]
 
     def __init__(self, n_arms: int, dim: int, alphas: np.ndarray, *, l2: float = 1.0,
                  decay: float = 1.0) -> None:
@@ -124,10 +123,6 @@ class DemandModel(ABC):
         self._total += 1
 
     @property
-    def counts(self) -> np.ndarray:
-        return self._counts.copy()
-
-    @property
     def total(self) -> int:
         """Outcomes learned (a running int: read on every decision)."""
         return self._total
@@ -138,10 +133,10 @@ class DemandModel(ABC):
 
     @abstractmethod
     def _shapes(self) -> dict[str, tuple[int, ...]]:
-        """The shape of each state array."""
+        """The shape of each state array, by name (the attribute is ``_<name>``)."""
 
     def state(self) -> dict[str, np.ndarray]:
-        return {key: np.array(getattr(self, f"_{key}")) for key in self.STATE_KEYS}
+        return {key: np.array(getattr(self, f"_{key}")) for key in self._shapes()}
 
     def load(self, state: dict[str, np.ndarray]) -> None:
         """Replace the statistics with a snapshot's, after checking shapes and finiteness."""
@@ -155,7 +150,7 @@ class DemandModel(ABC):
                 )
             if not np.all(np.isfinite(state[key])):
                 raise SnapshotError(f"snapshot statistic {key!r} holds non-finite values")
-        for key in self.STATE_KEYS:
+        for key in self._shapes():
             setattr(self, f"_{key}", state[key].astype(np.int64 if key == "counts" else float))
         self._total = int(self._counts.sum())
 

@@ -12,8 +12,6 @@ forgets old demand; all K inverses are then recomputed (a batched inverse, K·O(
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from learner.policies.demand import DemandModel, clip01, prior_purchase_by_alpha, refuse_non_finite
@@ -21,7 +19,6 @@ from learner.policies.demand import DemandModel, clip01, prior_purchase_by_alpha
 
 class RidgeArms(DemandModel):
     name = "per_arm"
-    STATE_KEYS: ClassVar[tuple[str, ...]] = ("A", "A_inv", "b", "theta", "counts")
 
     def __init__(self, n_arms: int, dim: int, alphas: np.ndarray, *, l2: float = 1.0,
                  decay: float = 1.0, refresh_every: int = 1024) -> None:
@@ -53,25 +50,25 @@ class RidgeArms(DemandModel):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if self.decay < 1.0:
                 A, A_inv, b, theta = self._forgetting_all(x, arm, reward)
+                refuse_non_finite(A, A_inv, theta)
+                self._A, self._A_inv, self._b, self._theta = A, A_inv, b, theta
             else:
-                A, A_inv, b, theta = self._adding_one(x, arm, reward)
-            refuse_non_finite(A, A_inv, theta)
-        self._A, self._A_inv, self._b, self._theta = A, A_inv, b, theta
+                rows = self._adding_one(x, arm, reward)
+                refuse_non_finite(*rows)
+                self._A[arm], self._A_inv[arm], self._b[arm], self._theta[arm] = rows
         self._counted(arm)
 
     def _adding_one(self, x: np.ndarray, arm: int, reward: float
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Only ``arm`` changes: copy-on-write of its row, a rank-1 step for its inverse."""
-        A, A_inv, b, theta = self._A.copy(), self._A_inv.copy(), self._b.copy(), self._theta.copy()
-        A[arm] += x[:, None] * x
-        b[arm] += reward * x
+        """Only ``arm`` changes: its new rows, with a rank-1 step for its inverse."""
+        A = self._A[arm] + x[:, None] * x
+        b = self._b[arm] + reward * x
         if (self._counts[arm] + 1) % self.refresh_every == 0:
-            A_inv[arm] = np.linalg.inv(A[arm])
+            A_inv = np.linalg.inv(A)
         else:
             A_inv_x = self._A_inv[arm] @ x
-            A_inv[arm] -= (A_inv_x[:, None] * A_inv_x) / (1.0 + x @ A_inv_x)
-        theta[arm] = A_inv[arm] @ b[arm]
-        return A, A_inv, b, theta
+            A_inv = self._A_inv[arm] - (A_inv_x[:, None] * A_inv_x) / (1.0 + x @ A_inv_x)
+        return A, A_inv, b, A_inv @ b
 
     def _forgetting_all(self, x: np.ndarray, arm: int, reward: float
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

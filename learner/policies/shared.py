@@ -19,7 +19,7 @@ The constant bound ``w = 1/4`` (Böhning's) was tried: ``A`` then does not depen
 outcomes, but its steps are too short where purchases are nearly certain or nearly impossible, so
 the slope in price converged slowly, LinUCB grew confident in a too-flat demand curve and stayed one
 arm too high on a steep market (tests/test_learning.py). The exact curvature weighs recent outcomes
-more after a confidently predicted run (100 purchases then 30 refusals end near 50%, not 77%); in the
+more after a confidently predicted run (100 purchases then 30 refusals end near 30%, not 77%); in the
 simulator both earned the same. With ``decay`` 1 the inverse follows by a rank-1 Sherman–Morrison
 step (O(D²)) and is recomputed exactly every ``refresh_every`` outcomes; below 1, forgetting touches
 every direction of ``A``, so the inverse is recomputed each time (D is 2d: 32 with the default
@@ -31,8 +31,6 @@ normals. The first coordinate of ``x`` must be the bias (1), which carries the p
 """
 
 from __future__ import annotations
-
-from typing import ClassVar
 
 import numpy as np
 
@@ -55,7 +53,6 @@ LEVEL_SCALE = 10.0
 
 class SharedLogit(DemandModel):
     name = "shared"
-    STATE_KEYS: ClassVar[tuple[str, ...]] = ("A", "A_inv", "theta", "counts")
 
     def __init__(self, n_arms: int, dim: int, alphas: np.ndarray, *, l2: float = 1.0,
                  decay: float = 1.0, refresh_every: int = 1024) -> None:
