@@ -26,15 +26,13 @@ from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
 from learner.types import ArmView, Decision, QuoteRequest
 from learner.value.events import BehaviorEvent
-from learner.value.states import Observation, UserStates
+from learner.value.states import Observation, StateChange, UserStates
 
 DEFAULT_DECAY = 0.9995
 """All evidence ages by this much per learned outcome (a memory of about 2,000 outcomes). Chosen in the
 simulator across every scenario: against keeping everything (1.0) it lost 0.2 points on
 ``stationary`` at 50,000 rounds and gained 3.5 on ``drift`` and 10 on ``price_war`` (which it
 follows within 2,000 rounds instead of never); 0.999 recovered faster but earned less elsewhere."""
-RESPONSE_SPACING_SECONDS = 0.001
-"""A closed quote's event comes at least this long after the user's previous event."""
 VALUE_FACTOR_BOUNDS = (0.5, 2.0)
 """A user's value is between half and twice the list margin, however confident the model is."""
 
@@ -131,26 +129,27 @@ class Pricer:
             return refused
         return self.users.observe(events, now)
 
-    def learn_response(self, decision: Decision, reward: float, at: float) -> Observation:
-        """Advance the shopper's value-model state by their answer to ``decision`` (a price offered,
-        bought or not), as a ``view`` at the quoted price: a quote shown at checkout is the shopper
-        seeing the product at that price, and views at seen prices are what the value model is
-        trained on. Stamped ``at`` (the close time), or just after the user's last event if that is
-        later, so it is never refused as out of order. Call it once per settled quote: it does not
-        recognise a repeat (the server's close is exactly-once; the simulator settles each quote once).
-
-        The simulator's ``+responses`` learners call this; the server does not yet
-        (docs/closed-quotes.md: the state step must commit with the close to stay exact on replay).
+    def response_change(self, decision: Decision, reward: float, at: float) -> StateChange | None:
+        """The shopper's answer to ``decision`` (a price offered, bought or not) as a change of their
+        value-model state; None without a value model. It is a ``view`` at the quoted price: a quote
+        shown at checkout is the shopper seeing the product at that price, and views at seen prices
+        are what the value model is trained on. Stamped ``at`` (the close time), or just after the
+        user's last event if that is later, so it is never refused as out of order. Apply it once
+        per settled quote: the server commits it with the quote's close (exactly once, also across a
+        crash); the simulator settles each quote once.
         """
         if self.users is None:
-            return Observation()
-        last = self.users.get(decision.user_id).last_timestamp
-        stamp = at if last is None or at > last else last + RESPONSE_SPACING_SECONDS
-        event = BehaviorEvent(user_id=decision.user_id, timestamp=stamp, event_type="view",
+            return None
+        event = BehaviorEvent(user_id=decision.user_id, timestamp=at, event_type="view",
                               product_id=decision.product_id, category=decision.category,
                               price=decision.price, unit_cost=decision.unit_cost,
                               list_price=decision.list_price, purchased=reward > 0)
-        return self.users.observe([event], max(at, stamp))
+        return StateChange(self.users, [event], at, restamp=True)
+
+    def learn_response(self, decision: Decision, reward: float, at: float) -> Observation:
+        """Apply ``response_change`` now (the simulator's ``+responses`` learners)."""
+        change = self.response_change(decision, reward, at)
+        return Observation() if change is None or self.users is None else self.users.apply(change)
 
     def quote(self, request: QuoteRequest, now: float) -> Decision:
         """Price ``request``: mask arms outside the guardrails, let the policy choose, record why."""

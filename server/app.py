@@ -115,6 +115,7 @@ def build_server(config: ServerConfig) -> RunningServer:
     service = PricingService(
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,
         snapshot_interval_seconds=config.snapshot_interval_seconds,
+        learn_responses=config.learn_responses,
     )
     interceptors: list[grpc.ServerInterceptor] = [RequestIdInterceptor(), MetricsInterceptor(metrics)]
     token = config.auth_token or (read_token(config.auth_token_file) if config.auth_token_file else "")

@@ -45,6 +45,7 @@ class ServerConfig:
     policy_options: Mapping[str, float] = field(default_factory=dict)
     value_model: str = "default"
     user_cache_size: int = 100_000
+    learn_responses: bool = True
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
@@ -82,6 +83,14 @@ def _options(text: str) -> dict[str, float]:
     return {key.strip(): float(value) for key, value in pairs}
 
 
+def _switch(text: str) -> bool:
+    words = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}
+    if text.strip().lower() not in words:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of true/false, yes/no, on/off, 1/0")
+    return words[text.strip().lower()]
+
+
 def _log_format(text: str) -> str:
     try:
         return parse_log_format(text)
@@ -90,7 +99,7 @@ def _log_format(text: str) -> str:
 
 
 PARSERS: dict[str, Callable[[str], Any]] = {
-    "log_format": _log_format,
+    "log_format": _log_format, "learn_responses": _switch,
     "alphas": _floats, "context_features": _names, "policy_options": _options, "data_dir": Path,
     "tls_cert_file": Path, "tls_key_file": Path, "tls_client_ca_file": Path, "auth_token_file": Path,
 }
@@ -125,6 +134,8 @@ HELP = {
     "value_model": "user value model file (pricebandit-train), 'default' for the shipped one, or 'none' "
                    "to price on the list margin",
     "user_cache_size": "users whose value-model state is kept in memory (the rest are read from the store)",
+    "learn_responses": "true: a closed quote (bought or not) advances the shopper's value-model state, "
+                       "committed with the close; false: only Observe and recent_events do",
     "tls_cert_file": "PEM certificate chain: serve gRPC over TLS (with --tls-key-file)",
     "tls_key_file": "PEM private key of --tls-cert-file",
     "tls_client_ca_file": "PEM CA bundle: require client certificates it signed (mutual TLS)",

@@ -65,9 +65,11 @@ class PricingService:
         *,
         snapshot_every_updates: int = 1000,
         snapshot_interval_seconds: float = 60.0,
+        learn_responses: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.pricer, self.store, self.metrics, self.clock = pricer, store, metrics, clock
+        self.learn_responses = learn_responses  # a closed quote advances its shopper's value state
         self.snapshot_every_updates = snapshot_every_updates
         self.snapshot_interval_seconds = snapshot_interval_seconds
         # The learner and _last_seq change together, under this lock, in the store's after-commit
@@ -219,7 +221,10 @@ class PricingService:
     def _close(self, decision: Decision, kind: str, reward: float, now: float) -> None:
         """Commit the outcome to the log; the store then learns it (``after_commit``), in log order.
 
-        Raises LookupError if the quote was closed by another thread first.
+        With ``learn_responses`` the shopper's value-model state takes the outcome as an event in
+        the same transaction (a guardrail-bound quote too: it was a real offer the shopper
+        answered), so a crash leaves both or neither. Raises LookupError if the quote was closed by
+        another thread first.
         """
         learned = self.pricer.learnable(decision)
         reported = reward if kind == "reward" else None
@@ -232,8 +237,9 @@ class PricingService:
                 if learned:
                     self.pricer.update(decision, reward)
 
+        states = self.pricer.response_change(decision, reward, now) if self.learn_responses else None
         self._write(lambda: self.store.close_quote(decision, kind, reward, learned, now, line,
-                                                   after_commit=learn), operation)
+                                                   after_commit=learn, states=states), operation)
         if learned:
             self.metrics.model_updates.inc()
             self.metrics.record_settled(reward > 0)

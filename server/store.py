@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from learner import Decision, Settlement, Unavailable
+from learner.value import StateChange
 
 SCHEMA_VERSION = 1
 SNAPSHOTS_KEPT = 3
@@ -64,7 +65,8 @@ class Store(Protocol):
     def find_decision(self, quote_id: str) -> Decision | None: ...
     def settlement(self, quote_id: str) -> Settlement | None: ...
     def close_quote(self, decision: Decision, kind: str, reward: float, learned: bool,
-                    closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int: ...
+                    closed_at: float, line: str, after_commit: AfterCommit | None = None,
+                    states: StateChange | None = None) -> int: ...
     def append_log(self, decision: Decision, kind: str, reward: float, learned: bool,
                    closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int: ...
     def due(self, now: float, limit: int) -> list[Decision]: ...
@@ -74,7 +76,7 @@ class Store(Protocol):
     def log_after(self, seq: int) -> Iterator[LogEntry]: ...
     def last_seq(self) -> int: ...
     def load_user_state(self, user_id: str, model_version: str) -> bytes | None: ...
-    def save_user_states(self, states: Mapping[str, bytes], model_version: str, now: float) -> None: ...
+    def save_user_states(self, change: StateChange, now: float) -> None: ...
     def close(self) -> None: ...
 
 
@@ -305,11 +307,13 @@ class SQLiteStore:
 
     # -- the decision log --------------------------------------------------------------------
     def close_quote(self, decision: Decision, kind: str, reward: float, learned: bool,
-                    closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int:
-        """Atomically move a pending quote into the decision log; returns its log sequence number.
+                    closed_at: float, line: str, after_commit: AfterCommit | None = None,
+                    states: StateChange | None = None) -> int:
+        """Atomically move a pending quote into the decision log, and apply ``states`` (the shopper's
+        answer to it) in the same transaction; returns the entry's log sequence number.
 
-        Raises LookupError if the quote is no longer pending (closed by another thread first).
-        The decision moves as the JSON text it was stored as: no second encoding.
+        Raises LookupError if the quote is no longer pending (closed by another thread first): the
+        states are then left alone. The decision moves as the JSON text it was stored as.
         """
         def move() -> int:
             cursor = self._db.execute(
@@ -321,9 +325,19 @@ class SQLiteStore:
                 raise LookupError(decision.quote_id)
             seq = int(cursor.lastrowid or 0)
             self._db.execute("DELETE FROM pending WHERE quote_id = ?", (decision.quote_id,))
+            if states is not None:
+                self._write_states(states, closed_at)
             return seq
 
-        return self._commit(move, after_commit)
+        if states is None:
+            return self._commit(move, after_commit)
+
+        def remember_then(seq: int) -> None:
+            states.remember()
+            if after_commit is not None:
+                after_commit(seq)
+
+        return self._commit(move, remember_then)
 
     def append_log(self, decision: Decision, kind: str, reward: float, learned: bool,
                    closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int:
@@ -407,11 +421,21 @@ class SQLiteStore:
                                 (user_id, model_version)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def save_user_states(self, states: Mapping[str, bytes], model_version: str, now: float) -> None:
-        """Write (or replace) several users' states in one transaction."""
-        rows = [(user_id, model_version, now, blob) for user_id, blob in states.items()]
-        self._commit(lambda: self._db.executemany(
-            "INSERT OR REPLACE INTO user_states VALUES (?, ?, ?, ?)", rows))
+    def save_user_states(self, change: StateChange, now: float) -> None:
+        """Apply ``change`` to the stored states in a transaction; the cache follows after commit."""
+        self._commit(lambda: self._write_states(change, now), lambda _: change.remember())
+
+    def _write_states(self, change: StateChange, now: float) -> None:
+        """Inside a transaction: run ``change`` on the states as this transaction sees them."""
+        version = change.model_version
+
+        def load(user_id: str) -> bytes | None:
+            row = self._db.execute("SELECT state FROM user_states WHERE user_id = ? AND model_version = ?",
+                                   (user_id, version)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        rows = [(user_id, version, now, blob) for user_id, blob in change(load).items()]
+        self._db.executemany("INSERT OR REPLACE INTO user_states VALUES (?, ?, ?, ?)", rows)
 
     def close(self) -> None:
         with self._lock:

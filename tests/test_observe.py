@@ -259,3 +259,39 @@ def test_a_stream_that_ends_early_keeps_whole_batches_and_a_resend_completes_it(
     assert (clean.accepted, clean.rejected) == (700, 0)
     interrupted, whole = pricing.quote(user_id="interrupted"), pricing.quote(user_id="clean")
     assert interrupted.user_value == pytest.approx(whole.user_value)
+
+
+def test_a_closed_quote_advances_its_shoppers_state_once_and_durably(
+        start_server: Callable[..., ServerHandle]) -> None:
+    """A reward and an expiry each advance the shopper's state by one event, committed with the
+    close: a repeated reward adds nothing, and a restart keeps what was applied."""
+    pricing = start_server(reward_window_seconds=0.3)
+    users = pricing.server.service.pricer.users
+    assert users is not None
+    bought = pricing.quote(user_id="buyer")
+    assert pricing.reward(bought.quote_id, True).status == pricing_pb2.RewardResponse.LEARNED
+    assert pricing.reward(bought.quote_id, True).status == pricing_pb2.RewardResponse.DUPLICATE
+    ignored = pricing.quote(user_id="ignorer")
+    deadline = time.monotonic() + 10
+    while pricing.server.service.store.pending_count() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the sweeper closes the unrewarded quote as no purchase
+    assert users.get(pseudonym(pricing, "buyer")).events == 1
+    assert users.get(pseudonym(pricing, "ignorer")).events == 1
+    assert pricing.quote(user_id="buyer").user_value != ignored.user_value  # the two answers differ
+    pricing.restart()
+    users = pricing.server.service.pricer.users
+    assert users is not None and users.get(pseudonym(pricing, "buyer")).events == 1
+
+
+def test_closed_quotes_leave_states_alone_when_switched_off(
+        start_server: Callable[..., ServerHandle]) -> None:
+    pricing = start_server(learn_responses=False)
+    quote = pricing.quote(user_id="buyer")
+    pricing.reward(quote.quote_id, True)
+    users = pricing.server.service.pricer.users
+    assert users is not None and users.get(pseudonym(pricing, "buyer")).events == 0
+
+
+def pseudonym(pricing: ServerHandle, user_id: str) -> str:
+    """The key the server stores this user under."""
+    return user_id

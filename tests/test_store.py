@@ -14,9 +14,11 @@ import pytest
 
 from builders import request
 from learner import Decision, Pricer, Settlement, Unavailable
+from learner.value import BehaviorEvent, StateChange, UserStates, load
 from server.store import QuoteIdTaken, SQLiteStore, StoreCorrupt
 
 T = TypeVar("T")
+VALUE_MODEL = load("default")
 
 
 def decision(quote_id: str, expires_at: float = 100.0) -> Decision:
@@ -183,3 +185,53 @@ def test_a_failed_commit_fails_every_write_in_it_and_runs_no_after_commit_step(t
     store.close_quote(quotes[0], "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
     assert ran == [1]  # the store works again once the file is free
     store.close()
+
+
+# -- users' states that change with a quote's close ----------------------------------------------
+def test_a_close_and_an_observe_batch_for_one_user_in_one_commit_both_apply(tmp_path: Path) -> None:
+    """Each state change reads the state its own transaction sees: two changes for one user that
+    share a commit both count (computing from the cache before the commit would drop one)."""
+    store = SQLiteStore(tmp_path)
+    users = UserStates(VALUE_MODEL, store)
+    quote = decision("q-0")
+    store.put_pending([quote])
+    seen = BehaviorEvent(quote.user_id, 10.0, "view", price=30.0, unit_cost=20.0, list_price=30.0)
+    answer = StateChange(users, [replace(seen, timestamp=5.0, purchased=True)], 20.0, restamp=True)
+
+    def write(kind: str) -> None:
+        if kind == "observe":
+            users.observe([seen], 20.0)
+        else:
+            store.close_quote(quote, "reward", 1.0, True, 20.0, "{}", states=answer)
+
+    run_behind_one_commit(store, write, ["observe", "close"])
+    assert users.get(quote.user_id).events == 2
+    assert answer.observation.accepted == 1  # stamped 1 ms after the view, not refused as stale
+    assert users.get(quote.user_id).last_timestamp == pytest.approx(10.001)
+    store.close()
+    assert UserStates(VALUE_MODEL, SQLiteStore(tmp_path)).get(quote.user_id).events == 2
+
+
+def test_a_state_change_commits_with_its_close_or_not_at_all(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    users = UserStates(VALUE_MODEL, store)
+    quote = decision("q-0")
+    store.put_pending([quote])
+    answer = BehaviorEvent(quote.user_id, 10.0, "view", price=30.0, unit_cost=20.0, list_price=30.0)
+    store._db.execute("PRAGMA busy_timeout=50")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the file: the commit fails
+    with pytest.raises(Unavailable):
+        store.close_quote(quote, "reward", 1.0, True, 20.0, "{}",
+                          states=StateChange(users, [answer], 20.0, restamp=True))
+    other.execute("ROLLBACK")
+    other.close()
+    assert store.pending(quote.quote_id) == quote and users.get(quote.user_id).events == 0
+    store.close_quote(quote, "reward", 1.0, True, 20.0, "{}",
+                      states=StateChange(users, [answer], 20.0, restamp=True))
+    with pytest.raises(LookupError):  # the loser of a race to close applies nothing
+        store.close_quote(quote, "expired", 0.0, True, 21.0, "{}",
+                          states=StateChange(users, [replace(answer, timestamp=11.0)], 21.0, restamp=True))
+    assert users.get(quote.user_id).events == 1
+    store.close()
+    assert UserStates(VALUE_MODEL, SQLiteStore(tmp_path)).get(quote.user_id).events == 1
