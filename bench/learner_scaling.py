@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bench.load import quote_requests
+from bench.load import BENCH_KEY, quote_requests
 from learner import DEFAULT_CONTEXT_FEATURES, POLICIES, Choice, Pricer, PricerConfig, make_policy
 from learner.seeding import decision_rng
 from server.store import SQLiteStore
@@ -92,7 +92,7 @@ def pricer_config(policy: str, dim: int, n_arms: int) -> PricerConfig:
 def pricer_row(policy: str, dim: int, n_arms: int, count: int) -> Scaling:
     """The full learner path: ``Pricer.quote`` (features, guardrails, policy, record) + ``update``."""
     pricer = Pricer(pricer_config(policy, dim, n_arms))
-    reader = RequestReader(pricer.features, "USD", 50)
+    reader = RequestReader(pricer.features, "USD", 50, BENCH_KEY.pseudonym)
     requests = [reader.quote(message) for message in quote_requests(count + WARMUP_UPDATES, seed=2)]
     for i, request in enumerate(requests[:WARMUP_UPDATES]):
         pricer.update(pricer.quote(request, 0.0), float(i % 3 == 0))
@@ -128,7 +128,7 @@ def deep_size(value: object, seen: set[int] | None = None) -> int:
 
 def memory(count: int) -> Memory:
     pricer = Pricer()
-    reader = RequestReader(pricer.features, "USD", 50)
+    reader = RequestReader(pricer.features, "USD", 50, BENCH_KEY.pseudonym)
     decisions = [pricer.quote(reader.quote(m), 0.0) for m in quote_requests(count, seed=3)]
     with tempfile.TemporaryDirectory(prefix="pricebandit-memory-") as data_dir:
         store = SQLiteStore(data_dir)

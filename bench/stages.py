@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bench.load import quote_requests
+from bench.load import BENCH_KEY, quote_requests
 from learner import Pricer
 from learner.arms import log_price_ratio
 from learner.objective import margin_payoffs
@@ -53,7 +53,7 @@ def measure(count: int, policy: str = "linucb") -> list[Stage]:
     """Stage costs in microseconds for ``count`` quotes and their rewards (the server's defaults)."""
     config = ServerConfig(policy=policy)
     pricer = Pricer(config.pricer_config())
-    reader = RequestReader(pricer.features, config.currency, config.max_batch)
+    reader = RequestReader(pricer.features, config.currency, config.max_batch, BENCH_KEY.pseudonym)
     wire = [message.SerializeToString() for message in quote_requests(count, seed=1)]
     requests = [reader.quote(pricing_pb2.QuoteRequest.FromString(data)) for data in wire]
     built = [(r, pricer.user_value(r)[0], pricer.features.build(r.context, r.product)) for r in requests]

@@ -21,6 +21,7 @@ from server.auth import BearerTokenInterceptor, read_token, server_credentials
 from server.config import ServerConfig
 from server.logs import RequestIdInterceptor
 from server.metrics import Metrics, MetricsInterceptor, create_metrics
+from server.pseudonyms import user_id_key
 from server.service import PricingService
 from server.servicer import PricingServicer
 from server.store import SQLiteStore
@@ -107,6 +108,14 @@ def build_server(config: ServerConfig) -> RunningServer:
     """Assemble and start a server (health NOT_SERVING until ``load()`` has recovered the state)."""
     value_model = None if config.value_model == "none" else load_value_model(config.value_model)
     store = SQLiteStore(config.data_dir)
+    try:
+        key = user_id_key(config.data_dir, config.user_id_key_file, may_create=not store.keyed_users)
+        migrated = store.use_user_key(key)
+    except BaseException:
+        store.close()
+        raise
+    if migrated:
+        log.info("replaced the raw user ids of %d stored rows by their keyed hashes", migrated)
     pricer = build_pricer(config, value_model, store)
     metrics = create_metrics(
         policy=config.policy, version=package_version(), n_arms=len(pricer.grid),
@@ -128,7 +137,7 @@ def build_server(config: ServerConfig) -> RunningServer:
         options=[("grpc.max_receive_message_length", config.max_message_bytes),
                  ("grpc.so_reuseport", 0)],
     )
-    reader = RequestReader(pricer.features, config.currency, config.max_batch)
+    reader = RequestReader(pricer.features, config.currency, config.max_batch, key.pseudonym)
     pricing_pb2_grpc.add_PricingServiceServicer_to_server(PricingServicer(service, reader), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -50,6 +50,7 @@ class ServerConfig:
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     auth_token_file: Path | None = None
+    user_id_key_file: Path | None = None
     auth_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +103,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "log_format": _log_format, "learn_responses": _switch,
     "alphas": _floats, "context_features": _names, "policy_options": _options, "data_dir": Path,
     "tls_cert_file": Path, "tls_key_file": Path, "tls_client_ca_file": Path, "auth_token_file": Path,
+    "user_id_key_file": Path,
 }
 ENVIRONMENT_ONLY = {"auth_token"}
 """Secrets never become flags: a flag's value shows in ``ps`` to every user of the machine."""
@@ -141,6 +143,8 @@ HELP = {
     "tls_client_ca_file": "PEM CA bundle: require client certificates it signed (mutual TLS)",
     "auth_token_file": "file holding the bearer token callers must send "
                        "(or set PRICEBANDIT_AUTH_TOKEN); unset: no token check",
+    "user_id_key_file": "file holding the secret that user ids are hashed with before anything is stored "
+                        "(hex, 32 bytes); unset: <data-dir>/user-id.key, created on first start",
 }
 
 

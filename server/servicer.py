@@ -12,7 +12,7 @@ from learner.value import BehaviorEvent
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.service import PricingService
 from server.status import maps_errors
-from server.validation import RequestReader, event_of
+from server.validation import RequestReader
 
 REWARD_STATUS = {
     ReportStatus.LEARNED: pricing_pb2.RewardResponse.LEARNED,
@@ -72,7 +72,7 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
     @maps_errors
     def Observe(self, request_iterator: Iterable[pricing_pb2.BehaviorEvent], context: grpc.ServicerContext
                 ) -> pricing_pb2.ObserveResponse:
-        result = self._service.observe(_read_events(request_iterator))
+        result = self._service.observe(_read_events(self._reader, request_iterator))
         users = self._service.pricer.users
         return pricing_pb2.ObserveResponse(
             accepted=result.accepted, rejected=result.rejected,
@@ -82,9 +82,10 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
         )
 
 
-def _read_events(messages: Iterable[pricing_pb2.BehaviorEvent]) -> Iterator[BehaviorEvent | InvalidInput]:
+def _read_events(reader: RequestReader, messages: Iterable[pricing_pb2.BehaviorEvent]
+                 ) -> Iterator[BehaviorEvent | InvalidInput]:
     for message in messages:
         try:
-            yield event_of(message, "")
+            yield reader.event(message, "")
         except InvalidInput as error:
             yield error

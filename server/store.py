@@ -25,8 +25,12 @@ from typing import Any, Protocol, TypeVar
 
 from learner import Decision, Settlement, Unavailable
 from learner.value import StateChange
+from server.pseudonyms import UserIdKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: users are stored under pseudonyms (``server.pseudonyms``); a version-1 file, which holds raw
+user ids, is migrated in place when the server first opens it with a key."""
+LEGACY_SCHEMA_VERSION = 1
 SNAPSHOTS_KEPT = 3
 T = TypeVar("T")
 AfterCommit = Callable[[int], None]
@@ -168,14 +172,68 @@ class SQLiteStore:
             ) from None
 
     def _check_schema_version(self) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
+        version = self._meta("schema_version")
+        if version is None:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif row[0] != str(SCHEMA_VERSION):
+        elif version not in (str(SCHEMA_VERSION), str(LEGACY_SCHEMA_VERSION)):
             raise StoreCorrupt(
-                f"the state file {self.path} has schema version {row[0]}, this build uses "
+                f"the state file {self.path} has schema version {version}, this build uses "
                 f"{SCHEMA_VERSION}: run the matching pricebandit release, or use a new --data-dir"
             )
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @property
+    def keyed_users(self) -> bool:
+        """Whether users are already stored under some user-id key (so no new key may be made)."""
+        with self._lock:
+            return self._meta("user_id_key") is not None
+
+    def use_user_key(self, key: UserIdKey) -> int:
+        """Check that users were stored under ``key``; a version-1 file is migrated to it first.
+
+        Returns the rows migrated (0 when there was nothing to do). Raises StoreCorrupt for a file
+        keyed by another key: its users could never be found again.
+        """
+        with self._lock:
+            stored = self._meta("user_id_key")
+            if stored is not None and stored != key.check_value:
+                raise StoreCorrupt(
+                    f"the state file {self.path} stores its users under another user-id key than "
+                    "the one given: start with the key file it was written with (--user-id-key-file)"
+                )
+            legacy = self._meta("schema_version") == str(LEGACY_SCHEMA_VERSION)
+            if stored is not None and not legacy:
+                return 0
+            with self._transaction():
+                migrated = self._pseudonymize(key) if legacy else 0
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('user_id_key', ?)", (key.check_value,))
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
+            if legacy:  # the raw ids' old pages and log frames: rewritten, then cut off
+                self._execute("VACUUM")
+                self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return migrated
+
+    def _pseudonymize(self, key: UserIdKey) -> int:
+        """Replace every raw user id of a version-1 file by its pseudonym, inside a transaction."""
+        migrated = 0
+        for table, id_column in (("pending", "quote_id"), ("decision_log", "seq")):
+            rows = self._db.execute(f"SELECT {id_column}, decision FROM {table}").fetchall()
+            for row_id, text in rows:
+                data = json.loads(text)
+                data["user_id"] = key.pseudonym(data["user_id"])
+                self._db.execute(f"UPDATE {table} SET decision = ? WHERE {id_column} = ?",
+                                 (json.dumps(data), row_id))
+            migrated += len(rows)
+        states = self._db.execute(
+            "SELECT user_id, model_version, updated_at, state FROM user_states").fetchall()
+        self._db.execute("DELETE FROM user_states")
+        self._db.executemany("INSERT INTO user_states VALUES (?, ?, ?, ?)",
+                             [(key.pseudonym(user), *rest) for user, *rest in states])
+        return migrated + len(states)
 
     def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:  # type: ignore[type-arg]
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from learner import FeatureBuilder, InvalidInput, Product, QuoteRequest
 from learner.value import BehaviorEvent
@@ -50,12 +50,17 @@ def new_quote_id() -> str:
 
 
 class RequestReader:
-    """Turns pricing.v1 requests into learner requests for one feature schema and currency."""
+    """Turns pricing.v1 requests into learner requests for one feature schema and currency.
 
-    def __init__(self, features: FeatureBuilder, default_currency: str, max_batch: int) -> None:
+    User ids leave here as ``pseudonym(user_id)``: nothing behind the reader sees a raw id.
+    """
+
+    def __init__(self, features: FeatureBuilder, default_currency: str, max_batch: int,
+                 pseudonym: Callable[[str], str]) -> None:
         self.features = features
         self.default_currency = default_currency
         self.max_batch = max_batch
+        self.pseudonym = pseudonym
 
     def product(self, message: pricing_pb2.Product, field: str) -> Product:
         try:
@@ -83,7 +88,19 @@ class RequestReader:
         return values
 
     def user_id(self, user_id: str) -> str:
-        return check_text("user_id", user_id, max_length=MAX_ID_LENGTH, required=True)
+        return self.pseudonym(check_text("user_id", user_id, max_length=MAX_ID_LENGTH, required=True))
+
+    def event(self, message: pricing_pb2.BehaviorEvent, field: str, quoted_user: str = "") -> BehaviorEvent:
+        """A wire event; ``quoted_user`` (the raw id of the quote it came with) is its default user."""
+        user_id = message.user_id or quoted_user
+        try:
+            event = _event_of(message, self.pseudonym(check_text("user_id", user_id,
+                                                                 max_length=MAX_ID_LENGTH, required=True)))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{field}.{exc.field}" if field else exc.field, exc.problem) from None
+        if quoted_user and user_id != quoted_user:
+            raise InvalidInput(f"{field}.user_id", f"{user_id!r} is not the quoted user {quoted_user!r}")
+        return event
 
     def quote(self, request: pricing_pb2.QuoteRequest) -> QuoteRequest:
         user_id = self.user_id(request.user_id)
@@ -95,7 +112,7 @@ class RequestReader:
         if len(request.recent_events) > MAX_RECENT_EVENTS:
             raise InvalidInput("recent_events", f"{len(request.recent_events)} events; at most "
                                                 f"{MAX_RECENT_EVENTS} (send more through Observe)")
-        events = tuple(event_of(message, f"recent_events[{i}]", default_user=user_id)
+        events = tuple(self.event(message, f"recent_events[{i}]", quoted_user=request.user_id)
                        for i, message in enumerate(request.recent_events))
         return QuoteRequest(user_id=user_id, product=self.product(request.product, "product"),
                             quote_id=quote_id, context=self.context(request.context), recent_events=events)
@@ -122,25 +139,21 @@ class RequestReader:
                              QUOTE_ID_PATTERN, "a quote id issued by this service")
 
 
-def event_of(message: pricing_pb2.BehaviorEvent, field: str, default_user: str = "") -> BehaviorEvent:
-    """A wire event as a learner event; InvalidInput names the field as ``<field>.<name>``."""
-    try:
-        if not message.HasField("timestamp"):
-            raise InvalidInput("timestamp", "is required")
-        if message.event_type not in EVENT_TYPES:
-            raise InvalidInput("event_type", f"{message.event_type} is not a known event type "
-                                             "(VIEW, ADD_TO_CART, PURCHASE or REVIEW)")
-        return BehaviorEvent(
-            user_id=check_text("user_id", message.user_id or default_user, max_length=MAX_ID_LENGTH,
-                               required=True),
-            timestamp=message.timestamp.ToNanoseconds() / 1e9,
-            event_type=EVENT_TYPES[message.event_type],
-            product_id=check_text("product_id", message.product_id, max_length=MAX_ID_LENGTH,
-                                  required=False),
-            category=check_text("category", message.category, max_length=MAX_CATEGORY_LENGTH,
-                                required=False),
-            price=message.price, unit_cost=message.unit_cost, dwell_seconds=message.dwell_seconds,
-            rating=message.rating, purchased=message.purchased, list_price=message.list_price,
-        )
-    except InvalidInput as exc:
-        raise InvalidInput(f"{field}.{exc.field}" if field else exc.field, exc.problem) from None
+def _event_of(message: pricing_pb2.BehaviorEvent, user_id: str) -> BehaviorEvent:
+    """A wire event as a learner event of ``user_id``; InvalidInput names the field in the event."""
+    if not message.HasField("timestamp"):
+        raise InvalidInput("timestamp", "is required")
+    if message.event_type not in EVENT_TYPES:
+        raise InvalidInput("event_type", f"{message.event_type} is not a known event type "
+                                         "(VIEW, ADD_TO_CART, PURCHASE or REVIEW)")
+    return BehaviorEvent(
+        user_id=user_id,
+        timestamp=message.timestamp.ToNanoseconds() / 1e9,
+        event_type=EVENT_TYPES[message.event_type],
+        product_id=check_text("product_id", message.product_id, max_length=MAX_ID_LENGTH,
+                              required=False),
+        category=check_text("category", message.category, max_length=MAX_CATEGORY_LENGTH,
+                            required=False),
+        price=message.price, unit_cost=message.unit_cost, dwell_seconds=message.dwell_seconds,
+        rating=message.rating, purchased=message.purchased, list_price=message.list_price,
+    )

@@ -14,6 +14,7 @@ from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.app import RunningServer, build_server
 from server.config import ServerConfig
 from server.process import ServerProcess
+from server.pseudonyms import KEY_FILENAME, UserIdKey
 
 DEADLINE = 10.0
 
@@ -58,6 +59,10 @@ class ServerHandle:
     def server(self) -> RunningServer:
         assert self.running is not None
         return self.running
+
+    def pseudonym(self, user_id: str) -> str:
+        """The key this server stores ``user_id`` under (user ids are never stored in clear)."""
+        return UserIdKey.read(self.config.data_dir / KEY_FILENAME).pseudonym(user_id)
 
     def quote(self, **fields: object) -> pricing_pb2.QuoteResponse:
         return self.stub.Quote(quote_request(**fields), timeout=DEADLINE)

@@ -275,12 +275,12 @@ def test_a_closed_quote_advances_its_shoppers_state_once_and_durably(
     deadline = time.monotonic() + 10
     while pricing.server.service.store.pending_count() and time.monotonic() < deadline:
         time.sleep(0.05)  # the sweeper closes the unrewarded quote as no purchase
-    assert users.get(pseudonym(pricing, "buyer")).events == 1
-    assert users.get(pseudonym(pricing, "ignorer")).events == 1
+    assert users.get(pricing.pseudonym("buyer")).events == 1
+    assert users.get(pricing.pseudonym("ignorer")).events == 1
     assert pricing.quote(user_id="buyer").user_value != ignored.user_value  # the two answers differ
     pricing.restart()
     users = pricing.server.service.pricer.users
-    assert users is not None and users.get(pseudonym(pricing, "buyer")).events == 1
+    assert users is not None and users.get(pricing.pseudonym("buyer")).events == 1
 
 
 def test_closed_quotes_leave_states_alone_when_switched_off(
@@ -289,9 +289,4 @@ def test_closed_quotes_leave_states_alone_when_switched_off(
     quote = pricing.quote(user_id="buyer")
     pricing.reward(quote.quote_id, True)
     users = pricing.server.service.pricer.users
-    assert users is not None and users.get(pseudonym(pricing, "buyer")).events == 0
-
-
-def pseudonym(pricing: ServerHandle, user_id: str) -> str:
-    """The key the server stores this user under."""
-    return user_id
+    assert users is not None and users.get(pricing.pseudonym("buyer")).events == 0

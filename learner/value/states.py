@@ -76,18 +76,24 @@ class UserStates:
         return len(self._cache)
 
     def get(self, user_id: str) -> UserState:
-        """The user's current state (the zero state for a user never seen)."""
-        with self._lock:
-            return self._get(user_id)
+        """The user's current state (the zero state for a user never seen).
 
-    def _get(self, user_id: str) -> UserState:
-        state = self._cache.get(user_id)
-        if state is not None:
-            self._cache.move_to_end(user_id)
-            return state
+        The backend is read without holding the cache's lock: the store's committing writer may be
+        waiting to put a state in the cache (``remember``) while this read waits for the store.
+        A state remembered meanwhile is newer than the one read, and wins.
+        """
+        with self._lock:
+            state = self._cache.get(user_id)
+            if state is not None:
+                self._cache.move_to_end(user_id)
+                return state
         blob = None if self.backend is None else self.backend.load_user_state(user_id, self.model.version)
         state = self.decode(blob)
-        self._remember(user_id, state)
+        with self._lock:
+            current = self._cache.get(user_id)
+            if current is not None:
+                return current
+            self._remember(user_id, state)
         return state
 
     def decode(self, blob: bytes | None) -> UserState:
@@ -119,8 +125,8 @@ class UserStates:
         if self.backend is not None:
             self.backend.save_user_states(change, change.now)
         else:
-            with self._lock:
-                change.compute(self._get)
+            with self._lock:  # the cache is the whole truth: no other copy can change meanwhile
+                change.compute(lambda user_id: self._cache.get(user_id) or self.model.network.zero_state)
                 for user_id, state in change.states.items():
                     self._remember(user_id, state)
         return change.observation
