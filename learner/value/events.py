@@ -16,10 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from learner.arms import log_price_ratio
 from learner.errors import InvalidInput
-from learner.features import category_bucket
-from learner.types import check_money
+from learner.primitives import category_bucket, check_money, log_price_ratio
 
 EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "review", "quote")
 OFFER_TYPES: frozenset[str] = frozenset({"view", "quote"})
