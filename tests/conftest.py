@@ -9,11 +9,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.process import ServerProcess
 from builders import quote_request
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.app import RunningServer, build_server
 from server.config import ServerConfig
-from server.process import ServerProcess
 
 DEADLINE = 10.0
 

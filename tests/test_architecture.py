@@ -60,3 +60,13 @@ def test_the_learner_modules_import_each_other_without_a_cycle() -> None:
 
     for name in sorted(modules):
         visit(name, ())
+
+
+@pytest.mark.parametrize("part", sorted(FORBIDDEN))
+def test_the_product_packages_hold_no_test_harness(part: str) -> None:
+    """A test helper fails with AssertionError; product code says what went wrong in its own errors."""
+    raising = sorted(module for module, path in sources(part).items()
+                     for node in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call | ast.Name)
+                     and "AssertionError" in ast.unparse(node.exc))
+    assert raising == []

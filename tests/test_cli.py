@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.process import ServerProcess
 from builders import quote_request
 from conftest import DEADLINE, ServerHandle
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.config import ServerConfig, parse_config
 from server.healthcheck import main as healthcheck
-from server.process import ServerProcess
 
 
 def test_flags_win_over_environment_which_wins_over_defaults() -> None:

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from test_cli import drive
 from test_value_model import rewrite_header, weights_of
 
+from bench.process import ServerProcess
 from conftest import DEADLINE, ServerHandle
 from learner.value import artifact, load
 from pricing.v1 import pricing_pb2
-from server.process import ServerProcess
 
 Event = pricing_pb2.BehaviorEvent
 DEFAULT = load("default")

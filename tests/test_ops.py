@@ -8,7 +8,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -23,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from bench.process import free_port
 from builders import quote_request
 from conftest import DEADLINE, ServerHandle
 
@@ -173,12 +173,6 @@ def test_an_unknown_method_creates_no_label_value(pricing: ServerHandle) -> None
 
 
 # -- a real Prometheus -----------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 class Prometheus:
     """A Prometheus server on loopback scraping one target every second, with the shipped rules."""
