@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass
 import grpc
 
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
-
-CATEGORIES = ("shoes", "books", "garden", "toys")
+from simulator.market import CATEGORIES
 
 
 def quote_requests(count: int, seed: int = 0) -> list[pricing_pb2.QuoteRequest]:
@@ -31,7 +30,7 @@ def quote_requests(count: int, seed: int = 0) -> list[pricing_pb2.QuoteRequest]:
         list_price = round(rng.uniform(10.0, 500.0), 2)
         requests.append(pricing_pb2.QuoteRequest(
             user_id=f"user-{rng.randrange(10_000)}",
-            product=pricing_pb2.Product(product_id=f"sku-{i % 97}", category=CATEGORIES[i % 4],
+            product=pricing_pb2.Product(product_id=f"sku-{i % 97}", category=CATEGORIES[i % len(CATEGORIES)],
                                         unit_cost=round(list_price * rng.uniform(0.3, 0.7), 2),
                                         list_price=list_price),
             context={"is_mobile": float(rng.random() < 0.6), "is_returning": float(rng.random() < 0.3),

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from learner import PricerConfig, QuoteRequest
-from simulator.behavior import EVENT_TYPES, histories, user_history, write_jsonl
+from learner.value import TRACKED_EVENT_TYPES
+from simulator.behavior import histories, user_history, write_jsonl
 from simulator.cli import main, parse_options
 from simulator.contenders import FeedbackQueue, PricerContender, make_contender
 from simulator.market import CATEGORIES, Block, Market, MarketConfig
@@ -29,6 +30,7 @@ from simulator.scenarios import (
     Season,
     Stream,
 )
+from simulator.seeds import KEY_WORDS, RandomStream, generator
 
 SMALL = MarketConfig(users=800, products=120)
 
@@ -299,7 +301,7 @@ def test_behavior_histories_follow_the_schema_and_reveal_the_traits(tmp_path: Pa
     events = list(histories(market))
     assert set(events[0]) == {"user_id", "timestamp", "event_type", "product_id", "category", "price",
                               "unit_cost", "list_price", "dwell_seconds", "rating", "purchased"}
-    assert set(Counter(e["event_type"] for e in events)) == set(EVENT_TYPES)
+    assert set(Counter(e["event_type"] for e in events)) == set(TRACKED_EVENT_TYPES)
     assert all(e["timestamp"] < market.start_time for e in events)
     assert all(1 <= e["rating"] <= 5 for e in events if e["event_type"] == "review")
     assert all(e["rating"] == 0 for e in events if e["event_type"] != "review")
@@ -343,3 +345,17 @@ def test_policy_options_parse_per_policy() -> None:
                                                                    "thompson": {"v": 0.2}}
     with pytest.raises(ValueError, match="not a number"):
         parse_options(["linucb.beta=x"])
+
+
+def test_random_streams_never_share_numbers_whatever_the_seeds() -> None:
+    keys = {stream: [(user,) for user in range(3)] if stream in KEY_WORDS else [()]
+            for stream in RandomStream}
+    first_draws = [generator(seed, stream, *key).random() for seed in (0, 1, 5, 2**32, 2**32 + 5)
+                   for stream in RandomStream for key in keys[stream]]
+    assert len(set(first_draws)) == len(first_draws)
+    # a seed whose words would run into the stream's key, the way 5 + 7 * 2**128 once spelled user
+    # 0's history of seed 5, is refused; so is a key the stream does not take
+    with pytest.raises(ValueError, match="seed"):
+        generator(5 + 7 * 2**128, RandomStream.CATALOG)
+    with pytest.raises(ValueError, match="HISTORY takes 1"):
+        generator(5, RandomStream.HISTORY)
