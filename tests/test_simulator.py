@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -19,7 +20,7 @@ from simulator.cli import main, parse_options
 from simulator.contenders import FeedbackQueue, PricerContender, make_contender
 from simulator.market import CATEGORIES, Block, Market, MarketConfig
 from simulator.recovery import WINDOW, recovery_rounds, trailing_sums
-from simulator.report import table, write
+from simulator.report import figure, profit_panels, table, write
 from simulator.runner import compare
 from simulator.scenarios import (
     PRICE_WAR_FACTOR,
@@ -294,6 +295,29 @@ def test_results_are_written_as_table_json_csv_and_png(tmp_path: Path) -> None:
     assert image.shape[0] > 400 and image.shape[1] > 700
     text = table(results.final())
     assert "oracle" in text and "100.0%" in text
+
+
+def test_the_profit_plot_reads_in_percent_and_shows_the_gap_to_the_best_fixed_price() -> None:
+    """Percent as the tables print it; the learners apart from the best fixed price; the legend off
+    every line (it once covered the oracle's)."""
+    results = compare(SCENARIOS["stationary"], rounds=600, seed=0, checkpoints=3,
+                      policies=("oracle", "best_fixed", "random", "linucb"))
+    rows = {name: [row for row in results.rows if row.policy.startswith(name)]
+            for name in ("oracle", "best_fixed", "linucb")}
+    _, gap, share = profit_panels(results)
+    assert share.percent and [share.value(row) for row in rows["oracle"]] == [100.0] * 3
+    assert [gap.value(row) for row in rows["best_fixed"]] == [0.0] * 3
+    assert [gap.value(row) for row in rows["linucb"]] == [
+        row.expected_profit - fixed.expected_profit for row, fixed in zip(rows["linucb"], rows["best_fixed"],
+                                                                          strict=True)]
+    assert "oracle" in gap.left_out and "random" in gap.left_out
+    chart = figure(results, [gap, share])
+    chart.canvas.draw()
+    assert all(axes.get_legend() is None for axes in chart.axes)
+    legend = chart.legends[0].get_window_extent()
+    assert not any(legend.overlaps(axes.get_window_extent()) for axes in chart.axes)
+    assert all(label.get_text().endswith("%") for label in chart.axes[1].get_yticklabels())
+    plt.close(chart)
 
 
 def test_behavior_histories_follow_the_schema_and_reveal_the_traits(tmp_path: Path) -> None:
