@@ -6,6 +6,8 @@ benchmarks use too.)"""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -13,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -100,6 +103,28 @@ def series(handle: ServerHandle) -> dict[str, float]:
         return f"{sample.name}{{{labels}}}" if labels else sample.name
 
     return {key(sample): sample.value for sample in scrape(handle)}
+
+
+def drive(address: str, count: int, prefix: str) -> str:
+    """Quote and reward ``count`` times; returns the model version after the last reward."""
+    with grpc.insecure_channel(address) as channel:
+        stub = pricing_pb2_grpc.PricingServiceStub(channel)
+        version = ""
+        for i in range(count):
+            quote = stub.Quote(quote_request(quote_id=f"{prefix}-{i}", user_id=f"u{i}"), timeout=DEADLINE)
+            version = stub.Reward(pricing_pb2.RewardRequest(quote_id=quote.quote_id, purchased=i % 2 == 0),
+                                  timeout=DEADLINE).model_version
+        return version
+
+
+def rewrite_header(path: Path, change: dict[str, object]) -> None:
+    """Change fields of a value-model file's header, leaving its weights as they are."""
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = {**json.loads(arrays.pop("header").tobytes()), **change}
+    buffer = io.BytesIO()
+    np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    path.write_bytes(buffer.getvalue())
 
 
 @pytest.fixture

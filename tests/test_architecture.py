@@ -70,3 +70,9 @@ def test_the_product_packages_hold_no_test_harness(part: str) -> None:
                      if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call | ast.Name)
                      and "AssertionError" in ast.unparse(node.exc))
     assert raising == []
+
+
+def test_tests_share_helpers_through_conftest_not_each_other() -> None:
+    crossing = sorted(f"{name} imports {other}" for name, path in sources("tests").items()
+                      for other in imports(path) if other.split(".")[0].startswith("test_"))
+    assert crossing == []

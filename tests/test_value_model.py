@@ -4,8 +4,6 @@ and the Pricer's V and embedding. Training and agreement with Keras: test_value_
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import math
 import sqlite3
 from pathlib import Path
@@ -14,6 +12,7 @@ import numpy as np
 import pytest
 
 from builders import request
+from conftest import rewrite_header
 from learner import InvalidInput, Pricer, PricerConfig, SnapshotError, Unavailable
 from learner.value import BehaviorEvent, ModelFileError, UserState, UserStates, artifact, load
 from learner.value.events import EVENT_TYPES, INPUT_DIM, INPUT_NAMES, encode
@@ -216,15 +215,6 @@ def test_save_then_load_gives_the_same_model(tmp_path: Path) -> None:
     state = loaded.network.run(buyer())
     assert loaded.network.relative_value(state, 50, "toys", 60)[0] == \
         DEFAULT.network.relative_value(state, 50, "toys", 60)[0]
-
-
-def rewrite_header(path: Path, change: dict[str, object]) -> None:
-    with np.load(path) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    header = {**json.loads(arrays.pop("header").tobytes()), **change}
-    buffer = io.BytesIO()
-    np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
-    path.write_bytes(buffer.getvalue())
 
 
 def poison(path: Path, weight: str) -> None:
