@@ -4,12 +4,14 @@
 FROM python:3.11.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY learner learner
 COPY server server
 COPY simulator simulator
 COPY proto proto
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+# The sim extra too: the image ships pricebandit-sim (e.g. `live` against this server), which needs
+# it. Versions pinned by constraints.txt, so a rebuild installs what was tested.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install -c constraints.txt '.[sim]'
 
 FROM python:3.11.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH \

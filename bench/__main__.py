@@ -95,13 +95,13 @@ def learner_section(rows: list[learner_scaling.Scaling], pricer_rows: list[learn
              "record; then `Pricer.update`):\n\n" + table(
                  ["path", "dim", "arms", "decision µs", "update µs", "total µs"],
                  [[r.policy, r.dim, r.arms, r.decide_us, r.update_us, r.total_us] for r in pricer_rows]))
-    user_state = ("none yet (no value model on this branch)" if memory.user_state_bytes is None
-                  else f"{memory.user_state_bytes} bytes")
     text += (f"\n\nMemory: a pending quote is {memory.pending_row_bytes:.0f} bytes of JSON, "
              f"{memory.pending_disk_bytes:.0f} bytes of database with its indexes, and "
              f"{memory.decision_object_bytes} bytes as a Python object while its request is in flight "
-             f"(pending quotes live in SQLite, not in memory); the default model (all arms' ridge "
-             f"statistics) is {memory.model_bytes} bytes; per-user state: {user_state}.")
+             f"(pending quotes live in SQLite, not in memory); the default policy's statistics (the "
+             f"shared demand model) are {memory.model_bytes} bytes; a user's value-model state is "
+             f"{memory.user_state_bytes} bytes stored and {memory.user_state_object_bytes} bytes as a "
+             f"Python object (`bench/value_model.py` measures it with the cache and SQLite around it).")
     targets = []
     for r in pricer_rows + [r for r in rows if r.dim == 64 and r.arms == 11]:
         if r.dim == 64 and r.arms == 11:

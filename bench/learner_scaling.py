@@ -21,6 +21,8 @@ import numpy as np
 from bench.load import BENCH_KEY, quote_requests
 from learner import DEFAULT_CONTEXT_FEATURES, POLICIES, Choice, Pricer, PricerConfig, make_policy
 from learner.seeding import decision_rng
+from learner.value import BehaviorEvent
+from learner.value import load as load_value_model
 from server.store import SQLiteStore
 from server.validation import RequestReader
 
@@ -108,8 +110,9 @@ class Memory:
     pending_row_bytes: float  # the stored JSON of one pending decision
     pending_disk_bytes: float  # database pages per pending quote, indexes included
     decision_object_bytes: int  # a Decision in memory while its request is in flight
-    model_bytes: int  # the ridge statistics of every arm
-    user_state_bytes: int | None  # per-user state of the value model; None until there is one
+    model_bytes: int  # the default policy's statistics (the shared demand model's)
+    user_state_bytes: int  # one user's state of the default value model, as SQLite stores it
+    user_state_object_bytes: int  # the same state as a Python object (the cache's value)
 
 
 def deep_size(value: object, seen: set[int] | None = None) -> int:
@@ -149,7 +152,8 @@ def memory(count: int) -> Memory:
         grown = pages() - before
     row = sum(len(json.dumps(d.to_dict())) for d in decisions) / count
     model = sum(array.nbytes for array in pricer.policy.state().values())
-    user_state = getattr(pricer, "user_state_bytes", None)
+    network = load_value_model("default").network
+    state = network.step(network.zero_state, BehaviorEvent("user-1", 1.0, "view", price=90.0, unit_cost=40.0))
     return Memory(round(row, 1), round(grown / count, 1), deep_size(decisions[0]), model,
-                  user_state() if callable(user_state) else None)
+                  len(state.to_bytes()), deep_size(state))
 

@@ -20,10 +20,10 @@ import grpc
 
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.pseudonyms import UserIdKey
+from simulator.market import CATEGORIES
 
 BENCH_KEY = UserIdKey(bytes(range(32)))
 """The user-id key of in-process benchmarks: hashing ids is part of every request's cost."""
-CATEGORIES = ("shoes", "books", "garden", "toys")
 
 
 def quote_requests(count: int, seed: int = 0) -> list[pricing_pb2.QuoteRequest]:
@@ -34,7 +34,7 @@ def quote_requests(count: int, seed: int = 0) -> list[pricing_pb2.QuoteRequest]:
         list_price = round(rng.uniform(10.0, 500.0), 2)
         requests.append(pricing_pb2.QuoteRequest(
             user_id=f"user-{rng.randrange(10_000)}",
-            product=pricing_pb2.Product(product_id=f"sku-{i % 97}", category=CATEGORIES[i % 4],
+            product=pricing_pb2.Product(product_id=f"sku-{i % 97}", category=CATEGORIES[i % len(CATEGORIES)],
                                         unit_cost=round(list_price * rng.uniform(0.3, 0.7), 2),
                                         list_price=list_price),
             context={"is_mobile": float(rng.random() < 0.6), "is_returning": float(rng.random() < 0.3),

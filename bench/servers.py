@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.load import cpu_seconds, percentile, quote_requests
+from bench.process import free_port
 
 START_SECONDS = 60.0
 REPO = Path(__file__).resolve().parents[1]  # every process runs from here, wherever bench was started
@@ -37,12 +37,6 @@ class Row:
     p50_ms: float
     p99_ms: float
     server_cpu_us: float | None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_serving(address: str, process: subprocess.Popen[bytes]) -> None:

@@ -2,7 +2,7 @@
 
 The baseline, run in the same process on the same rounds, is the simulator with a learner that
 costs nothing (it quotes the list price and learns nothing): the ratio says how much of a simulated
-decision is the Pricer. Usage: ``python bench/simulator_speed.py [rounds]`` (default 20,000).
+decision is the Pricer. Usage: ``python -m bench.simulator_speed [rounds]`` (default 20,000).
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import grpc
 
+from bench.process import ServerProcess
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
-from server.process import ServerProcess
 
 CATALOG = [pricing_pb2.Product(product_id=f"sku-{i}", category=f"cat-{i % 7}", unit_cost=10.0 + i,
                                list_price=(10.0 + i) * (1.2 + 0.01 * i)) for i in range(100)]

@@ -17,8 +17,8 @@ from typing import Any
 
 from bench.load import BENCH_KEY, quote_requests
 from learner import Pricer
-from learner.arms import log_price_ratio
 from learner.objective import margin_payoffs
+from learner.primitives import log_price_ratio
 from learner.seeding import decision_rng
 from pricing.v1 import pricing_pb2
 from server.config import ServerConfig

@@ -5,7 +5,8 @@
 Prints microseconds per event update (in memory, and committed to SQLite in Observe-sized batches),
 per quote-time lookup (cached state -> V and embedding), one Keras call on the user's whole history
 in the same run (the ratio is the figure), bytes per user (in the cache and in SQLite), and the
-shipped model's training time and validation R² against the naive baseline.
+shipped model's training time and validation log-loss and AUC against the pooled baseline. The
+lookup is exactly what ``Pricer.quote`` calls: the cached state, then ``relative_value``.
 """
 
 from __future__ import annotations

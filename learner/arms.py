@@ -10,15 +10,6 @@ from learner.errors import InvalidInput
 from learner.types import Product
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 10) for i in range(11))
-MAX_LOG_RATIO = 3.0
-"""log(price / list price) is clipped to +-3 (a twentieth to twenty times the list price)."""
-
-
-def log_price_ratio(price: float | np.ndarray, list_price: float) -> np.ndarray:
-    """``log(price / list_price)``, clipped to +-MAX_LOG_RATIO: where a price sits against the list
-    price, the scale-free price that demand models read (0 for a free product listed at 0)."""
-    ratio = np.log(np.maximum(price, 1e-300)) - np.log(max(list_price, 1e-300))
-    return np.minimum(np.maximum(ratio, -MAX_LOG_RATIO), MAX_LOG_RATIO)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Domain errors of the pricing learner.
 
-The server maps each to one gRPC status code in a single table (``server/errors.py``)::
+The server maps each to one gRPC status code in a single table (``server/status.py``)::
 
     PricingError
      ├── InvalidInput        a field is missing or out of range          -> INVALID_ARGUMENT

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from learner.errors import InvalidInput
+from learner.primitives import category_bucket
 from learner.types import Product
 
 MAX_FEATURE_MAGNITUDE = 1e6
@@ -107,7 +107,3 @@ class FeatureBuilder:
             x[-self.embedding_dim:] = embedding
         return x
 
-
-def category_bucket(category: str, buckets: int) -> int:
-    """CRC-32 of the category (stable across processes, unlike ``hash``) folded into ``buckets``."""
-    return zlib.crc32((category or "uncategorized").encode()) % buckets

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from learner import snapshot
-from learner.arms import DEFAULT_ALPHAS, PriceGrid, log_price_ratio
+from learner.arms import DEFAULT_ALPHAS, PriceGrid
 from learner.errors import InvalidInput, SnapshotError
 from learner.features import DEFAULT_CONTEXT_FEATURES, FeatureBuilder
 from learner.objective import expected_profit, margin_payoffs
 from learner.policies import make_policy
 from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters
+from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
 from learner.types import ArmView, Decision, QuoteRequest

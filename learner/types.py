@@ -5,29 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from learner.errors import InvalidInput
-
-if TYPE_CHECKING:  # a runtime import would be circular: events use check_money from here
-    from learner.value.events import BehaviorEvent
-
-MAX_MONEY = 1e12
-"""Largest price or cost accepted; far above any real product, far below float overflow."""
-
-
-def check_money(field_name: str, value: float, *, allow_zero: bool = True) -> float:
-    """Return ``value`` as float if it is a finite amount of money, else raise InvalidInput."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise InvalidInput(field_name, f"expected a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise InvalidInput(field_name, f"{value} is not a finite amount")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise InvalidInput(field_name, f"{value} must be {'>=' if allow_zero else '>'} 0")
-    if value > MAX_MONEY:
-        raise InvalidInput(field_name, f"{value} is above the largest accepted amount {MAX_MONEY:g}")
-    return value
+from learner.primitives import check_money
+from learner.value.events import BehaviorEvent
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Decision-log lines in Vowpal Wabbit's DSJSON shape (see shared/DSJSON.md).
+"""Decision-log lines in Vowpal Wabbit's DSJSON shape, the one ``vw --dsjson`` reads.
 
 One line per closed decision: the shared context by namespace, one ``_multi`` entry per allowed arm,
 the chosen action first in ``a``/``p``, and ``cost = -reward``. Our own bookkeeping lives under

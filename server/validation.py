@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from learner import FeatureBuilder, InvalidInput, Product, QuoteRequest
-from learner.value import BehaviorEvent
+from learner.value import TRACKED_EVENT_TYPES, BehaviorEvent
 from pricing.v1 import pricing_pb2
 
 MAX_ID_LENGTH = 256
@@ -20,10 +20,7 @@ QUOTE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,120}")
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 MAX_RECENT_EVENTS = 100
-EVENT_TYPES = {
-    pricing_pb2.BehaviorEvent.VIEW: "view", pricing_pb2.BehaviorEvent.ADD_TO_CART: "add_to_cart",
-    pricing_pb2.BehaviorEvent.PURCHASE: "purchase", pricing_pb2.BehaviorEvent.REVIEW: "review",
-}
+EVENT_TYPES = {pricing_pb2.BehaviorEvent.EventType.Value(name.upper()): name for name in TRACKED_EVENT_TYPES}
 
 
 def check_text(field: str, value: str, *, max_length: int, required: bool) -> str:
@@ -145,7 +142,7 @@ def _event_of(message: pricing_pb2.BehaviorEvent, user_id: str) -> BehaviorEvent
         raise InvalidInput("timestamp", "is required")
     if message.event_type not in EVENT_TYPES:
         raise InvalidInput("event_type", f"{message.event_type} is not a known event type "
-                                         "(VIEW, ADD_TO_CART, PURCHASE or REVIEW)")
+                                         f"({', '.join(name.upper() for name in TRACKED_EVENT_TYPES)})")
     return BehaviorEvent(
         user_id=user_id,
         timestamp=message.timestamp.ToNanoseconds() / 1e9,

@@ -9,7 +9,7 @@ New shoppers have no history. One event is a JSON object with exactly these fiel
 |---|---|
 | `user_id` | the shopper, as the run's quotes name them |
 | `timestamp` | Unix seconds, increasing within a user |
-| `event_type` | `view`, `add_to_cart`, `purchase` or `review` |
+| `event_type` | `view`, `add_to_cart`, `purchase` or `review` (`learner.value.TRACKED_EVENT_TYPES`) |
 | `product_id`, `category` | the catalog item |
 | `price` | the price the shopper saw (list price less any discount) |
 | `unit_cost` | the item's unit cost |
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from simulator.market import CATEGORIES, Market
+from simulator.seeds import RandomStream, generator
 
-EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "review")
 DAY = 86_400.0
 REVIEW_RATE = 0.3
 
@@ -49,7 +49,7 @@ def user_history(market: Market, user: int, *, sessions: float | None = None,
     traits = market.traits
     if not traits.returning[user]:
         return []
-    rng = np.random.default_rng(np.random.SeedSequence(market.seed, spawn_key=(7, user)))
+    rng = generator(market.seed, RandomStream.HISTORY, user)
     catalog = market.catalog
     log_value = math.log(traits.value_scale[user])
     sensitivity = float(traits.price_sensitivity[user])

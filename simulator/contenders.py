@@ -25,6 +25,7 @@ from learner.value.states import UserStates
 from simulator.behavior import user_history
 from simulator.market import Block, Market
 from simulator.scenarios import Feedback
+from simulator.seeds import RandomStream, generator
 
 
 class FeedbackQueue:
@@ -38,7 +39,7 @@ class FeedbackQueue:
 
     def __init__(self, feedback: Feedback, seed: int) -> None:
         self.feedback = feedback
-        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+        self._rng = generator(seed, RandomStream.FEEDBACK)
         self._heap: list[tuple[float, int, float, Any]] = []
         self._order = itertools.count()
         self.late_reports = 0
@@ -89,7 +90,7 @@ class UniformRandom(Contender):
     name = "random"
 
     def __init__(self, seed: int) -> None:
-        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+        self._rng = generator(seed, RandomStream.RANDOM)
 
     def play(self, block: Block, market: Market) -> np.ndarray:
         arms = self._rng.integers(block.prices.shape[1], size=len(block))
@@ -191,7 +192,7 @@ class VowpalWabbit(Learning):
         self._features = features
         self._alphas = alphas
         self._actions = [f"|a arm{k} alpha:{alpha}" for k, alpha in enumerate(alphas)]
-        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 4]))
+        self._rng = generator(seed, RandomStream.VW)
 
     def decide(self, block: Block, market: Market, row: int) -> tuple[Any, float]:
         product = market.catalog.products[int(block.products[row])]

@@ -25,14 +25,8 @@ from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from simulator.behavior import user_history
 from simulator.market import Block, Market
 from simulator.scenarios import Scenario
+from simulator.seeds import RandomStream, generator
 from simulator.tally import Tally
-
-EVENT_TYPES = {
-    "view": pricing_pb2.BehaviorEvent.VIEW,
-    "add_to_cart": pricing_pb2.BehaviorEvent.ADD_TO_CART,
-    "purchase": pricing_pb2.BehaviorEvent.PURCHASE,
-    "review": pricing_pb2.BehaviorEvent.REVIEW,
-}
 
 BLOCK = 500
 MAX_DRAIN_SECONDS = 60.0
@@ -103,7 +97,7 @@ def run_live(address: str, scenario: Scenario, *, rounds: int, seed: int = 0, de
     tracker would have sent it, so the server's value model knows returning shoppers."""
     feedback = scenario.feedback
     stream = scenario.stream(seed, rounds)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 5]))
+    rng = generator(seed, RandomStream.LIVE)
     report = LiveReport()
     observed: set[str] = set()
     started = time.monotonic()
@@ -158,7 +152,8 @@ def behavior_message(event: dict[str, Any]) -> pricing_pb2.BehaviorEvent:
     stamp = Timestamp()
     stamp.FromNanoseconds(round(event["timestamp"] * 1e9))
     return pricing_pb2.BehaviorEvent(
-        user_id=event["user_id"], timestamp=stamp, event_type=EVENT_TYPES[event["event_type"]],
+        user_id=event["user_id"], timestamp=stamp,
+        event_type=pricing_pb2.BehaviorEvent.EventType.Value(event["event_type"].upper()),
         product_id=event["product_id"], category=event["category"], price=event["price"],
         unit_cost=event["unit_cost"], list_price=event["list_price"], dwell_seconds=event["dwell_seconds"],
         rating=event["rating"], purchased=event["purchased"],

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from learner import DEFAULT_ALPHAS, DEFAULT_CONTEXT_FEATURES, Product
+from simulator.seeds import RandomStream, generator
 
-CATEGORIES: tuple[str, ...] = ("electronics", "grocery", "apparel", "home", "beauty", "toys", "sports",
-                               "books")
 CATEGORY_MARKUP: dict[str, float] = {"electronics": 0.12, "grocery": 0.15, "apparel": 0.45,
                                      "home": 0.30, "beauty": 0.40, "toys": 0.30, "sports": 0.25,
                                      "books": 0.20}
 """Median markup over cost per category (US retail gross margins: electronics thin, apparel fat)."""
+CATEGORIES: tuple[str, ...] = tuple(CATEGORY_MARKUP)
+"""The catalog's categories, in the order of the table above (shoppers' tastes index them)."""
 
 NEAR_COST_SHARE = 0.06
 """Share of items sold near cost (loss leaders, price-matched goods): markup 1-4%."""
@@ -190,12 +191,9 @@ class Market:
     context_names: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
 
     def __post_init__(self) -> None:
-        root = np.random.SeedSequence(self.seed)
-        catalog_seed, traits_seed, rounds_seed, behavior_seed = root.spawn(4)
-        self.catalog = make_catalog(np.random.default_rng(catalog_seed), self.config.products)
-        self.traits = make_traits(np.random.default_rng(traits_seed), self.config, self.config.users)
-        self.behavior_seed = behavior_seed
-        self._rng = np.random.default_rng(rounds_seed)
+        self.catalog = make_catalog(generator(self.seed, RandomStream.CATALOG), self.config.products)
+        self.traits = make_traits(generator(self.seed, RandomStream.TRAITS), self.config, self.config.users)
+        self._rng = generator(self.seed, RandomStream.ROUNDS)
         self._alphas = np.asarray(self.alphas, dtype=float)
         self._category_weights = self._category_choice_weights()
         self.rounds_dealt = 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,8 @@ from simulator.runner import Results, Row
 
 matplotlib.use("Agg")  # files only, no display: before pyplot is imported
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 
 def table(rows: list[Row]) -> str:
@@ -38,41 +41,78 @@ def write(results: Results, out: Path) -> list[Path]:
         writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Row)])
         writer.writeheader()
         writer.writerows(asdict(row) for row in results.rows)
-    regret = ("regret", "cumulative regret vs the oracle (currency units)")
-    plot(results, paths[2], regret, regret)
-    plot(results, paths[3], ("profit", "cumulative profit (currency units)"),
-         ("oracle_share", "expected profit as a share of the oracle's"))
+    for path, panels in ((paths[2], regret_panels(results)), (paths[3], profit_panels(results))):
+        chart = figure(results, panels)
+        chart.savefig(path)
+        plt.close(chart)
     return paths
 
 
 NAIVE = ("random", "greedy")
-"""Baselines far below the others: the right-hand panel leaves them out so the learners' lines part."""
+"""Baselines far below the others: panels after the first leave them out so the learners' lines part."""
 
 
-def plot(results: Results, path: Path, left: tuple[str, str], right: tuple[str, str]) -> None:
-    """Two panels of (column, label) against rounds: every policy on the left; on the right,
-    without the naive baselines."""
+@dataclass(frozen=True)
+class Panel:
+    """One plot: a line per policy of ``value(row)`` against rounds."""
+
+    label: str
+    value: Callable[[Row], float]
+    left_out: tuple[str, ...] = NAIVE
+    """Policies not drawn (those absent from the results aside)."""
+    percent: bool = False
+
+
+def by_policy(results: Results) -> dict[str, list[Row]]:
     series: dict[str, list[Row]] = {}
     for row in results.rows:
         series.setdefault(row.policy, []).append(row)
-    figure, panels = plt.subplots(1, 2, figsize=(14, 5.5), dpi=100)
-    for axes, (column, label), names in ((panels[0], left, list(series)),
-                                          (panels[1], right, [n for n in series if n not in NAIVE])):
-        for index, policy in enumerate(series):
-            if policy not in names:
+    return series
+
+
+def regret_panels(results: Results) -> list[Panel]:
+    label = "cumulative regret vs the oracle (currency units)"
+    return [Panel(label, lambda r: r.regret, left_out=()), Panel(label, lambda r: r.regret)]
+
+
+def profit_panels(results: Results) -> list[Panel]:
+    """Cumulative profit; where the best fixed price ran, each learner's expected profit over it (the
+    learners' cumulative lines lie too close to tell apart); the share of the oracle, in %."""
+    panels = [Panel("cumulative profit (currency units)", lambda r: r.profit, left_out=())]
+    fixed = next((rows for name, rows in by_policy(results).items() if name.startswith("best_fixed")), None)
+    if fixed is not None:
+        reference = {row.round: row.expected_profit for row in fixed}
+        panels.append(Panel("expected profit over the best fixed price (currency units)",
+                            lambda r: r.expected_profit - reference[r.round], (*NAIVE, "oracle")))
+    panels.append(Panel("expected profit, % of the oracle's", lambda r: 100 * r.oracle_share, percent=True))
+    return panels
+
+
+def figure(results: Results, panels: list[Panel]) -> Figure:
+    """The panels side by side against rounds, with one legend below them all (inside a panel it
+    hid lines, the oracle's first). Reference lines (oracle, best fixed price) are dashed."""
+    series = by_policy(results)
+    chart, axes_row = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), dpi=100, squeeze=False)
+    for axes, panel in zip(axes_row[0], panels, strict=True):
+        for index, (policy, rows) in enumerate(series.items()):
+            if policy in panel.left_out:
                 continue
-            rows = series[policy]
             style = "--" if policy == "oracle" or policy.startswith("best_fixed") else "-"
-            axes.plot([r.round for r in rows], [getattr(r, column) for r in rows], style,
-                      marker=".", color=f"C{index % 10}", label=policy)
+            axes.plot([r.round for r in rows], [panel.value(r) for r in rows], style, marker=".",
+                      color=f"C{index % 10}", label=policy)
         axes.set_xlabel("rounds")
-        axes.set_ylabel(label)
+        axes.set_ylabel(panel.label)
         axes.set_xlim(left=0)
         axes.grid(alpha=0.3)
-        axes.legend(loc="best", fontsize="small")
-        axes.set_title(label if names == list(series) else f"{label}, without {' and '.join(NAIVE)}",
+        if panel.percent:
+            axes.yaxis.set_major_formatter(PercentFormatter(100))
+        left_out = [name for name in panel.left_out if name in series]
+        axes.set_title(panel.label + (f", without {' and '.join(left_out)}" if left_out else ""),
                        fontsize="medium")
-    figure.suptitle(f"{results.scenario} (seed {results.seed}, {results.rounds:,} rounds)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    handles, labels = axes_row[0][0].get_legend_handles_labels()
+    chart.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize="small",
+                 frameon=False)
+    chart.suptitle(f"{results.scenario} (seed {results.seed}, {results.rounds:,} rounds)")
+    rows_of_legend = -(-len(labels) // 6)
+    chart.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 1))
+    return chart

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from simulator.market import START_TIME, Block, Market, MarketConfig, make_traits
+from simulator.seeds import RandomStream, generator
 
 DAY = 86_400.0
 
@@ -133,7 +134,7 @@ class Stream:
 
         self.market = Market(scenario.market, seed, seconds_per_round=scenario.seconds_per_round,
                              drift=drift)
-        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+        self._rng = generator(seed, RandomStream.WAVE)
         self._wave_users: np.ndarray | None = None
 
     def blocks(self, size: int, cuts: Iterable[int] = ()) -> Iterator[Block]:

@@ -1,20 +1,32 @@
-"""Fixtures: real servers on free loopback ports, each with its own SQLite state in a temp folder."""
+"""Fixtures and helpers every test file shares: real servers on free loopback ports, each with its own
+SQLite state in a temp folder, a real store, waiting for a condition, and reading ``/metrics``.
+
+(Free ports for programs that cannot take port 0 come from ``bench.process.free_port``, which the
+benchmarks use too.)"""
 
 from __future__ import annotations
 
+import io
+import json
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
+from bench.process import ServerProcess
 from builders import quote_request
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.app import RunningServer, build_server
 from server.config import ServerConfig
-from server.process import ServerProcess
 from server.pseudonyms import KEY_FILENAME, UserIdKey
+from server.store import SQLiteStore
 
 DEADLINE = 10.0
 
@@ -70,6 +82,62 @@ class ServerHandle:
     def reward(self, quote_id: str, purchased: bool) -> pricing_pb2.RewardResponse:
         return self.stub.Reward(pricing_pb2.RewardRequest(quote_id=quote_id, purchased=purchased),
                                 timeout=DEADLINE)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0, what: str = "the condition") -> None:
+    """Poll ``condition`` until it holds; fail the test if it does not within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {seconds:g} s")
+        time.sleep(0.02)
+
+
+def scrape(handle: ServerHandle) -> list[Sample]:
+    """Every sample on the server's ``/metrics``, read by Prometheus's own text parser."""
+    url = f"http://127.0.0.1:{handle.server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=DEADLINE) as response:
+        text = response.read().decode()
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def series(handle: ServerHandle) -> dict[str, float]:
+    """The server's ``/metrics`` as ``{'name{label="value",...}': value}``, labels in name order."""
+    def key(sample: Sample) -> str:
+        labels = ",".join(f'{name}="{value}"' for name, value in sorted(sample.labels.items()))
+        return f"{sample.name}{{{labels}}}" if labels else sample.name
+
+    return {key(sample): sample.value for sample in scrape(handle)}
+
+
+def drive(address: str, count: int, prefix: str) -> str:
+    """Quote and reward ``count`` times; returns the model version after the last reward."""
+    with grpc.insecure_channel(address) as channel:
+        stub = pricing_pb2_grpc.PricingServiceStub(channel)
+        version = ""
+        for i in range(count):
+            quote = stub.Quote(quote_request(quote_id=f"{prefix}-{i}", user_id=f"u{i}"), timeout=DEADLINE)
+            version = stub.Reward(pricing_pb2.RewardRequest(quote_id=quote.quote_id, purchased=i % 2 == 0),
+                                  timeout=DEADLINE).model_version
+        return version
+
+
+def rewrite_header(path: Path, change: dict[str, object]) -> None:
+    """Change fields of a value-model file's header, leaving its weights as they are."""
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = {**json.loads(arrays.pop("header").tobytes()), **change}
+    buffer = io.BytesIO()
+    np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    """A real SQLite store in a temp folder, closed after the test."""
+    opened = SQLiteStore(tmp_path)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

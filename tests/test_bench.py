@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -30,4 +31,5 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> 
     for policy in ("linucb", "thompson", "squarecb", "egreedy"):
         assert f"| {policy} | 16 |" in text
     assert "bytes of database" in text
+    assert re.search(r"a user's value-model state is \d+ bytes stored and \d+ bytes as a Python object", text)
     assert text.count("\n- ") == (7 if shutil.which("h2load") else 5)  # one line per target

@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.process import ServerProcess
 from builders import quote_request
-from conftest import DEADLINE, ServerHandle
+from conftest import DEADLINE, ServerHandle, drive
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.config import ServerConfig, parse_config
 from server.healthcheck import main as healthcheck
-from server.process import ServerProcess
 
 
 def test_flags_win_over_environment_which_wins_over_defaults() -> None:
@@ -27,18 +27,6 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
     assert config.policy_options == {"v": 0.3}
     assert config.metrics_port == ServerConfig().metrics_port == 9464
     assert parse_config([], {}) == ServerConfig()
-
-
-def drive(address: str, count: int, prefix: str) -> str:
-    """Quote and reward ``count`` times; returns the model version after the last reward."""
-    with grpc.insecure_channel(address) as channel:
-        stub = pricing_pb2_grpc.PricingServiceStub(channel)
-        version = ""
-        for i in range(count):
-            quote = stub.Quote(quote_request(quote_id=f"{prefix}-{i}", user_id=f"u{i}"), timeout=DEADLINE)
-            version = stub.Reward(pricing_pb2.RewardRequest(quote_id=quote.quote_id, purchased=i % 2 == 0),
-                                  timeout=DEADLINE).model_version
-        return version
 
 
 def probe(address: str) -> pricing_pb2.QuoteResponse:

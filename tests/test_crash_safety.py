@@ -16,12 +16,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from bench.process import ServerProcess
 from builders import quote_request
 from learner import Decision, Pricer, PricerConfig, snapshot
 from learner.value import UserStates
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
-from server.process import ServerProcess
 
 CYCLES = 5
 WINDOW_SECONDS = 2.0

@@ -14,13 +14,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.process import ServerProcess
 from builders import product, quote_request
 from conftest import DEADLINE, ServerHandle, make_config
 from pricing.v1 import pricing_pb2_grpc
 from server.app import SERVICE_NAME, build_server
 from server.config import parse_config
 from server.logs import JsonFormatter
-from server.process import ServerProcess
 
 Status = health_pb2.HealthCheckResponse
 SECRET_USER = "user-alice@example.com"

@@ -19,13 +19,11 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli import drive
-from test_value_model import rewrite_header, weights_of
 
-from conftest import DEADLINE, ServerHandle
+from bench.process import ServerProcess
+from conftest import DEADLINE, ServerHandle, drive, rewrite_header
 from learner.value import artifact, load
 from pricing.v1 import pricing_pb2
-from server.process import ServerProcess
 
 Event = pricing_pb2.BehaviorEvent
 DEFAULT = load("default")
@@ -174,7 +172,7 @@ def test_a_bad_model_file_stops_the_start_saying_what_to_do(
 ) -> None:
     path = tmp_path / "model.npz"
     if content is None:  # a well-formed file from a future release
-        artifact.save(path, weights_of(DEFAULT), name="future", info={})
+        artifact.save(path, DEFAULT.network.weights(), name="future", info={})
         rewrite_header(path, {"schema_version": 3})
     else:
         path.write_bytes(content)

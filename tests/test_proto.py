@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from learner.value import TRACKED_EVENT_TYPES
+from pricing.v1 import pricing_pb2
+
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ("pricing_pb2.py", "pricing_pb2.pyi", "pricing_pb2_grpc.py")
 
@@ -33,3 +36,9 @@ def test_every_field_is_documented() -> None:
     assert len(fields) > 40
     for number in fields:
         assert lines[number - 1].strip().startswith("//"), f"line {number + 1} lacks a comment above it"
+
+
+def test_the_wire_event_types_are_the_learners_tracked_ones() -> None:
+    """The server and the simulator map wire events to the learner's by name, upper-cased."""
+    wire = [value.name for value in pricing_pb2.BehaviorEvent.EventType.DESCRIPTOR.values if value.number]
+    assert wire == [name.upper() for name in TRACKED_EVENT_TYPES]

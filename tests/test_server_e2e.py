@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.request
 from collections.abc import Callable
 
 import grpc
@@ -14,32 +13,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from builders import product, quote_request
-from conftest import DEADLINE, ServerHandle
+from conftest import DEADLINE, ServerHandle, series, wait_for
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2
 
 RewardStatus = pricing_pb2.RewardResponse
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
-def scrape(handle: ServerHandle) -> dict[str, float]:
-    """The server's /metrics as {series: value}."""
-    url = f"http://127.0.0.1:{handle.server.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=DEADLINE) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            samples[series] = float(value)
-    return samples
 
 
 def test_quote_then_reward_changes_the_learner(pricing: ServerHandle) -> None:
@@ -98,7 +76,7 @@ def test_expired_quote_is_learned_as_no_purchase(start_server: Callable[..., Ser
     handle = start_server(reward_window_seconds=0.3)
     quote = handle.quote()
     wait_for(lambda: handle.server.service.pricer.updates == 1)
-    metrics = scrape(handle)
+    metrics = series(handle)
     assert metrics["pricebandit_quotes_expired_total"] == 1.0
     assert metrics["pricebandit_pending_quotes"] == 0.0
     assert metrics["pricebandit_model_version"] == 1.0
@@ -128,7 +106,7 @@ def test_duplicate_and_contradicting_rewards(pricing: ServerHandle) -> None:
     assert error.value.code() is grpc.StatusCode.ALREADY_EXISTS
     assert "already reported as purchased" in error.value.details()
     assert pricing.server.service.pricer.updates == 1
-    metrics = scrape(pricing)
+    metrics = series(pricing)
     assert metrics['pricebandit_rewards_total{outcome="purchased",status="learned"}'] == 1.0
     assert metrics['pricebandit_rewards_total{outcome="purchased",status="duplicate"}'] == 1.0
     assert metrics['pricebandit_rpc_requests_total{code="ALREADY_EXISTS",method="Reward"}'] == 1.0
@@ -198,7 +176,7 @@ def test_bad_batches_are_refused_whole(pricing: ServerHandle, request_fields: di
         pricing.stub.QuoteBatch(request, timeout=DEADLINE)
     assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details().startswith(message)
-    assert scrape(pricing)["pricebandit_pending_quotes"] == 0.0
+    assert series(pricing)["pricebandit_pending_quotes"] == 0.0
 
 
 @pytest.mark.parametrize(("quote_id", "message"), [("", "quote_id: must not be empty"),
@@ -226,7 +204,7 @@ def test_restart_keeps_what_was_learned_and_what_is_pending(start_server) -> Non
     assert [a.purchase_probability for a in fresh.explanation.arms] == [
         a.purchase_probability for a in before.explanation.arms]
     assert handle.reward(pending.quote_id, purchased=True).status == RewardStatus.LEARNED
-    assert scrape(handle)["pricebandit_model_version"] == 13.0
+    assert series(handle)["pricebandit_model_version"] == 13.0
 
 
 def test_health_and_reflection(pricing: ServerHandle) -> None:
@@ -254,7 +232,7 @@ def test_metrics_count_quotes_by_arm_and_rpcs_by_code(pricing: ServerHandle) -> 
     arms = [pricing.quote(user_id=f"u{i}").arm for i in range(3)]
     with pytest.raises(grpc.RpcError):
         pricing.quote(user_id="")
-    metrics = scrape(pricing)
+    metrics = series(pricing)
     assert sum(metrics[f'pricebandit_quotes_total{{arm="{arm}"}}'] for arm in range(11)) == 3.0
     assert metrics[f'pricebandit_quotes_total{{arm="{arms[0]}"}}'] >= 1.0
     assert metrics['pricebandit_rpc_requests_total{code="OK",method="Quote"}'] == 3.0

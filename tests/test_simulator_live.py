@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 
 import grpc
 
-from conftest import ServerHandle
+from conftest import ServerHandle, wait_for
 from simulator.behavior import user_history
 from simulator.cli import main
 from simulator.live import run_live
@@ -16,13 +15,6 @@ from simulator.scenarios import SCENARIOS
 
 WINDOW = 0.5
 ROUNDS = 300
-
-
-def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    give_up = time.monotonic() + seconds
-    while not condition() and time.monotonic() < give_up:
-        time.sleep(0.05)
-    return condition()
 
 
 def test_live_mode_teaches_the_server_through_rewards_and_silence(
@@ -41,7 +33,7 @@ def test_live_mode_teaches_the_server_through_rewards_and_silence(
     assert sum(report.rewards.values()) == tally.purchases
     assert 0 < tally.expected_profit <= tally.oracle_profit
     pricer = handle.server.service.pricer
-    assert wait_for(lambda: pricer.updates == ROUNDS, 5.0), pricer.updates  # silence expired into learning
+    wait_for(lambda: pricer.updates == ROUNDS, 5.0, "silence expired into learning")
 
 
 def test_live_mode_counts_quotes_that_miss_their_deadline(start_server: Callable[..., ServerHandle]) -> None:

@@ -25,13 +25,6 @@ def decision(quote_id: str, expires_at: float = 100.0) -> Decision:
     return replace(Pricer().quote(request(quote_id), now=0.0), expires_at=expires_at)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    opened = SQLiteStore(tmp_path)
-    yield opened  # type: ignore[misc]
-    opened.close()
-
-
 def test_pending_quotes_round_trip_and_ids_are_unique(store: SQLiteStore) -> None:
     first = decision("q-1")
     store.put_pending([first])

@@ -4,8 +4,6 @@ and the Pricer's V and embedding. Training and agreement with Keras: test_value_
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import math
 import sqlite3
 from pathlib import Path
@@ -14,8 +12,9 @@ import numpy as np
 import pytest
 
 from builders import request
+from conftest import rewrite_header
 from learner import InvalidInput, Pricer, PricerConfig, SnapshotError, Unavailable
-from learner.value import BehaviorEvent, ModelFileError, UserState, UserStates, ValueModel, artifact, load
+from learner.value import BehaviorEvent, ModelFileError, UserState, UserStates, artifact, load
 from learner.value.events import EVENT_TYPES, INPUT_DIM, INPUT_NAMES, encode
 from learner.value.network import WEIGHT_NAMES
 from learner.value.train import LogError, build_examples, read_log
@@ -121,9 +120,9 @@ def test_user_state_bytes_round_trip_and_cost_140_bytes() -> None:
 
 def test_history_moves_value_and_embedding() -> None:
     network = DEFAULT.network
-    fresh_value, fresh_embedding = network.predict(network.zero_state, 80.0, "home", 100.0)
-    value, embedding = network.predict(network.run(shopper("u", 0.75, 0.9)), 80.0, "home", 100.0)
-    assert value > 0 and fresh_value > 0 and value != pytest.approx(fresh_value, rel=0.05)
+    fresh_value, fresh_embedding = network.relative_value(network.zero_state, 80.0, "home", 100.0)
+    value, embedding = network.relative_value(network.run(shopper("u", 0.75, 0.9)), 80.0, "home", 100.0)
+    assert fresh_value == 1.0 and value > 0 and value != pytest.approx(fresh_value, rel=0.05)
     assert embedding.shape == (DEFAULT.embedding_dim,) and np.all(np.abs(embedding) <= 1)
     assert not np.allclose(embedding, fresh_embedding, atol=1e-3)
 
@@ -152,13 +151,6 @@ def test_demand_falls_with_price_and_the_model_recovers_the_shoppers_hidden_valu
     assert factor[truth > high].mean() > 1.05 and factor[truth < low].mean() < 0.85
     fresh = network.relative_value(network.zero_state, item.unit_cost, item.category, item.list_price)
     assert fresh[0] == 1.0
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    opened = SQLiteStore(tmp_path)
-    yield opened  # type: ignore[misc]
-    opened.close()
 
 
 def test_states_persist_in_the_store_and_survive_eviction(store: SQLiteStore) -> None:
@@ -216,30 +208,17 @@ def test_the_shipped_model_is_small_and_reports_how_it_was_trained() -> None:
     assert DEFAULT.info["auc"] > DEFAULT.info["baseline_auc"] + 0.05
 
 
-def weights_of(model: ValueModel) -> dict[str, np.ndarray]:
-    return model.network.weights()
-
-
 def test_save_then_load_gives_the_same_model(tmp_path: Path) -> None:
-    version = artifact.save(tmp_path / "m.npz", weights_of(DEFAULT), name="copy", info={"note": 1})
+    version = artifact.save(tmp_path / "m.npz", DEFAULT.network.weights(), name="copy", info={"note": 1})
     loaded = load(tmp_path / "m.npz")
     assert loaded.version == version == "copy-" + DEFAULT.version.split("-")[1]
     state = loaded.network.run(buyer())
-    assert loaded.network.predict(state, 50, "toys", 60)[0] == \
-        DEFAULT.network.predict(state, 50, "toys", 60)[0]
-
-
-def rewrite_header(path: Path, change: dict[str, object]) -> None:
-    with np.load(path) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    header = {**json.loads(arrays.pop("header").tobytes()), **change}
-    buffer = io.BytesIO()
-    np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
-    path.write_bytes(buffer.getvalue())
+    assert loaded.network.relative_value(state, 50, "toys", 60)[0] == \
+        DEFAULT.network.relative_value(state, 50, "toys", 60)[0]
 
 
 def poison(path: Path, weight: str) -> None:
-    weights = weights_of(DEFAULT)
+    weights = DEFAULT.network.weights()
     weights[weight] = np.full_like(weights[weight], np.nan)
     artifact.save(path, weights, name="diverged", info={})
 
@@ -257,7 +236,7 @@ def poison(path: Path, weight: str) -> None:
 def test_an_unusable_model_file_is_refused_saying_what_to_do(tmp_path: Path, damage: object,
                                                              message: str) -> None:
     path = tmp_path / "m.npz"
-    artifact.save(path, weights_of(DEFAULT), name="copy", info={})
+    artifact.save(path, DEFAULT.network.weights(), name="copy", info={})
     damage(path)  # type: ignore[operator]
     with pytest.raises(ModelFileError) as error:
         load(path)
@@ -265,8 +244,13 @@ def test_an_unusable_model_file_is_refused_saying_what_to_do(tmp_path: Path, dam
     assert "--value-model none" in str(error.value)
 
 
-def test_every_weight_is_saved() -> None:
-    assert set(weights_of(DEFAULT)) == set(WEIGHT_NAMES)
+def test_every_weight_is_saved_and_loads_back_unchanged(tmp_path: Path) -> None:
+    artifact.save(tmp_path / "m.npz", DEFAULT.network.weights(), name="copy", info={})
+    with np.load(tmp_path / "m.npz") as archive:
+        assert set(archive.files) == {"header", *WEIGHT_NAMES}
+    loaded = load(tmp_path / "m.npz").network.weights()
+    for name, weight in DEFAULT.network.weights().items():
+        assert np.array_equal(loaded[name], weight), name
 
 
 # -- the Pricer ---------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def default_alphas(n_arms: int) -> np.ndarray:
 class Policy(ABC):
     """Base of the policies: a demand model (``demand_model``; ``alphas`` is the price grid), plus a
     rule to choose. Every decision and outcome says where each arm's price sits against the list
-    price (``levels``: ``learner.arms.log_price_ratio``), which the shared demand model reads."""
+    price (``levels``: ``learner.primitives.log_price_ratio``), which the shared demand model reads."""
 
     name: ClassVar[str]
     deterministic: ClassVar[bool] = False

@@ -5,11 +5,12 @@ nothing imported here imports TensorFlow.
 """
 
 from learner.value.artifact import ModelFileError, ValueModel, load
-from learner.value.events import EVENT_TYPES, BehaviorEvent
+from learner.value.events import EVENT_TYPES, TRACKED_EVENT_TYPES, BehaviorEvent
 from learner.value.network import UserState, ValueNetwork
 from learner.value.states import Observation, StateBackend, StateChange, UserStates
 
 __all__ = [
-    "EVENT_TYPES", "BehaviorEvent", "ModelFileError", "Observation", "StateBackend", "StateChange",
+    "EVENT_TYPES", "TRACKED_EVENT_TYPES", "BehaviorEvent", "ModelFileError", "Observation",
+    "StateBackend", "StateChange",
     "UserState", "UserStates", "ValueModel", "ValueNetwork", "load",
 ]

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from learner.arms import log_price_ratio
 from learner.errors import InvalidInput
-from learner.features import category_bucket
-from learner.types import check_money
+from learner.primitives import category_bucket, check_money, log_price_ratio
 
-EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "review", "quote")
+TRACKED_EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "review")
+"""What a site's tracker reports: the one list of them. The wire's ``BehaviorEvent.EventType`` names
+each upper-cased (a test holds the two equal); the simulator's histories use exactly these."""
+EVENT_TYPES: tuple[str, ...] = (*TRACKED_EVENT_TYPES, "quote")
+"""Every kind the value model reads, in its input order: the tracked ones, then this service's quotes."""
 OFFER_TYPES: frozenset[str] = frozenset({"view", "quote"})
 """Events that offer the shopper a price, so their outcome (bought or not) is an example of demand."""
 CATEGORY_BUCKETS = 8

@@ -186,13 +186,6 @@ class ValueNetwork:
 
         return accepted(user) / accepted(new), embedding
 
-    def predict(self, state: UserState, unit_cost: float, category: str, list_price: float
-                ) -> tuple[float, np.ndarray]:
-        """The margin over cost this user is predicted to accept (at P(buy) = 1/2, >= 0), and the
-        user's embedding."""
-        m, embedding = self.willingness(state, unit_cost, category, list_price)
-        return max(0.0, list_price * math.exp(min(m, MAX_LOG_VALUE)) - unit_cost), embedding
-
     def weights(self) -> dict[str, np.ndarray]:
         """The weights by ``WEIGHT_NAMES``, as a model file stores them."""
         return {

@@ -1,10 +1,12 @@
 """``pricebandit-server`` as a child process, as ops run it: started, read from its log, killed or
-stopped. Used by the crash tests, the soak run and the benchmarks, which all need a real process."""
+stopped; and free loopback ports. Used by the crash tests, the soak run and the benchmarks, which all
+need a real process: a harness, so it lives here and not in the product package ``server``."""
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +14,13 @@ import time
 from pathlib import Path
 
 SERVING = re.compile(r"serving pricing\.v1 on (\S+) \(metrics on \S+:(\d+)")
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now (for programs that cannot be told to take port 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class ServerProcess:
@@ -47,7 +56,7 @@ class ServerProcess:
         while not self._serving.wait(0.05):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self._reader.join(timeout=1.0)
-                raise AssertionError("server did not start:\n" + "".join(self.log))
+                raise RuntimeError("server did not start:\n" + "".join(self.log))
         return self.address
 
     def finish(self, seconds: float = 60.0) -> tuple[int, str]:
