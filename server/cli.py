@@ -12,7 +12,6 @@ from learner import PricingError
 from server.app import build_server
 from server.config import parse_config
 from server.logs import configure_logging
-from server.store import StoreCorrupt
 
 GIL_SWITCH_INTERVAL = 0.0005
 """Seconds a thread may hold the GIL while others wait (Python's default is 0.005). A worker that
@@ -28,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logging.getLogger("pricebandit")
     try:
         running = build_server(config)
-    except (StoreCorrupt, PricingError, OSError) as error:
+    except (PricingError, OSError) as error:
         log.error("cannot start: %s", error)
         return 2
     stop = threading.Event()
@@ -36,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         running.load()
-    except (PricingError, StoreCorrupt) as error:
+    except PricingError as error:
         log.error("cannot load the saved state in %s: %s", config.data_dir, error)
         running.stop()
         return 2

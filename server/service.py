@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from learner import (
+    AlreadyClosed,
     ConflictingReport,
     Decision,
     InvalidInput,
     Pricer,
+    QuoteIdTaken,
     QuoteRequest,
     ReportStatus,
     SnapshotError,
@@ -35,7 +37,7 @@ from learner import (
 from learner.value import BehaviorEvent, Observation
 from server.decision_log import dsjson_line
 from server.metrics import Metrics
-from server.store import QuoteIdTaken, Store
+from server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +193,7 @@ class PricingService:
                 status = ReportStatus.LEARNED
             elif decision is not None:  # its window closed and the sweeper has not run yet
                 self._close(decision, "expired", self.pricer.window.default_reward, now)
-        except LookupError:  # closed meanwhile (a retry, the sweeper): settled as that says
+        except AlreadyClosed:  # closed meanwhile (a retry, the sweeper): settled as that says
             pass
         if status is None:
             status = self._repeat(quote_id, reward, now)
@@ -219,7 +221,7 @@ class PricingService:
     def _close(self, decision: Decision, kind: str, reward: float, now: float) -> None:
         """Commit the outcome to the log; the store then learns it (``after_commit``), in log order.
 
-        Raises LookupError if the quote was closed by another thread first.
+        Raises AlreadyClosed if the quote was closed by another thread first.
         """
         learned = self.pricer.learnable(decision)
         reported = reward if kind == "reward" else None
@@ -297,7 +299,7 @@ class PricingService:
             for decision in due:
                 try:
                     self._close(decision, "expired", self.pricer.window.default_reward, now)
-                except LookupError:  # a reward closed it first
+                except AlreadyClosed:  # a reward closed it first
                     continue
                 expired += 1
             if len(due) < EXPIRY_BATCH:

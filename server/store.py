@@ -23,21 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from learner import Decision, Settlement, Unavailable
+from learner import AlreadyClosed, Decision, QuoteIdTaken, Settlement, StoreCorrupt, Unavailable
 
 SCHEMA_VERSION = 1
 SNAPSHOTS_KEPT = 3
 T = TypeVar("T")
 AfterCommit = Callable[[int], None]
 """Called with a log entry's sequence number once it is durable; calls come in sequence order."""
-
-
-class QuoteIdTaken(Exception):
-    """A pending or logged quote already has this id (two requests raced with one caller id)."""
-
-
-class StoreCorrupt(Exception):
-    """The store's file cannot be used as it is; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -308,7 +300,7 @@ class SQLiteStore:
                     closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int:
         """Atomically move a pending quote into the decision log; returns its log sequence number.
 
-        Raises LookupError if the quote is no longer pending (closed by another thread first).
+        Raises AlreadyClosed if the quote is no longer pending (closed by another thread first).
         The decision moves as the JSON text it was stored as: no second encoding.
         """
         def move() -> int:
@@ -318,7 +310,7 @@ class SQLiteStore:
                 (kind, reward, int(learned), closed_at, line, decision.quote_id),
             )
             if cursor.rowcount != 1:
-                raise LookupError(decision.quote_id)
+                raise AlreadyClosed(decision.quote_id)
             seq = int(cursor.lastrowid or 0)
             self._db.execute("DELETE FROM pending WHERE quote_id = ?", (decision.quote_id,))
             return seq

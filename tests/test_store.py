@@ -13,8 +13,8 @@ from typing import TypeVar
 import pytest
 
 from builders import request
-from learner import Decision, Pricer, Settlement, Unavailable
-from server.store import QuoteIdTaken, SQLiteStore, StoreCorrupt
+from learner import AlreadyClosed, Decision, Pricer, QuoteIdTaken, Settlement, StoreCorrupt, Unavailable
+from server.store import SQLiteStore
 
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ def test_closing_moves_a_quote_into_the_log_exactly_once(store: SQLiteStore) -> 
     assert seq == store.last_seq() == 1
     assert store.pending("q-1") is None
     assert store.find_decision("q-1") == quote
-    with pytest.raises(LookupError):
+    with pytest.raises(AlreadyClosed):
         store.close_quote(quote, "expired", 0.0, True, 6.0, "{}")
     assert [(e.seq, e.kind, e.reward, e.learned) for e in store.log_after(0)] == [(1, "reward", 1.0, True)]
     assert store.settlement("q-1") == Settlement(reward=1.0, reported=True)
@@ -153,7 +153,7 @@ def test_after_commit_steps_run_once_durable_and_in_log_order(tmp_path: Path) ->
 
     run_behind_one_commit(store, close, quotes)
     assert ran == [1, 2, 3, 4, 5, 6]
-    with pytest.raises(LookupError):  # closing again fails, and its step never runs
+    with pytest.raises(AlreadyClosed):  # closing again fails, and its step never runs
         store.close_quote(quotes[0], "reward", 1.0, True, 6.0, "{}", after_commit=ran.append)
     assert ran == [1, 2, 3, 4, 5, 6]
     store.close()
