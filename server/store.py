@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from learner import AlreadyClosed, Decision, QuoteIdTaken, Settlement, StoreCorrupt, Unavailable
+from server.dir_lock import DataDirLock
 
 SCHEMA_VERSION = 1
 SNAPSHOTS_KEPT = 3
@@ -141,6 +142,14 @@ class SQLiteStore:
         # fsync overlaps this one's callbacks.
         self._after_commit_lock = threading.Lock()
         self._queue: list[_Write] = []
+        self._owner = DataDirLock(self.path.parent)
+        try:
+            self._open()
+        except BaseException:
+            self._owner.release()
+            raise
+
+    def _open(self) -> None:
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -408,6 +417,7 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._owner.release()
 
 
 class _Transaction:
