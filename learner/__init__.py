@@ -5,10 +5,16 @@ Plain Python and numpy; nothing here knows about gRPC, the store or the simulato
 
 from learner.arms import DEFAULT_ALPHAS, PriceGrid
 from learner.errors import (
+    AlreadyClosed,
     ConflictingReport,
+    DataDirInUse,
     InvalidInput,
     PricingError,
+    QuoteIdTaken,
     SnapshotError,
+    StoreCorrupt,
+    StoreError,
+    StoreFailed,
     Unavailable,
     UnknownQuote,
 )
@@ -19,8 +25,10 @@ from learner.rewards import ReportStatus, RewardWindow, Settlement, judge_repeat
 from learner.types import ArmView, Decision, Product, QuoteRequest
 
 __all__ = [
-    "DEFAULT_ALPHAS", "DEFAULT_CONTEXT_FEATURES", "POLICIES", "ArmView", "Choice", "ConflictingReport",
-    "Decision", "FeatureBuilder", "InvalidInput", "Policy", "PriceGrid", "Pricer", "PricerConfig",
-    "PricingError", "Product", "QuoteRequest", "ReportStatus", "RewardWindow", "Settlement",
-    "SnapshotError", "Unavailable", "UnknownQuote", "fingerprint", "judge_repeat", "make_policy", "reward_of",
+    "DEFAULT_ALPHAS", "DEFAULT_CONTEXT_FEATURES", "POLICIES", "AlreadyClosed", "ArmView", "Choice",
+    "ConflictingReport", "DataDirInUse", "Decision", "FeatureBuilder", "InvalidInput", "Policy",
+    "PriceGrid", "Pricer", "PricerConfig", "PricingError", "Product", "QuoteIdTaken", "QuoteRequest",
+    "ReportStatus", "RewardWindow", "Settlement", "SnapshotError", "StoreCorrupt", "StoreError",
+    "StoreFailed", "Unavailable", "UnknownQuote", "fingerprint", "judge_repeat", "make_policy",
+    "reward_of",
 ]

@@ -1,21 +1,40 @@
-"""Domain errors of the pricing learner.
+"""Every error the project raises on purpose, in one hierarchy.
 
-The server maps each to one gRPC status code in a single table (``server/status.py``)::
+A caller's request fails with one gRPC status code per class, from a single table
+(``server/status.py``); the other classes stop a start or a command with a message that says what
+to do (exit 2), or are answers between the store and the service that never reach a caller::
 
     PricingError
-     ├── InvalidInput        a field is missing or out of range          -> INVALID_ARGUMENT
-     ├── UnknownQuote        a reward for a quote never issued           -> NOT_FOUND
-     ├── ConflictingReport   a reward or quote id that contradicts one   -> ALREADY_EXISTS
-     │                       seen before
-     ├── Unavailable         loading, shutting down, or the store is down -> UNAVAILABLE
-     └── SnapshotError       a snapshot that cannot be loaded (wrong schema, corrupt, other config)
+     ├── InvalidInput (ValueError)   a field is missing or out of range        -> INVALID_ARGUMENT
+     ├── UnknownQuote (LookupError)  a reward for a quote never issued         -> NOT_FOUND
+     ├── ConflictingReport           a reward or quote id that contradicts     -> ALREADY_EXISTS
+     │                               one seen before
+     ├── Unavailable                 loading, shutting down                    -> UNAVAILABLE
+     │    └── StoreFailed            the store cannot read or write now: disk full, read-only,
+     │                               I/O error, corrupt, busy, or the state file was deleted or
+     │                               replaced (``cause``); also a StoreError
+     ├── StoreError                  the state store (``server/store.py``)
+     │    ├── StoreFailed            (above)
+     │    ├── StoreCorrupt           the state file is damaged: restore it     -> DATA_LOSS
+     │    ├── DataDirInUse           another server owns the data dir (start refused)
+     │    ├── QuoteIdTaken           a concurrent request took this quote id (the service re-reads)
+     │    └── AlreadyClosed          a quote closed by another thread first (the service answers
+     │                               as for a repeated report)
+     ├── SnapshotError               a snapshot that cannot be loaded (wrong schema, corrupt, other
+     │                               config)
+     ├── ModelFileError              a value model file that cannot be served
+     ├── KeyFileError                the user-id key file is missing, unreadable or not the
+     │                               state file's (start refused)
+     └── LogError (ValueError)       a behavior log ``pricebandit-train`` cannot read
+
+A class without a status code that reaches a handler is a bug there: ``INTERNAL``.
 """
 
 from __future__ import annotations
 
 
 class PricingError(Exception):
-    """Base of every error the pricing domain raises on purpose."""
+    """Base of every error the project raises on purpose."""
 
 
 class InvalidInput(PricingError, ValueError):
@@ -43,5 +62,51 @@ class Unavailable(PricingError):
     """The service cannot answer now (loading, shutting down, store down); retrying may succeed."""
 
 
+class StoreError(PricingError):
+    """Raised by the state store; the subclasses say what the service or the operator does next."""
+
+
+class StoreFailed(StoreError, Unavailable):
+    """The store cannot read or write now. ``cause`` is a short name ("disk full", "read-only",
+    "I/O error", "corrupt", "busy", "replaced"); the message says it, the database's own words and
+    what to do. Nothing was written by the operation that raised it."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class StoreCorrupt(StoreError):
+    """The store's file cannot be used as it is; the message says what to do."""
+
+
+class DataDirInUse(StoreError):
+    """Another process holds the data dir's lock: two servers on one state file lose outcomes."""
+
+
+class QuoteIdTaken(StoreError):
+    """A pending or logged quote already has this id (two requests raced with one caller id)."""
+
+
+class AlreadyClosed(StoreError):
+    """The quote is no longer pending: another thread (a retry, the sweeper) closed it first."""
+
+    def __init__(self, quote_id: str) -> None:
+        super().__init__(f"quote {quote_id!r} is already closed")
+        self.quote_id = quote_id
+
+
 class SnapshotError(PricingError):
     """A learner snapshot cannot be loaded: corrupt, another schema version, or another setup."""
+
+
+class ModelFileError(PricingError):
+    """A value model file that cannot be served: missing, corrupt, another schema or encoding."""
+
+
+class KeyFileError(PricingError):
+    """The user-id key file (``server/pseudonyms.py``) cannot be used; the message says what to do."""
+
+
+class LogError(PricingError, ValueError):
+    """A behavior log that cannot be read; the message names the file, line and field."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 
 import grpc
@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from learner import Pricer
+from learner import Pricer, StoreFailed
 from learner.value import UserStates, ValueModel
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
@@ -25,6 +25,7 @@ from server.pseudonyms import user_id_key
 from server.service import PricingService
 from server.servicer import PricingServicer
 from server.store import SQLiteStore
+from server.store_watch import StoreWatch
 from server.validation import RequestReader
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class RunningServer:
     _metrics_http: object
     _housekeeper: threading.Thread
     _stopping: threading.Event
+    _watch: StoreWatch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._watch = StoreWatch(self.service.store, self._store_changed)
 
     @property
     def address(self) -> str:
@@ -62,14 +67,28 @@ class RunningServer:
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
 
+    def _store_changed(self, fault: StoreFailed | None) -> None:
+        """Health is SERVING only while the store works (the store watch calls this on a change)."""
+        if fault is not None:
+            log.error("%s; health NOT_SERVING until it works again", fault)
+            self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        elif self.service.ready:
+            log.info("the state store works again; health SERVING")
+            self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
     def load(self) -> None:
         """Recover state (health NOT_SERVING meanwhile), then serve."""
         self.service.recover()
         self._housekeeper.start()
+        self._watch.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self) -> None:
-        """Health NOT_SERVING, drain in-flight RPCs, stop housekeeping, write a final snapshot."""
+        """Health NOT_SERVING, drain in-flight RPCs, stop housekeeping, write a final snapshot.
+
+        Raises StoreFailed, once everything is closed, if the final expiry or snapshot failed.
+        """
+        self._watch.stop()
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.service.stop_serving()
         self.server.stop(self.config.shutdown_grace_seconds).wait()
@@ -92,6 +111,8 @@ def _housekeeping(service: PricingService, interval: float, stopping: threading.
         try:
             service.expire_due()
             service.snapshot_if_due()
+        except StoreFailed:
+            continue  # the store watch reports it once, and health says NOT_SERVING
         except Exception:
             log.exception("housekeeping failed; retrying in %.1f s", interval)
 

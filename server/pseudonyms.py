@@ -16,20 +16,12 @@ import os
 import secrets
 from pathlib import Path
 
-from learner import PricingError
+from learner.errors import KeyFileError
 
 KEY_FILENAME = "user-id.key"
 KEY_BYTES = 32
 PSEUDONYM_HEX_DIGITS = 32
 """128 bits: collisions between two shoppers are out of reach for any shop's user count."""
-
-
-class KeyFileError(PricingError):
-    """The user-id key file is missing, unreadable or malformed; the message says what to do."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(f"user-id key: {problem}")
-        self.problem = problem
 
 
 class UserIdKey:
@@ -54,13 +46,13 @@ class UserIdKey:
         try:
             text = path.read_text().strip()
         except FileNotFoundError:
-            raise KeyFileError(f"{path} does not exist") from None
+            raise KeyFileError(f"user-id key: {path} does not exist") from None
         except OSError as exc:
-            raise KeyFileError(f"{path} cannot be read ({exc.strerror})") from None
+            raise KeyFileError(f"user-id key: {path} cannot be read ({exc.strerror})") from None
         try:
             return cls(bytes.fromhex(text))
         except ValueError:
-            raise KeyFileError(f"{path} must hold at least 32 hex digits (a key made by "
+            raise KeyFileError(f"user-id key: {path} must hold at least 32 hex digits (a key made by "
                                "pricebandit-server, or `openssl rand -hex 32`)") from None
 
     @classmethod
@@ -85,12 +77,9 @@ def user_id_key(data_dir: Path | str, configured: Path | None, *, may_create: bo
     if configured is not None:
         return UserIdKey.read(configured)
     path = Path(data_dir) / KEY_FILENAME
-    if path.exists() or not may_create:
-        try:
-            return UserIdKey.read(path)
-        except KeyFileError as exc:
-            if path.exists():
-                raise
-            raise KeyFileError(f"{exc.problem}, but the state file's users were keyed by it: restore "
-                               "it from your backup, or start with a new --data-dir") from None
+    if path.exists():
+        return UserIdKey.read(path)
+    if not may_create:
+        raise KeyFileError(f"user-id key: {path} does not exist, but the state file's users were "
+                           "keyed by it: restore it from your backup, or start with a new --data-dir")
     return UserIdKey.create(path)

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from learner import (
+    AlreadyClosed,
     ConflictingReport,
     Decision,
     InvalidInput,
     Pricer,
+    QuoteIdTaken,
     QuoteRequest,
     ReportStatus,
     SnapshotError,
@@ -35,7 +37,7 @@ from learner import (
 from learner.value import BehaviorEvent, Observation
 from server.decision_log import dsjson_line
 from server.metrics import Metrics
-from server.store import QuoteIdTaken, Store
+from server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +195,7 @@ class PricingService:
                 status = ReportStatus.LEARNED
             elif decision is not None:  # its window closed and the sweeper has not run yet
                 self._close(decision, "expired", self.pricer.window.default_reward, now)
-        except LookupError:  # closed meanwhile (a retry, the sweeper): settled as that says
+        except AlreadyClosed:  # closed meanwhile (a retry, the sweeper): settled as that says
             pass
         if status is None:
             status = self._repeat(quote_id, reward, now)
@@ -223,7 +225,7 @@ class PricingService:
 
         With ``learn_responses`` the shopper's value-model state takes the outcome as an event in
         the same transaction (a guardrail-bound quote too: it was a real offer the shopper
-        answered), so a crash leaves both or neither. Raises LookupError if the quote was closed by
+        answered), so a crash leaves both or neither. Raises AlreadyClosed if the quote was closed by
         another thread first.
         """
         learned = self.pricer.learnable(decision)
@@ -303,7 +305,7 @@ class PricingService:
             for decision in due:
                 try:
                     self._close(decision, "expired", self.pricer.window.default_reward, now)
-                except LookupError:  # a reward closed it first
+                except AlreadyClosed:  # a reward closed it first
                     continue
                 expired += 1
             if len(due) < EXPIRY_BATCH:

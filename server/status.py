@@ -9,7 +9,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from learner import ConflictingReport, InvalidInput, PricingError, Unavailable, UnknownQuote
+from learner import (
+    ConflictingReport,
+    InvalidInput,
+    PricingError,
+    StoreCorrupt,
+    Unavailable,
+    UnknownQuote,
+)
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +24,8 @@ STATUS_OF_ERROR: dict[type[PricingError], grpc.StatusCode] = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     UnknownQuote: grpc.StatusCode.NOT_FOUND,
     ConflictingReport: grpc.StatusCode.ALREADY_EXISTS,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,  # with StoreFailed: disk full, read-only, corrupt, ...
+    StoreCorrupt: grpc.StatusCode.DATA_LOSS,  # a stored row that cannot be read: restore a backup
 }
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])

@@ -11,38 +11,61 @@ write together, each inside its own savepoint so that one write's failure touche
 write may carry an ``after_commit`` callback: it runs once the write is durable, in log order, before
 any later write commits, which is what lets the service learn outcomes in log order without holding
 a lock across the fsync.
+
+Failures are named (``server/store_faults.py``): a write on a full disk, a read-only file system, an
+I/O error or a corrupt page raises StoreFailed saying which; ``check()`` tells health whether the
+store works now and ``recover()`` tries it again. The files are watched too: a state file deleted
+or replaced under the server fails every later write (nothing written to a file no one will read
+again is acknowledged), and the data dir has one owner at a time (``server/dir_lock.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from learner import Decision, Settlement, Unavailable
+from learner import (
+    AlreadyClosed,
+    Decision,
+    QuoteIdTaken,
+    Settlement,
+    StoreCorrupt,
+    StoreFailed,
+    Unavailable,
+)
 from learner.value import StateChange
+from server.dir_lock import DataDirLock
 from server.pseudonyms import UserIdKey
+from server.store_faults import (
+    DAMAGED_FILE_CAUSES,
+    RESTART_CAUSES,
+    is_store_failure,
+    replaced,
+    store_failure,
+)
 
 SCHEMA_VERSION = 2
 """2: users are stored under pseudonyms (``server.pseudonyms``); a version-1 file, which holds raw
 user ids, is migrated in place when the server first opens it with a key."""
 LEGACY_SCHEMA_VERSION = 1
 SNAPSHOTS_KEPT = 3
+WAL_CHECKPOINT_PAGES = 256
+"""Checkpoint the write-ahead log into the database every 256 pages (1 MiB), not SQLite's 1000: on
+a small disk the log filled the disk before its first checkpoint, and pages freed by deleted rows
+are reused only once checkpointed."""
+WAL_SIZE_LIMIT_BYTES = 1 << 20
+"""After a checkpoint the log file is cut back to this size, so a burst does not keep its space."""
 T = TypeVar("T")
 AfterCommit = Callable[[int], None]
 """Called with a log entry's sequence number once it is durable; calls come in sequence order."""
-
-
-class QuoteIdTaken(Exception):
-    """A pending or logged quote already has this id (two requests raced with one caller id)."""
-
-
-class StoreCorrupt(Exception):
-    """The store's file cannot be used as it is; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +104,8 @@ class Store(Protocol):
     def last_seq(self) -> int: ...
     def load_user_state(self, user_id: str, model_version: str) -> bytes | None: ...
     def save_user_states(self, change: StateChange, now: float) -> None: ...
+    def check(self) -> StoreFailed | None: ...
+    def recover(self) -> StoreFailed | None: ...
     def close(self) -> None: ...
 
 
@@ -155,21 +180,41 @@ class SQLiteStore:
         # fsync overlaps this one's callbacks.
         self._after_commit_lock = threading.Lock()
         self._queue: list[_Write] = []
+        self._owner = DataDirLock(self.path.parent)
+        try:
+            self._open()
+        except BaseException:
+            self._owner.release()
+            raise
+        self._files = _identities(self.path)
+        self._fault: StoreFailed | None = None  # the last operation's failure; None once one commits
+        self._broken: StoreFailed | None = None  # a failure of RESTART_CAUSES, kept until restart
+
+    def _open(self) -> None:
+        """Connect and check the file; a damaged file is StoreCorrupt, an unusable disk StoreFailed."""
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                raise sqlite3.DatabaseError(check)
+                raise self._corrupt(check)
             self._db.executescript(_SCHEMA)
             self._check_schema_version()
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorrupt(
-                f"the state file {self.path} is not a usable SQLite database ({exc}). Restore it "
-                "from a backup, or move it aside to start with an empty model."
-            ) from None
+        except sqlite3.Error as exc:
+            failure = store_failure(exc, self.path)
+            if failure.cause not in DAMAGED_FILE_CAUSES:
+                raise failure from None  # the file may be fine: the disk or its permissions are not
+            raise self._corrupt(str(exc)) from None
+
+    def _corrupt(self, problem: str) -> StoreCorrupt:
+        return StoreCorrupt(
+            f"the state file {self.path} is not a usable SQLite database ({problem}). Restore it "
+            "from a backup, or move it aside to start with an empty model."
+        )
 
     def _check_schema_version(self) -> None:
         version = self._meta("schema_version")
@@ -238,8 +283,49 @@ class SQLiteStore:
     def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:  # type: ignore[type-arg]
         try:
             return self._db.execute(sql, params)
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"the state store failed: {exc}") from exc
+        except sqlite3.Error as exc:
+            if is_store_failure(exc):
+                raise self._failed(exc) from exc
+            raise
+
+    def _failed(self, error: sqlite3.Error) -> StoreFailed:
+        """The named failure ``error`` means, remembered for ``check()``."""
+        failure = store_failure(error, self.path)
+        self._fault = failure
+        if failure.cause in RESTART_CAUSES:
+            self._broken = failure
+        return failure
+
+    def _check_usable(self) -> None:
+        """Raise StoreFailed if a write must not be acknowledged: the state files are no longer the
+        ones opened (deleted or replaced), or the store broke for good."""
+        if self._broken is None and (what := _changed(self.path, self._files)):
+            self._broken = replaced(self.path, what)
+        if self._broken is not None:
+            self._fault = self._broken
+            raise StoreFailed(self._broken.cause, str(self._broken))  # a fresh one per raise
+
+    def check(self) -> StoreFailed | None:
+        """Why the store cannot be used now, or None: the state files are not the ones opened, or
+        the last operation failed. No I/O but two ``stat`` calls: health calls it on a timer."""
+        try:
+            self._check_usable()
+        except StoreFailed as failure:
+            return failure
+        return self._fault
+
+    def recover(self) -> StoreFailed | None:
+        """After a failure: a checkpoint (which gives the log's space back) and a one-row write;
+        None if both worked, so recovery shows without waiting for traffic."""
+        try:
+            self._check_usable()
+            with self._lock:
+                self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._commit(lambda: self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('probed_at', ?)", (repr(time.time()),)))
+        except StoreFailed as failure:
+            return failure
+        return None
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
@@ -248,7 +334,7 @@ class SQLiteStore:
         """Run ``apply`` in a committed transaction, shared with the writes queued meanwhile.
 
         Returns once the transaction holding it is committed (fsynced) and ``after_commit(result)``
-        has run; raises what ``apply`` raised (the write then left no trace), Unavailable if the
+        has run; raises what ``apply`` raised (the write then left no trace), StoreFailed if the
         commit failed, or what ``after_commit`` raised (the write is then durable all the same).
         """
         write = _Write(apply, after_commit)
@@ -305,20 +391,19 @@ class SQLiteStore:
         """Run a write alone in its transaction: its own failure rolls the transaction back."""
         try:
             write.result = write.apply()
-        except (sqlite3.OperationalError, sqlite3.InternalError):
-            raise
         except Exception as exc:
-            write.error = exc
+            if not is_store_failure(exc):
+                write.error = exc
             raise
 
     def _apply_in_savepoint(self, write: _Write) -> None:
         self._db.execute("SAVEPOINT write")
         try:
             write.result = write.apply()
-        except (sqlite3.OperationalError, sqlite3.InternalError) as exc:
-            raise Unavailable(f"the state store failed: {exc}") from exc  # fails the transaction
-        except Exception as exc:  # this write's own failure (a taken id, a quote already closed)
-            write.error = exc
+        except Exception as exc:
+            if is_store_failure(exc):
+                raise  # fails the transaction, named on the way out
+            write.error = exc  # this write's own failure (a taken id, a quote already closed)
             self._db.execute("ROLLBACK TO write")
         self._db.execute("RELEASE write")
 
@@ -370,7 +455,7 @@ class SQLiteStore:
         """Atomically move a pending quote into the decision log, and apply ``states`` (the shopper's
         answer to it) in the same transaction; returns the entry's log sequence number.
 
-        Raises LookupError if the quote is no longer pending (closed by another thread first): the
+        Raises AlreadyClosed if the quote is no longer pending (closed by another thread first): the
         states are then left alone. The decision moves as the JSON text it was stored as.
         """
         def move() -> int:
@@ -380,7 +465,7 @@ class SQLiteStore:
                 (kind, reward, int(learned), closed_at, line, decision.quote_id),
             )
             if cursor.rowcount != 1:
-                raise LookupError(decision.quote_id)
+                raise AlreadyClosed(decision.quote_id)
             seq = int(cursor.lastrowid or 0)
             self._db.execute("DELETE FROM pending WHERE quote_id = ?", (decision.quote_id,))
             if states is not None:
@@ -498,28 +583,68 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._owner.release()
+
+
+_FileId = tuple[int, int] | None
+
+
+def _identities(path: Path) -> tuple[_FileId, _FileId]:
+    """(device, inode) of the database file and of its write-ahead log; None where one is missing."""
+    def identity(file: Path) -> _FileId:
+        try:
+            found = os.stat(file)
+        except FileNotFoundError:
+            return None
+        return found.st_dev, found.st_ino
+
+    return identity(path), identity(Path(f"{path}-wal"))
+
+
+def _changed(path: Path, opened: tuple[_FileId, _FileId]) -> str:
+    """How the state files differ from those opened: "deleted", "replaced", or "" (unchanged)."""
+    for then, now in zip(opened, _identities(path), strict=True):
+        if then is not None and now != then:
+            return "deleted" if now is None else "replaced"
+    return ""
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error); store errors become Unavailable."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on error; storage errors become a named
+    StoreFailed. Nothing commits once the state file is gone (``_check_usable``)."""
 
     def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
         self._db = store._db
 
     def __enter__(self) -> None:
+        self._store._check_usable()
         try:
             self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"the state store failed: {exc}") from exc
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            raise
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if exc_type is None:
+        if exc is None:
             try:
+                self._store._check_usable()
                 self._db.execute("COMMIT")
-                return
-            except sqlite3.OperationalError as error:
+            except (sqlite3.Error, StoreFailed) as error:
+                self._fail(error)
+                raise
+            self._store._fault = None
+            return
+        self._fail(exc)
+
+    def _fail(self, error: BaseException) -> None:
+        """Roll back what is left of the transaction and raise the named failure of ``error``.
+
+        SQLite may already have rolled back (it does on a full disk): a second ROLLBACK would
+        raise "no transaction is active" over the real cause, so it runs only when one is open.
+        """
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the cause is ``error``, not the rollback's
                 self._db.execute("ROLLBACK")
-                raise Unavailable(f"the state store failed: {error}") from error
-        self._db.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.OperationalError):
-            raise Unavailable(f"the state store failed: {exc}") from exc
+        if isinstance(error, sqlite3.Error) and is_store_failure(error):
+            raise self._store._failed(error) from error

@@ -58,9 +58,9 @@ class ServerHandle:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
-        if self.running is not None:
-            self.running.stop()
-            self.running = None
+        running, self.running = self.running, None
+        if running is not None:  # cleared first: a stop that raises is not tried again at teardown
+            running.stop()
 
     def restart(self, **overrides: object) -> None:
         self.stop()

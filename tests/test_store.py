@@ -13,9 +13,9 @@ from typing import TypeVar
 import pytest
 
 from builders import request
-from learner import Decision, Pricer, Settlement, Unavailable
+from learner import AlreadyClosed, Decision, Pricer, QuoteIdTaken, Settlement, StoreCorrupt, Unavailable
 from learner.value import BehaviorEvent, StateChange, UserStates, load
-from server.store import QuoteIdTaken, SQLiteStore, StoreCorrupt
+from server.store import SQLiteStore
 
 T = TypeVar("T")
 VALUE_MODEL = load("default")
@@ -43,7 +43,7 @@ def test_closing_moves_a_quote_into_the_log_exactly_once(store: SQLiteStore) -> 
     assert seq == store.last_seq() == 1
     assert store.pending("q-1") is None
     assert store.find_decision("q-1") == quote
-    with pytest.raises(LookupError):
+    with pytest.raises(AlreadyClosed):
         store.close_quote(quote, "expired", 0.0, True, 6.0, "{}")
     assert [(e.seq, e.kind, e.reward, e.learned) for e in store.log_after(0)] == [(1, "reward", 1.0, True)]
     assert store.settlement("q-1") == Settlement(reward=1.0, reported=True)
@@ -148,7 +148,7 @@ def test_after_commit_steps_run_once_durable_and_in_log_order(tmp_path: Path) ->
 
     run_behind_one_commit(store, close, quotes)
     assert ran == [1, 2, 3, 4, 5, 6]
-    with pytest.raises(LookupError):  # closing again fails, and its step never runs
+    with pytest.raises(AlreadyClosed):  # closing again fails, and its step never runs
         store.close_quote(quotes[0], "reward", 1.0, True, 6.0, "{}", after_commit=ran.append)
     assert ran == [1, 2, 3, 4, 5, 6]
     store.close()
@@ -222,7 +222,7 @@ def test_a_state_change_commits_with_its_close_or_not_at_all(tmp_path: Path) -> 
     assert store.pending(quote.quote_id) == quote and users.get(quote.user_id).events == 0
     store.close_quote(quote, "reward", 1.0, True, 20.0, "{}",
                       states=StateChange(users, [answer], 20.0, restamp=True))
-    with pytest.raises(LookupError):  # the loser of a race to close applies nothing
+    with pytest.raises(AlreadyClosed):  # the loser of a race to close applies nothing
         store.close_quote(quote, "expired", 0.0, True, 21.0, "{}",
                           states=StateChange(users, [replace(answer, timestamp=11.0)], 21.0, restamp=True))
     assert users.get(quote.user_id).events == 1

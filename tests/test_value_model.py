@@ -161,10 +161,13 @@ def test_states_persist_in_the_store_and_survive_eviction(store: SQLiteStore) ->
     assert len(users) == 2  # bounded: u1 was evicted ...
     expected = DEFAULT.network.run(buyer("u1"))
     assert np.array_equal(users.get("u1").h, expected.h)  # ... and read back from the store unchanged
-    restarted = UserStates(DEFAULT, SQLiteStore(store.path.parent))
+    store.close()  # a restart: the data dir has one owner at a time
+    reopened = SQLiteStore(store.path.parent)
+    restarted = UserStates(DEFAULT, reopened)
     assert np.array_equal(restarted.get("u3").c, DEFAULT.network.run(buyer("u3")).c)
-    other_model = UserStates(dataclasses.replace(DEFAULT, version="other-00000000"), store)
+    other_model = UserStates(dataclasses.replace(DEFAULT, version="other-00000000"), reopened)
     assert other_model.get("u1").events == 0  # a state means nothing to another model
+    reopened.close()
 
 
 def test_stale_and_future_events_are_refused_and_change_nothing(store: SQLiteStore) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from learner.errors import PricingError
+from learner.errors import ModelFileError
 from learner.value.events import INPUT_NAMES
 from learner.value.network import WEIGHT_NAMES, ValueNetwork
 
@@ -29,10 +29,6 @@ SCHEMA_VERSION = 2
 DEFAULT_MODEL = "default_value_model.npz"
 RETRAIN_HINT = ("retrain it with `pricebandit-train` (see README), pass --value-model default for the "
                 "shipped model, or --value-model none to price on the list margin")
-
-
-class ModelFileError(PricingError):
-    """A value model file that cannot be served: missing, corrupt, another schema or encoding."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from learner.errors import LogError
 from learner.value import artifact
 from learner.value.events import (
     INPUT_DIM,
@@ -46,10 +47,6 @@ from learner.value.events import (
 
 log = logging.getLogger("pricebandit.train")
 TRANSACTION_COLUMNS = {"customer_id", "date", "amount"}
-
-
-class LogError(ValueError):
-    """A behavior log that cannot be read; the message names the file, line and field."""
 
 
 # -- reading logs ----------------------------------------------------------------------------------
