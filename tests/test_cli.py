@@ -101,7 +101,7 @@ def test_a_snapshot_of_another_policy_stops_the_start(
     assert first.finish()[0] == 0
     log = refused_start(tmp_path, "--policy", "thompson")
     assert "policy: snapshot 'linucb' vs configured 'thompson'" in log and "--data-dir" in log
-    assert "stopped; nothing new to save" in log and " saved" not in log  # it did not claim to save
+    assert "stopped; nothing new to save" in log and "stopped; model" not in log  # claims no save
     with sqlite3.connect(tmp_path / "pricebandit.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 1  # nothing overwritten
 
