@@ -19,8 +19,9 @@ $(SERVE_INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $(SERVE_INSTALLED)
 
+# Flags go through ARGS (make serve ARGS="--port 6000 --policy thompson"); PRICEBANDIT_* variables work too.
 serve: $(SERVE_INSTALLED)
-	$(BIN)/pricebandit-server
+	$(BIN)/pricebandit-server $(ARGS)
 
 test: $(INSTALLED) lint
 	$(BIN)/python -m pytest

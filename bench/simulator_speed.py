@@ -2,16 +2,17 @@
 
 The baseline, run in the same process on the same rounds, is the simulator with a learner that
 costs nothing (it quotes the list price and learns nothing): the ratio says how much of a simulated
-decision is the Pricer. Usage: ``python -m bench.simulator_speed [rounds]`` (default 20,000).
+decision is the Pricer. Usage, from the repository root: ``python -m bench.simulator_speed [--rounds N]``
+(like every benchmark, a module of the ``bench`` package: it imports the project's packages).
 """
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from learner import FeatureBuilder, PricerConfig
+from learner import FeatureBuilder, PricerConfig, cliargs
 from learner.policies import POLICIES
 from simulator.contenders import Learning, PricerContender, VowpalWabbit
 from simulator.market import Block, Market
@@ -38,8 +39,12 @@ def decisions_per_second(contender: Learning, rounds: int) -> float:
     return rounds / (time.perf_counter() - started)
 
 
-def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = cliargs.CommandParser(prog="python -m bench.simulator_speed",
+                                   description=__doc__.split("\n\n")[0], formatter_class=cliargs.DefaultsHelp)
+    parser.add_argument("--rounds", type=cliargs.positive_int, default=20_000,
+                        help="simulated decisions per contender")
+    rounds = parser.parse_args(argv).rounds
     feedback = SCENARIOS["stationary"].feedback
     config = PricerConfig()
     baseline = decisions_per_second(ListPrice(feedback, 0), rounds)

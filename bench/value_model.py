@@ -1,6 +1,6 @@
 """What the value model costs when it serves, against one Keras call on the same history.
 
-    .venv/bin/python bench/value_model.py [--users 300]
+    .venv/bin/python -m bench.value_model [--users 300]
 
 Prints microseconds per event update (in memory, and committed to SQLite in Observe-sized batches),
 per quote-time lookup (cached state -> V and embedding), one Keras call on the user's whole history

@@ -89,9 +89,9 @@ class Pricer:
                                        embedding_dim)
         self.window = RewardWindow(self.config.reward_window_seconds)
         self.policy = make_policy(
-            self.config.policy, len(self.grid), self.features.dim,
+            self.config.policy, len(self.grid), self.features.dim, self.config.policy_options,
             l2=self.config.l2, decay=self.config.decay, demand_model=self.config.demand_model,
-            alphas=self.grid.alphas, **dict(self.config.policy_options),
+            alphas=self.grid.alphas,
         )
         self._lock = threading.Lock()
 

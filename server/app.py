@@ -7,6 +7,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass, field, replace
 from importlib import metadata
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -97,12 +98,15 @@ class RunningServer:
             self._housekeeper.join()
         try:
             self.service.expire_due()
-            self.service.snapshot_if_due(force=True)
+            saved = self.service.snapshot_if_due(force=True)
         finally:
             self.service.store.close()
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
             self._metrics_http.server_close()  # type: ignore[attr-defined]
-        log.info("stopped; model %s saved", self.service.pricer.model_version)
+        if saved:
+            log.info("stopped; model %s saved", self.service.pricer.model_version)
+        else:  # already in the newest snapshot, or a refused start that must not overwrite saved state
+            log.info("stopped; nothing new to save")
 
 
 def _housekeeping(service: PricingService, interval: float, stopping: threading.Event) -> None:
@@ -123,6 +127,33 @@ def build_pricer(config: ServerConfig, value_model: ValueModel | None, store: SQ
         return Pricer(config.pricer_config())
     users = UserStates(value_model, store, capacity=config.user_cache_size)
     return Pricer(replace(config.pricer_config(), user_embedding_dim=value_model.embedding_dim), users)
+
+
+def _listen(server: grpc.Server, config: ServerConfig) -> int:
+    """Bind the gRPC port; OSError names the flags when it cannot be bound."""
+    address = f"{config.host}:{config.port}"
+    try:
+        if config.tls_cert_file and config.tls_key_file:
+            credentials = server_credentials(config.tls_cert_file, config.tls_key_file,
+                                             config.tls_client_ca_file)
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # recent grpcio raises where older versions returned 0
+        port = 0
+    if port == 0:
+        raise OSError(f"--host/--port: cannot listen on {address} (in use or not permitted)")
+    return port
+
+
+def _serve_metrics(config: ServerConfig, metrics: Metrics) -> Any:
+    """Start the /metrics endpoint; OSError names the flags when its port cannot be bound."""
+    try:
+        http, _ = start_http_server(config.metrics_port, config.metrics_host, registry=metrics.registry)
+    except OSError as error:
+        raise OSError(f"--metrics-host/--metrics-port: cannot serve metrics on "
+                      f"{config.metrics_host}:{config.metrics_port} ({error.strerror})") from None
+    return http
 
 
 def build_server(config: ServerConfig) -> RunningServer:
@@ -167,18 +198,12 @@ def build_server(config: ServerConfig) -> RunningServer:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    address = f"{config.host}:{config.port}"
-    if config.tls_cert_file and config.tls_key_file:
-        credentials = server_credentials(config.tls_cert_file, config.tls_key_file,
-                                         config.tls_client_ca_file)
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
+    try:
+        port = _listen(server, config)
+        metrics_http = _serve_metrics(config, metrics)
+    except OSError:
         store.close()
-        raise OSError(f"cannot listen on {config.host}:{config.port} (in use or not permitted)")
-    metrics_http, _ = start_http_server(config.metrics_port, config.metrics_host,
-                                        registry=metrics.registry)
+        raise
     server.start()
     stopping = threading.Event()
     housekeeper = threading.Thread(

@@ -12,9 +12,20 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from learner import DEFAULT_ALPHAS, DEFAULT_CONTEXT_FEATURES, POLICIES, PricerConfig
-from learner.policies import DEFAULT_DEMAND_MODEL, DEMAND_MODELS
+from learner import (
+    DEFAULT_ALPHAS,
+    DEFAULT_CONTEXT_FEATURES,
+    POLICIES,
+    InvalidInput,
+    Pricer,
+    PricerConfig,
+    cliargs,
+)
+from learner.policies import DEFAULT_DEMAND_MODEL, DEMAND_MODELS, policy_options
 from server.logs import parse_log_format
+from server.validation import CURRENCY_PATTERN, check_pattern
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
@@ -70,28 +81,6 @@ class ServerConfig:
         )
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(part) for part in text.split(",") if part.strip())
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _options(text: str) -> dict[str, float]:
-    """``beta=0.5,epsilon=0.1`` -> {"beta": 0.5, "epsilon": 0.1}."""
-    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
-    return {key.strip(): float(value) for key, value in pairs}
-
-
-def _switch(text: str) -> bool:
-    words = {"true": True, "yes": True, "on": True, "1": True,
-             "false": False, "no": False, "off": False, "0": False}
-    if text.strip().lower() not in words:
-        raise argparse.ArgumentTypeError(f"{text!r} is not one of true/false, yes/no, on/off, 1/0")
-    return words[text.strip().lower()]
-
-
 def _log_format(text: str) -> str:
     try:
         return parse_log_format(text)
@@ -99,12 +88,30 @@ def _log_format(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _currency(text: str) -> str:
+    try:
+        return check_pattern("currency", text, CURRENCY_PATTERN, "an ISO 4217 code like 'EUR'")
+    except InvalidInput as error:
+        raise argparse.ArgumentTypeError(error.problem) from None
+
+
 PARSERS: dict[str, Callable[[str], Any]] = {
-    "log_format": _log_format, "learn_responses": _switch,
-    "alphas": _floats, "context_features": _names, "policy_options": _options, "data_dir": Path,
-    "tls_cert_file": Path, "tls_key_file": Path, "tls_client_ca_file": Path, "auth_token_file": Path,
-    "user_id_key_file": Path,
+    "host": str, "port": cliargs.port, "metrics_host": str, "metrics_port": cliargs.port,
+    "data_dir": Path, "reward_window_seconds": cliargs.positive,
+    "policy": cliargs.choice(sorted(POLICIES)), "demand_model": cliargs.choice(sorted(DEMAND_MODELS)),
+    "seed": cliargs.any_int, "log_level": cliargs.choice(LOG_LEVELS), "log_format": _log_format,
+    "alphas": cliargs.numbers, "context_features": cliargs.names, "decay": cliargs.finite,
+    "currency": _currency, "max_batch": cliargs.positive_int, "workers": cliargs.positive_int,
+    "max_concurrent_rpcs": cliargs.positive_int, "max_message_bytes": cliargs.positive_int,
+    "snapshot_every_updates": cliargs.positive_int, "snapshot_interval_seconds": cliargs.positive,
+    "sweep_interval_seconds": cliargs.positive, "shutdown_grace_seconds": cliargs.non_negative,
+    "policy_options": cliargs.settings, "value_model": cliargs.file_or("default", "none"),
+    "user_cache_size": cliargs.positive_int, "tls_cert_file": cliargs.input_file,
+    "tls_key_file": cliargs.input_file, "tls_client_ca_file": cliargs.input_file,
+    "auth_token_file": cliargs.input_file, "learn_responses": cliargs.switch,
+    "user_id_key_file": cliargs.input_file,
 }
+"""How each flag's text (and its environment variable's) becomes a value: one rule for both."""
 ENVIRONMENT_ONLY = {"auth_token"}
 """Secrets never become flags: a flag's value shows in ``ps`` to every user of the machine."""
 HELP = {
@@ -156,27 +163,63 @@ def _render(value: object) -> str:
     return str(value)
 
 
-def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
-                 ) -> ServerConfig:
-    environ = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(
+def env_name(name: str) -> str:
+    return f"PRICEBANDIT_{name.upper()}"
+
+
+def flag_name(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _parser() -> cliargs.CommandParser:
+    parser = cliargs.CommandParser(
         prog="pricebandit-server", allow_abbrev=False,
         description="Serve personalized prices over gRPC and learn from purchase outcomes.",
     )
     defaults = ServerConfig()
     for spec in fields(ServerConfig):
-        if spec.name in ENVIRONMENT_ONLY:
-            continue
-        env_name = f"PRICEBANDIT_{spec.name.upper()}"
-        default = getattr(defaults, spec.name)
-        convert: Callable[[str], Any] = PARSERS.get(spec.name) or type(default)
-        parser.add_argument(
-            f"--{spec.name.replace('_', '-')}", dest=spec.name, type=convert,
-            default=convert(environ[env_name]) if env_name in environ else default,
-            help=f"{HELP[spec.name]} (env {env_name}; default {_render(default)})",
-        )
+        if spec.name not in ENVIRONMENT_ONLY:
+            parser.add_argument(flag_name(spec.name), dest=spec.name, type=PARSERS[spec.name],
+                                help=f"{HELP[spec.name]} (env {env_name(spec.name)}; "
+                                     f"default {_render(getattr(defaults, spec.name))})")
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+                 ) -> ServerConfig:
+    """The configuration from flags over ``PRICEBANDIT_*`` variables over defaults.
+
+    A bad value, given by flag or variable, ends the program with one line naming where it came from
+    (exit 2); ``--help`` works whatever the environment holds.
+    """
+    environ = os.environ if environ is None else environ
+    parser = _parser()
     args = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for name, parse in PARSERS.items():
+        variable = env_name(name)
+        # Read even when a flag overrides it: a bad variable is a mistake waiting for the next start.
+        from_environment = cliargs.environment_value(parser, environ, variable, parse)
+        if from_environment is not None:
+            values[name], source[name] = from_environment, f"environment variable {variable}"
+        if getattr(args, name) is not None:
+            values[name], source[name] = getattr(args, name), f"argument {flag_name(name)}"
     try:
-        return ServerConfig(**vars(args), auth_token=environ.get("PRICEBANDIT_AUTH_TOKEN", ""))
+        config = ServerConfig(**values, auth_token=environ.get("PRICEBANDIT_AUTH_TOKEN", ""))
     except ValueError as error:
         parser.error(str(error))
+    try:
+        Pricer(config.pricer_config())  # the learner's own rules (grid, decay, policy options), once
+    except InvalidInput as error:
+        parser.error(_blame(error, config.policy, source))
+    return config
+
+
+def _blame(error: InvalidInput, policy: str, source: Mapping[str, str]) -> str:
+    """The learner's complaint about a field, said of the flag or variable that set it."""
+    if error.field in policy_options(policy):
+        return f"{source['policy_options']}: {error}"
+    if error.field in HELP:
+        return f"{source.get(error.field, 'argument ' + flag_name(error.field))}: {error.problem}"
+    return str(error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import grpc
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
+from tqdm import tqdm
 
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from simulator.behavior import user_history
@@ -80,17 +82,21 @@ class RewardSender:
             except grpc.RpcError as error:
                 self.report.rewards[error.code().name] += 1
 
-    def drain(self, limit: float = MAX_DRAIN_SECONDS) -> None:
+    def drain(self, limit: float = MAX_DRAIN_SECONDS, *, progress: bool = False) -> None:
         """Send every scheduled report at its time, waiting at most ``limit`` seconds."""
         give_up = time.monotonic() + limit
-        while self._heap and time.monotonic() < give_up:
-            time.sleep(max(0.0, min(self._heap[0][0], give_up) - time.monotonic()))
-            self.send_due(time.monotonic())
+        with tqdm(total=len(self._heap), desc="reports due", unit="report", file=sys.stderr,
+                  disable=not (progress and self._heap)) as bar:
+            while self._heap and time.monotonic() < give_up:
+                waiting = len(self._heap)
+                time.sleep(max(0.0, min(self._heap[0][0], give_up) - time.monotonic()))
+                self.send_due(time.monotonic())
+                bar.update(waiting - len(self._heap))
 
 
 def run_live(address: str, scenario: Scenario, *, rounds: int, seed: int = 0, deadline: float = 1.0,
              delay_scale: float = 1.0, send_behavior: bool = True,
-             connect_timeout: float = 10.0) -> LiveReport:
+             connect_timeout: float = 10.0, progress: bool = False) -> LiveReport:
     """Drive the server at ``address`` with ``rounds`` of ``scenario``; ``delay_scale`` turns the
     scenario's report delays (simulated seconds) into wall-clock seconds. With ``send_behavior``,
     each shopper's behavior history goes to ``Observe`` before their first quote, as a site's
@@ -108,8 +114,10 @@ def run_live(address: str, scenario: Scenario, *, rounds: int, seed: int = 0, de
             raise ConnectionError(f"no server answered at {address} within {connect_timeout:g} s") from None
         stub = pricing_pb2_grpc.PricingServiceStub(channel)
         sender = RewardSender(stub, deadline, report)
+        bar = tqdm(total=rounds, desc="quotes", unit="quote", file=sys.stderr, disable=not progress)
         for block in stream.blocks(BLOCK):
             for row in range(len(block)):
+                bar.update()
                 sender.send_due(time.monotonic())
                 user_id = block.user_ids[row]
                 if send_behavior and user_id not in observed:
@@ -129,7 +137,8 @@ def run_live(address: str, scenario: Scenario, *, rounds: int, seed: int = 0, de
                     sender.schedule(time.monotonic() + delay, response.quote_id, purchased)
                 else:
                     report.silent += 1
-        sender.drain()
+        bar.close()
+        sender.drain(progress=progress)
     report.seconds = time.monotonic() - started
     return report
 

@@ -19,10 +19,10 @@ from server.healthcheck import main as healthcheck
 
 
 def test_flags_win_over_environment_which_wins_over_defaults() -> None:
-    env = {"PRICEBANDIT_PORT": "6000", "PRICEBANDIT_POLICY": "thompson",
+    env = {"PRICEBANDIT_PORT": "6000", "PRICEBANDIT_POLICY": "squarecb",
            "PRICEBANDIT_ALPHAS": "0.2,0.4,0.6", "PRICEBANDIT_POLICY_OPTIONS": "v=0.3"}
-    config = parse_config(["--policy", "squarecb", "--reward-window-seconds", "30"], env)
-    assert (config.port, config.policy, config.reward_window_seconds) == (6000, "squarecb", 30.0)
+    config = parse_config(["--policy", "thompson", "--reward-window-seconds", "30"], env)
+    assert (config.port, config.policy, config.reward_window_seconds) == (6000, "thompson", 30.0)
     assert config.alphas == (0.2, 0.4, 0.6)
     assert config.policy_options == {"v": 0.3}
     assert config.metrics_port == ServerConfig().metrics_port == 9464
@@ -89,6 +89,7 @@ def test_a_snapshot_of_another_policy_stops_the_start(
     assert first.finish()[0] == 0
     log = refused_start(tmp_path, "--policy", "thompson")
     assert "policy: snapshot 'linucb' vs configured 'thompson'" in log and "--data-dir" in log
+    assert "stopped; nothing new to save" in log and "stopped; model" not in log  # claims no save
     with sqlite3.connect(tmp_path / "pricebandit.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 1  # nothing overwritten
 

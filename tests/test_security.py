@@ -133,10 +133,11 @@ def test_mutual_tls_requires_a_client_certificate(tls_server: Callable[..., Runn
     [(["--tls-cert-file", "c.pem"], "TLS needs both"),
      (["--tls-client-ca-file", "ca.pem"], "needs --tls-cert-file")],
 )
-def test_incomplete_tls_settings_are_refused(flags: list[str], message: str,
+def test_incomplete_tls_settings_are_refused(flags: list[str], message: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / flags[1]).write_text("PEM")  # the file exists: what is refused is the missing other one
     with pytest.raises(SystemExit):
-        parse_config(flags, {})
+        parse_config([flags[0], str(tmp_path / flags[1])], {})
     assert message in capsys.readouterr().err
 
 

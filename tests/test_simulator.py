@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 from collections import Counter
@@ -16,7 +17,7 @@ import pytest
 from learner import PricerConfig, QuoteRequest
 from learner.value import TRACKED_EVENT_TYPES
 from simulator.behavior import histories, user_history, write_jsonl
-from simulator.cli import main, parse_options
+from simulator.cli import main, option, options_by_policy
 from simulator.contenders import FeedbackQueue, PricerContender, make_contender
 from simulator.market import CATEGORIES, Block, Market, MarketConfig
 from simulator.recovery import WINDOW, recovery_rounds, trailing_sums
@@ -358,17 +359,18 @@ def test_the_cli_runs_a_comparison_and_writes_histories(tmp_path: Path, capsys) 
     assert "random" in printed and (tmp_path / "out" / "stationary-profit.png").exists()
     assert main(["behavior", "--users", "20", "--out", str(tmp_path / "h.jsonl")]) == 0
     assert (tmp_path / "h.jsonl").read_text().count("\n") > 20
-    assert main(["run", "--rounds", "10", "--option", "linucb.beta", "--out", str(tmp_path)]) == 2
-    assert "POLICY.NAME=VALUE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["run", "--rounds", "10", "--option", "linucb.beta", "--out", str(tmp_path)])
+    assert refused.value.code == 2 and "POLICY.NAME=VALUE" in capsys.readouterr().err
     assert main(["scenarios"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == list(SCENARIOS)
 
 
 def test_policy_options_parse_per_policy() -> None:
-    assert parse_options(["linucb.beta=0.5", "thompson.v=0.2"]) == {"linucb": {"beta": 0.5},
-                                                                   "thompson": {"v": 0.2}}
-    with pytest.raises(ValueError, match="not a number"):
-        parse_options(["linucb.beta=x"])
+    assert options_by_policy([option("linucb.beta=0.5"), option("thompson.v=0.2")]) == {
+        "linucb": {"beta": 0.5}, "thompson": {"v": 0.2}}
+    with pytest.raises(argparse.ArgumentTypeError, match="not a finite number"):
+        option("linucb.beta=x")
 
 
 def test_random_streams_never_share_numbers_whatever_the_seeds() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from learner.errors import InvalidInput
@@ -16,18 +18,37 @@ POLICIES: dict[str, type[Policy]] = {
 }
 
 
-def make_policy(name: str, n_arms: int, dim: int, **options: Any) -> Policy:
-    """Build the policy called ``name``; ``options`` are its keyword hyperparameters."""
+def policy_class(name: str) -> type[Policy]:
     try:
-        cls = POLICIES[name]
+        return POLICIES[name]
     except KeyError:
         raise InvalidInput("policy", f"unknown policy {name!r}; choose one of {sorted(POLICIES)}") from None
-    try:
-        return cls(n_arms, dim, **options)
-    except TypeError as exc:
-        raise InvalidInput("policy_options", f"{name}: {exc}") from None
+
+
+def policy_options(name: str) -> tuple[str, ...]:
+    """The hyperparameters policy ``name`` takes: the keyword-only parameters of its own constructor
+    (what it passes on to ``Policy``, such as ``decay``, is the Pricer's to set)."""
+    init = policy_class(name).__init__
+    if init is Policy.__init__:
+        return ()
+    parameters = inspect.signature(init).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def make_policy(name: str, n_arms: int, dim: int, options: Mapping[str, float] | None = None,
+                **settings: Any) -> Policy:
+    """Build the policy called ``name``: ``options`` are its own hyperparameters (a user's choice,
+    checked against ``policy_options``), ``settings`` what every policy takes (``Policy``'s)."""
+    cls = policy_class(name)
+    options = options or {}
+    unknown = sorted(set(options) - set(policy_options(name)))
+    if unknown:
+        takes = ", ".join(policy_options(name)) or "none"
+        raise InvalidInput("policy_options", f"{name} takes no option {', '.join(map(repr, unknown))}; "
+                                             f"its options: {takes}")
+    return cls(n_arms, dim, **settings, **dict[str, Any](options))
 
 
 __all__ = ["DEFAULT_DEMAND_MODEL", "DEMAND_MODELS", "POLICIES", "Choice",
            "EpsilonGreedy", "LinUCB", "LinearThompson", "Policy", "SquareCB",
-           "make_policy"]
+           "make_policy", "policy_options"]

@@ -16,16 +16,18 @@ command says so.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import csv
 import hashlib
 import json
 import logging
 import math
+import os
 import sys
+import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from learner import cliargs
 from learner.errors import LogError
 from learner.value import artifact
 from learner.value.events import (
@@ -266,17 +269,18 @@ class TrainSettings:
     seed: int = 0
 
 
-SETTING_HELP = {
-    "units": "LSTM units (the user state is 2 x units float32)",
-    "embedding_dim": "values of the user embedding given to the bandit",
-    "hidden": "units of the demand head's hidden layer",
-    "max_len": "events per user (their first ones)",
-    "epochs": "passes over the training users",
-    "batch_size": "users per gradient step",
-    "learning_rate": "Adam's step size",
-    "validation": "share of users held out for validation",
-    "seed": "seed of the weights, the shuffling and the user split",
+SETTING_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "units": (cliargs.positive_int, "LSTM units (the user state is 2 x units float32)"),
+    "embedding_dim": (cliargs.positive_int, "values of the user embedding given to the bandit"),
+    "hidden": (cliargs.positive_int, "units of the demand head's hidden layer"),
+    "max_len": (cliargs.positive_int, "events per user (their first ones)"),
+    "epochs": (cliargs.positive_int, "passes over the training users"),
+    "batch_size": (cliargs.positive_int, "users per gradient step"),
+    "learning_rate": (cliargs.positive, "Adam's step size"),
+    "validation": (cliargs.share, "share of users held out for validation"),
+    "seed": (cliargs.non_negative_int, "seed of the weights, the shuffling and the user split"),
 }
+"""Each setting's flag: how its text is read (what values are allowed) and its help."""
 
 
 @dataclass(frozen=True)
@@ -344,23 +348,54 @@ def train(examples: Examples, out: Path, settings: TrainSettings = TrainSettings
     return TrainReport(version=version, **report_fields)  # type: ignore[arg-type]
 
 
+@contextlib.contextmanager
+def tensorflow_log_hidden() -> Iterator[None]:
+    """Point file descriptor 2 at a temporary file while TensorFlow runs; Python's ``sys.stderr`` (the
+    progress bar, warnings) keeps the terminal.
+
+    TensorFlow's C++ libraries print their start-up log (oneDNN, CPU features) there before any of
+    their settings apply: ``TF_CPP_MIN_LOG_LEVEL=3`` does not reach it (tensorflow/tensorflow#100442).
+    On an error the hidden log is written out after all, since it may say why.
+    """
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    python_stderr = sys.stderr
+    with tempfile.TemporaryFile() as hidden, open(terminal, "w", buffering=1, closefd=False) as visible:
+        os.dup2(hidden.fileno(), 2)
+        sys.stderr = visible
+        try:
+            yield
+        except BaseException:
+            hidden.seek(0)
+            os.write(terminal, hidden.read())
+            raise
+        finally:
+            sys.stderr = python_stderr
+            os.dup2(terminal, 2)
+            os.close(terminal)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pricebandit-train",
-                                     description="Train the user value model and write a model file.")
-    parser.add_argument("log", type=Path,
+    parser = cliargs.CommandParser(prog="pricebandit-train", formatter_class=cliargs.DefaultsHelp,
+                                   description="Train the user value model and write a model file.")
+    parser.add_argument("log", type=cliargs.input_file,
                         help="behavior log (.jsonl or .csv), e.g. from pricebandit-sim behavior")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the model file (.npz)")
+    parser.add_argument("--out", type=cliargs.output_file, required=True,
+                        help="where to write the model file (.npz)")
     parser.add_argument("--name", default="value", help="model name, the prefix of its version")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--tensorflow-log", action="store_true",
+                        help="show TensorFlow's own start-up log (hidden unless training fails)")
     defaults = TrainSettings()
     for key, value in defaults.__dict__.items():
-        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value,
-                            help=f"{SETTING_HELP[key]} (default {value})")
+        parse, help = SETTING_FLAGS[key]
+        parser.add_argument(f"--{key.replace('_', '-')}", type=parse, default=value, help=help)
     args = parser.parse_args(argv)
     settings = TrainSettings(**{key: getattr(args, key) for key in defaults.__dict__})
     try:
         examples = build_examples(read_log(args.log), settings.max_len)
-        report = train(examples, args.out, settings, name=args.name, progress=not args.no_progress)
+        with contextlib.nullcontext() if args.tensorflow_log else tensorflow_log_hidden():
+            report = train(examples, args.out, settings, name=args.name, progress=not args.no_progress)
     except (OSError, ValueError) as error:  # LogError, InvalidInput, a bad size: said in one line
         print(f"pricebandit-train: {error}", file=sys.stderr)
         return 2
