@@ -106,6 +106,13 @@ class Policy(ABC):
         """Estimated purchase probability of every arm at ``x`` and its price level, in [0, 1]."""
         return self._model.probabilities(check_features(x, self.dim), check_levels(levels, self.n_arms))
 
+    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arm: int) -> np.ndarray:
+        """How much each row of ``deltas`` (a change of the features) moves ``arm``'s purchase score
+        (the logit, before the link): every demand model's score is linear in the features."""
+        levels = check_levels(levels, self.n_arms)
+        return np.array([self._model.scores(check_features(delta, self.dim), levels)[arm]
+                         for delta in deltas])
+
     # -- choosing --------------------------------------------------------------------------------
     def select(
         self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
