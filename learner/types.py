@@ -179,6 +179,12 @@ class Decision:
         return self.price / self.reference_price - 1.0 if self.reference_price > 0 else 0.0
 
     @property
+    def value_factor(self) -> float:
+        """``user_value`` over the list margin: how much the shopper's behavior scaled V (1: not)."""
+        margin = self.list_price - self.unit_cost
+        return self.user_value / margin if margin > 0 else 1.0
+
+    @property
     def personalized(self) -> bool:
         """Whether the price differs from the reference (by more than rounding)."""
         return abs(self.price - self.reference_price) > 1e-9 * max(1.0, self.reference_price)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from learner import DEFAULT_ALPHAS, DEFAULT_CONTEXT_FEATURES, POLICIES, PricerConfig
+from learner.features import DEFAULT_UNKNOWN_CONTEXT, UNKNOWN_CONTEXT_MODES
 from learner.policies import DEFAULT_DEMAND_MODEL, DEMAND_MODELS
 from server.logs import parse_log_format
 
@@ -32,6 +33,10 @@ class ServerConfig:
     log_format: str = "text"
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
+    protected_features: tuple[str, ...] = ()
+    unknown_context: str = DEFAULT_UNKNOWN_CONTEXT
+    spread_limit: float | None = None
+    stable_price_seconds: float = 0.0
     decay: float = PricerConfig.decay
     currency: str = "USD"
     max_batch: int = 50
@@ -58,13 +63,16 @@ class ServerConfig:
             raise ValueError("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
         if self.auth_token and self.auth_token_file is not None:
             raise ValueError("give the auth token by PRICEBANDIT_AUTH_TOKEN or --auth-token-file, not both")
+        self.pricer_config()  # its guardrail settings check themselves (a spread limit in [0, 1], ...)
 
     def pricer_config(self) -> PricerConfig:
         return PricerConfig(
             policy=self.policy, demand_model=self.demand_model, alphas=self.alphas,
             context_features=self.context_features,
             decay=self.decay, seed=self.seed, reward_window_seconds=self.reward_window_seconds,
-            policy_options=dict(self.policy_options),
+            policy_options=dict(self.policy_options), spread_limit=self.spread_limit,
+            stable_price_seconds=self.stable_price_seconds, protected_features=self.protected_features,
+            unknown_context=self.unknown_context,
         )
 
 
@@ -82,6 +90,17 @@ def _options(text: str) -> dict[str, float]:
     return {key.strip(): float(value) for key, value in pairs}
 
 
+def _spread_limit(text: str) -> float | None:
+    """``none`` (or empty): no band; else a fraction in [0, 1]."""
+    return None if text.strip().lower() in ("", "none") else float(text)
+
+
+def _unknown_context(text: str) -> str:
+    if text not in UNKNOWN_CONTEXT_MODES:
+        raise argparse.ArgumentTypeError(f"choose one of {', '.join(UNKNOWN_CONTEXT_MODES)}")
+    return text
+
+
 def _log_format(text: str) -> str:
     try:
         return parse_log_format(text)
@@ -92,6 +111,7 @@ def _log_format(text: str) -> str:
 PARSERS: dict[str, Callable[[str], Any]] = {
     "log_format": _log_format,
     "alphas": _floats, "context_features": _names, "policy_options": _options, "data_dir": Path,
+    "protected_features": _names, "unknown_context": _unknown_context, "spread_limit": _spread_limit,
     "tls_cert_file": Path, "tls_key_file": Path, "tls_client_ca_file": Path, "auth_token_file": Path,
 }
 ENVIRONMENT_ONLY = {"auth_token"}
@@ -110,7 +130,15 @@ HELP = {
     "log_level": "DEBUG, INFO, WARNING or ERROR (DEBUG adds one access line per RPC)",
     "log_format": "text for people, or json: one object per line with the RPC's request id",
     "alphas": "comma-separated price grid; arm a quotes cost + alpha[a] * V",
-    "context_features": "comma-separated names of the numeric context features accepted",
+    "context_features": "comma-separated names of the numeric context features that price",
+    "protected_features": "comma-separated context names accepted and logged that may never price "
+                          "(e.g. a protected characteristic)",
+    "unknown_context": "what a context name that is neither does: ignore (counted in a metric) or refuse "
+                       "(INVALID_ARGUMENT, the strict mode)",
+    "spread_limit": "every quote within this fraction of the product's reference price (the neutral "
+                    "shopper's), e.g. 0.1; none: no band",
+    "stable_price_seconds": "a user asking again for a product within this many seconds keeps the price "
+                            "(0: off)",
     "decay": "per-outcome discount of all old evidence, in (0, 1]; 1 keeps everything",
     "currency": "currency assumed when a product names none",
     "max_batch": "most products in one QuoteBatch",
@@ -134,6 +162,8 @@ HELP = {
 
 
 def _render(value: object) -> str:
+    if value is None:
+        return "none"
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     if isinstance(value, Mapping):
