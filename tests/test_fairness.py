@@ -10,11 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench import fairness
 from builders import request
 from learner import InvalidInput, Pricer, PricerConfig, Product, QuoteRequest
 from learner.policies import POLICIES
 from learner.stability import StableWindow
 from learner.value import BehaviorEvent, UserStates, load
+from simulator.contenders import PricerContender, make_contender
+from simulator.runner import compare
+from simulator.scenarios import SCENARIOS, Feedback
 
 NOW = 1_800_000_000.0
 VALUE_MODEL = load("default")
@@ -205,3 +209,40 @@ def test_the_stable_window_holds_only_for_the_same_user_product_and_economics() 
         changed = dataclasses.replace(product, **change)  # type: ignore[arg-type]
         assert not window.holds(first, NOW, request("w-3", product=changed), NOW)
     assert not StableWindow(0.0).holds(first, NOW, request("w-2"), NOW)
+
+
+# -- the simulator: what each promise costs --------------------------------------------------------
+def test_the_simulator_keeps_each_promise_and_measures_its_spread() -> None:
+    names = ["oracle", "best_fixed", "linucb", "linucb@spread=0.05", "linucb@spread=0",
+             "linucb@protect=is_mobile", "linucb@stable=86400"]
+    results = compare(SCENARIOS["stationary"], rounds=600, seed=0, checkpoints=1, policies=names)
+    assert [row.policy for row in results.final()][:-1] == [n for n in names if n != "best_fixed"]
+    assert results.spread["linucb@spread=0"] == (1.0, 1.0)
+    low, high = results.spread["linucb@spread=0.05"]
+    assert 0.95 - 1e-9 <= low <= high <= 1.05 + 1e-9
+    low, high = results.spread["linucb"]
+    assert low < 0.95 - 1e-9 or high > 1.05 + 1e-9  # without a band, context spreads the prices wider
+    with pytest.raises(ValueError, match="unknown guard 'nope'"):
+        compare(SCENARIOS["stationary"], rounds=10, policies=["linucb@nope=1"])
+    with pytest.raises(ValueError, match="unknown policies"):
+        compare(SCENARIOS["stationary"], rounds=10, policies=["oracle@spread=0.1"])
+
+
+def test_a_simulated_shopper_keeps_a_products_price_within_the_window() -> None:
+    contender = make_contender("thompson@stable=600", feedback=Feedback(), seed=0, pricer=PricerConfig())
+    assert isinstance(contender, PricerContender)
+    first = contender._quote(request("sim-1", is_mobile=1.0), NOW)
+    again = [contender._quote(request(f"sim-{i}", is_mobile=float(i % 2)), NOW + i) for i in range(2, 10)]
+    assert {q.price for q in again} == {first.price} and {q.stable_of for q in again[:1]} == {"sim-1"}
+    later = contender._quote(request("sim-late"), NOW + 600)
+    assert later.stable_of == ""
+
+
+def test_the_fairness_bench_tabulates_every_promise() -> None:
+    run = fairness.run_one("stationary", 0, 300)
+    table = fairness.summarize([run], PricerConfig().policy)
+    text = fairness.format_table(table, [0], 300)
+    for label in ("oracle", "best_fixed", *fairness.promises("linucb")):
+        assert label in text
+    zero = next(line for line in table["stationary"] if line.promise == "spread 0%")
+    assert (zero.spread_p5, zero.spread_p95) == (1.0, 1.0)
