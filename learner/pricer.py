@@ -110,6 +110,12 @@ class Pricer:
                                        unknown=self.config.unknown_context)
         self._neutral_embedding = None if users is None else \
             users.model.network.embedding(users.model.network.zero_state)
+        # The inputs a disclosure names: each context feature, and the behavior embedding as one.
+        self._input_groups: list[tuple[str, slice]] = [
+            (f"context.{name}", slice(1 + i, 2 + i)) for i, name in enumerate(self.features.context_names)]
+        if embedding_dim:
+            dim = self.features.dim
+            self._input_groups.append(("behavior", slice(dim - embedding_dim, dim)))
         self.window = RewardWindow(self.config.reward_window_seconds)
         self.policy = make_policy(
             self.config.policy, len(self.grid), self.features.dim,
@@ -199,10 +205,10 @@ class Pricer:
             version = self.model_version
             reference = self._reference(product, neutral)
             bounds = PriceBounds.of(product)
-            unbanded = self.grid.prices(product, value, bounds)
+            unbanded = banded = self.grid.prices(product, value, bounds)
             if limit is not None:
                 bounds = bounds.intersect(PriceBounds.band(reference, limit)) or bounds
-            banded = self.grid.prices(product, value, bounds)
+                banded = self.grid.prices(product, value, bounds)
             pin = None if stable_of is None else \
                 bounds.intersect(PriceBounds(stable_of.price, stable_of.price))
             arm_prices = banded if pin is None else self.grid.prices(product, value, pin)
@@ -264,21 +270,16 @@ class Pricer:
         arm's purchase logit away from the neutral shopper's, largest first; inputs that do not
         differ are left out. Exact: every demand model's score is linear in the features."""
         delta = x - neutral
-        groups = [(f"context.{name}", [1 + i]) for i, name in enumerate(self.features.context_names)]
-        if self.features.embedding_dim:
-            groups.append(("behavior", list(range(self.features.dim - self.features.embedding_dim,
-                                                  self.features.dim))))
-        rows, names = [], []
-        for name, columns in groups:
-            if np.any(delta[columns] != 0.0):
-                row = np.zeros_like(delta)
-                row[columns] = delta[columns]
-                rows.append(row)
-                names.append(name)
-        if not rows:
+        groups = self._input_groups
+        rows = np.zeros((len(groups), delta.size))
+        for row, (_, columns) in zip(rows, groups, strict=True):
+            row[columns] = delta[columns]
+        moved = np.flatnonzero(np.any(rows != 0.0, axis=1))
+        if moved.size == 0:
             return ()
-        effects = self.policy.score_effects(np.array(rows), levels, arm)
+        effects = self.policy.score_effects(rows[moved], levels, arm)
         order = np.argsort(-np.abs(effects), kind="stable")
+        names = [groups[i][0] for i in moved]
         return tuple((names[i], float(effects[i])) for i in order)
 
     def learnable(self, decision: Decision) -> bool:
