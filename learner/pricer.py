@@ -207,7 +207,8 @@ class Pricer:
             bounds = PriceBounds.of(product)
             unbanded = banded = self.grid.prices(product, value, bounds)
             if limit is not None:
-                bounds = bounds.intersect(PriceBounds.band(reference, limit)) or bounds
+                band = PriceBounds.band(reference, limit)  # holds the reference, inside floor and ceiling
+                bounds = bounds.intersect(band) or PriceBounds(reference, reference)
                 banded = self.grid.prices(product, value, bounds)
             pin = None if stable_of is None else \
                 bounds.intersect(PriceBounds(stable_of.price, stable_of.price))
