@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,51 @@ from learner.errors import InvalidInput
 from learner.types import Product
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 10) for i in range(11))
+
+
+MAX_SPREAD_LIMIT = 1.0
+"""A spread limit above 100% (prices from 0 to twice the reference) would promise nothing."""
+
+
+def check_spread_limit(field: str, limit: float) -> float:
+    """``limit`` as a float in [0, MAX_SPREAD_LIMIT], else InvalidInput naming ``field``."""
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not \
+            0.0 <= float(limit) <= MAX_SPREAD_LIMIT:
+        raise InvalidInput(field, f"{limit} must be a fraction in [0, {MAX_SPREAD_LIMIT:g}] "
+                                  "(0.1: every price within 10% of the reference)")
+    return float(limit)
+
+
+@dataclass(frozen=True)
+class PriceBounds:
+    """The interval a quote must lie in: the product's floor and ceiling, narrowed by the spread band
+    around the reference price, or pinned to one price (a stable price). Never empty."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, product: Product) -> PriceBounds:
+        return cls(product.floor, product.ceiling)
+
+    @staticmethod
+    def band(reference: float, limit: float) -> PriceBounds:
+        """``[reference·(1 − limit), reference·(1 + limit)]``."""
+        return PriceBounds(reference * (1.0 - limit), reference * (1.0 + limit))
+
+    def intersect(self, other: PriceBounds) -> PriceBounds | None:
+        """Both intervals at once; None when they do not meet."""
+        low, high = max(self.low, other.low), min(self.high, other.high)
+        return PriceBounds(low, high) if low <= high + _slack(high) else None
+
+    def contains(self, price: float) -> bool:
+        return self.low - _slack(self.low) <= price <= self.high + _slack(self.high)
+
+
+def _slack(bound: float) -> float:
+    """A price within a relative 1e-9 of a bound counts as on it (``cost + 0.3 * V`` may round past a
+    floor set at exactly that price)."""
+    return 1e-9 * max(1.0, abs(bound)) if math.isfinite(bound) else 0.0
 
 
 @dataclass(frozen=True)
@@ -27,8 +73,9 @@ class ArmPrices:
 class PriceGrid:
     """A fixed grid of ``alpha`` values; arm ``a`` quotes ``unit_cost + alpha[a] * V``.
 
-    Arms whose price falls outside the product's ``[floor, ceiling]`` are masked before the policy
-    scores them, so a logged probability is over the allowed arms only.
+    Arms whose price falls outside the bounds (the product's ``[floor, ceiling]``, narrowed by the
+    spread band or a stable price) are masked before the policy scores them, so a logged probability
+    is over the allowed arms only.
     """
 
     def __init__(self, alphas: tuple[float, ...] = DEFAULT_ALPHAS) -> None:
@@ -45,23 +92,23 @@ class PriceGrid:
     def __len__(self) -> int:
         return int(self.alphas.size)
 
-    def prices(self, product: Product, user_value: float) -> ArmPrices:
-        """Each arm's price, and the mask of arms inside ``[floor, ceiling]``.
+    def prices(self, product: Product, user_value: float, bounds: PriceBounds | None = None) -> ArmPrices:
+        """Each arm's price, and the mask of arms inside ``bounds`` (default the product's).
 
-        A price within a relative 1e-9 of a bound counts as inside (``cost + 0.3 * V`` may round
-        past a floor set at exactly that price) and is clamped onto the bound, so every allowed
-        price lies inside exactly.
+        A price within a relative 1e-9 of a bound counts as inside and is clamped onto the bound, so
+        every allowed price lies inside exactly.
         """
+        bounds = bounds or PriceBounds.of(product)
         prices = product.unit_cost + self.alphas * user_value
-        floor, ceiling = product.floor, product.ceiling
-        allowed = (prices >= floor - 1e-9 * max(1.0, floor)) & (prices <= ceiling + 1e-9 * max(1.0, ceiling))
-        clamped = np.minimum(np.maximum(prices, floor), ceiling)  # np.clip, without its dispatch
+        low, high = bounds.low, bounds.high
+        allowed = (prices >= low - _slack(low)) & (prices <= high + _slack(high))
+        clamped = np.minimum(np.maximum(prices, low), high)  # np.clip, without its dispatch
         return ArmPrices(prices=np.where(allowed, clamped, prices), allowed=allowed)
 
     @staticmethod
-    def nearest_bound(product: Product, prices: np.ndarray) -> tuple[int, float]:
-        """When no arm fits: the bound (floor or ceiling) closest to the grid, and the arm nearest it."""
-        bounds = [product.floor] + ([product.ceiling] if np.isfinite(product.ceiling) else [])
-        distances = [float(np.min(np.abs(prices - bound))) for bound in bounds]
-        price = bounds[int(np.argmin(distances))]
+    def nearest_bound(bounds: PriceBounds, prices: np.ndarray) -> tuple[int, float]:
+        """When no arm fits: the bound (low or high) closest to the grid, and the arm nearest it."""
+        ends = [bounds.low] + ([bounds.high] if np.isfinite(bounds.high) else [])
+        distances = [float(np.min(np.abs(prices - end))) for end in ends]
+        price = ends[int(np.argmin(distances))]
         return int(np.argmin(np.abs(prices - price))), price

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,13 +24,32 @@ DEFAULT_CONTEXT_FEATURES: tuple[str, ...] = (
     "hour_cos",
     "session_depth",
 )
+MAX_CONTEXT_NAME_LENGTH = 64
+UNKNOWN_CONTEXT_MODES = ("ignore", "refuse")
+DEFAULT_UNKNOWN_CONTEXT = "ignore"
+"""An unknown context name is ignored (and counted), as Personalizer and Vowpal Wabbit accept new
+fields: a checkout that starts sending one must not lose every quote. Ignored, not hashed into the
+model: only configured names may ever move a price, so a field nobody reviewed (it may be a protected
+characteristic) cannot. ``refuse`` is the strict mode, to catch a misspelt name in testing."""
+
+
+@dataclass(frozen=True)
+class ContextUse:
+    """What became of a request's context: the values that price, the protected ones (logged, never
+    priced), and the names ignored as unknown."""
+
+    priced: Mapping[str, float] = field(default_factory=dict)
+    protected: Mapping[str, float] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()
 
 
 class FeatureBuilder:
     """Builds ``x = [bias, context..., product..., category buckets..., user embedding...]``.
 
-    Context names are a fixed schema (a missing name is 0.0, an unknown one is refused) so that the
-    vector means the same thing on every call and across restarts. Product features are scale-free:
+    Context names are a fixed schema (a missing name is 0.0) so that the vector means the same thing
+    on every call and across restarts. ``protected`` names are accepted and logged but never enter
+    the vector; any other name is ignored, or refused when ``unknown`` is ``refuse``. Product
+    features are scale-free:
     log list price and markup; the category is hashed (CRC-32, stable across processes) into
     ``category_buckets`` one-hot slots. With a value model, its embedding of the user's behavior
     (``embedding_dim`` values in [-1, 1]) closes the vector.
@@ -40,12 +60,22 @@ class FeatureBuilder:
         context_names: Sequence[str] = DEFAULT_CONTEXT_FEATURES,
         category_buckets: int = 8,
         embedding_dim: int = 0,
+        protected: Sequence[str] = (),
+        unknown: str = DEFAULT_UNKNOWN_CONTEXT,
     ) -> None:
         names = tuple(context_names)
         if len(set(names)) != len(names):
             raise InvalidInput("context_features", f"names must be unique, got {list(names)}")
         if len(names) > MAX_CONTEXT_ENTRIES:
             raise InvalidInput("context_features", f"at most {MAX_CONTEXT_ENTRIES} names")
+        both = sorted(set(names) & set(protected))
+        if both:
+            raise InvalidInput("protected_features", f"{both} are also pricing context features; a "
+                                                     "protected input may never price")
+        if unknown not in UNKNOWN_CONTEXT_MODES:
+            raise InvalidInput("unknown_context", f"{unknown!r}: choose one of {list(UNKNOWN_CONTEXT_MODES)}")
+        self.protected = frozenset(protected)
+        self.unknown = unknown
         if category_buckets < 1:
             raise InvalidInput("category_buckets", f"must be >= 1, got {category_buckets}")
         if embedding_dim < 0:
@@ -67,30 +97,45 @@ class FeatureBuilder:
     def dim(self) -> int:
         return len(self.names)
 
-    def validate_context(self, context: Mapping[str, float], field: str = "context") -> None:
-        """Raise InvalidInput naming the first bad entry: unknown name, or non-finite/huge value."""
+    def read_context(self, context: Mapping[str, float], field: str = "context") -> ContextUse:
+        """Sort the context into priced, protected and ignored entries; raise InvalidInput naming
+        the first bad entry (a non-finite or huge value, a bad name, or in strict mode an unknown one).
+        Every value is checked, used or not: a NaN anywhere is a broken checkout."""
         if len(context) > MAX_CONTEXT_ENTRIES:
             raise InvalidInput(field, f"{len(context)} entries; at most {MAX_CONTEXT_ENTRIES}")
+        priced: dict[str, float] = {}
+        protected: dict[str, float] = {}
+        ignored: list[str] = []
         for name, value in context.items():
-            if name not in self._index:
+            where = f"{field}[{json.dumps(name[:MAX_CONTEXT_NAME_LENGTH])}]"  # the path stays unambiguous
+            if name in self._index:
+                priced[name] = value
+            elif name in self.protected:
+                protected[name] = value
+            elif self.unknown == "refuse":
                 known = ", ".join(self.context_names) or "(none)"
-                raise InvalidInput(
-                    f"{field}[{json.dumps(name[:64])}]",  # escaped: the field path stays unambiguous
-                    f"unknown context feature; known names: {known}",
-                )
+                raise InvalidInput(where, f"unknown context feature; known names: {known}")
+            elif not name or len(name) > MAX_CONTEXT_NAME_LENGTH or not name.isprintable():
+                raise InvalidInput(where, f"a context name has 1..{MAX_CONTEXT_NAME_LENGTH} printable "
+                                          "characters")
+            else:
+                ignored.append(name)
             if not math.isfinite(value) or abs(value) > MAX_FEATURE_MAGNITUDE:
-                raise InvalidInput(
-                    f'{field}["{name}"]',
-                    f"{value} must be finite with absolute value <= {MAX_FEATURE_MAGNITUDE:g}",
-                )
+                raise InvalidInput(where, f"{value} must be finite with absolute value <= "
+                                          f"{MAX_FEATURE_MAGNITUDE:g}")
+        return ContextUse(priced, protected, tuple(sorted(ignored)))
+
+    def validate_context(self, context: Mapping[str, float], field: str = "context") -> None:
+        """Raise InvalidInput naming the first bad entry (see ``read_context``)."""
+        self.read_context(context, field)
 
     def build(self, context: Mapping[str, float], product: Product,
               embedding: np.ndarray | None = None) -> np.ndarray:
-        """The feature vector for one decision (validates the context first)."""
-        self.validate_context(context)
+        """The feature vector for one decision: only the configured names price (validated first)."""
+        priced = self.read_context(context).priced
         x = np.zeros(self.dim)
         x[0] = 1.0
-        for name, value in context.items():
+        for name, value in priced.items():
             x[1 + self._index[name]] = value
         offset = 1 + len(self.context_names)
         x[offset] = math.log1p(product.list_price) / 10.0

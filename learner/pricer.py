@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from learner import snapshot
-from learner.arms import DEFAULT_ALPHAS, PriceGrid
+from learner.arms import DEFAULT_ALPHAS, PriceBounds, PriceGrid, check_spread_limit
 from learner.errors import InvalidInput, SnapshotError
-from learner.features import DEFAULT_CONTEXT_FEATURES, FeatureBuilder
+from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, FeatureBuilder
 from learner.objective import expected_profit, margin_payoffs
 from learner.policies import make_policy
-from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters
+from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters, masked_argmax
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
-from learner.types import ArmView, Decision, QuoteRequest
+from learner.types import ArmView, Decision, Product, QuoteRequest
 from learner.value.events import BehaviorEvent
 from learner.value.states import Observation, StateChange, UserStates
 
@@ -53,6 +54,23 @@ class PricerConfig:
     reward_window_seconds: float = 600.0
     policy_options: Mapping[str, float] = field(default_factory=dict)
     user_embedding_dim: int = 0
+    spread_limit: float | None = None
+    """Every quote within this fraction of the product's reference price (None: no band)."""
+    stable_price_seconds: float = 0.0
+    """How long a user's price for a product stays the same (0: every quote is a fresh decision)."""
+    protected_features: tuple[str, ...] = ()
+    """Context names accepted and logged that may never price."""
+    unknown_context: str = DEFAULT_UNKNOWN_CONTEXT
+
+    GUARDRAILS: ClassVar[tuple[str, ...]] = ("reward_window_seconds", "spread_limit", "stable_price_seconds",
+                                             "protected_features", "unknown_context")
+    """Settings that shape no model: a snapshot loads whatever they are."""
+
+    def __post_init__(self) -> None:
+        if self.spread_limit is not None:
+            check_spread_limit("spread_limit", self.spread_limit)
+        if not (math.isfinite(self.stable_price_seconds) and self.stable_price_seconds >= 0):
+            raise InvalidInput("stable_price_seconds", f"{self.stable_price_seconds} must be finite and >= 0")
 
     def decision_config(self) -> dict[str, Any]:
         """The part that must match between a snapshot and the Pricer loading it.
@@ -61,7 +79,8 @@ class PricerConfig:
         size (or none: the key is absent then, as in snapshots from before the value model) is refused.
         """
         data = asdict(self)
-        data.pop("reward_window_seconds")
+        for name in self.GUARDRAILS:
+            data.pop(name)
         if not self.user_embedding_dim:
             data.pop("user_embedding_dim")
         data["alphas"] = list(self.alphas)
@@ -86,7 +105,16 @@ class Pricer:
         self.users = users
         self.grid = PriceGrid(tuple(self.config.alphas))
         self.features = FeatureBuilder(self.config.context_features, self.config.category_buckets,
-                                       embedding_dim)
+                                       embedding_dim, protected=self.config.protected_features,
+                                       unknown=self.config.unknown_context)
+        self._neutral_embedding = None if users is None else \
+            users.model.network.embedding(users.model.network.zero_state)
+        # The inputs a disclosure names: each context feature, and the behavior embedding as one.
+        self._input_groups: list[tuple[str, slice]] = [
+            (f"context.{name}", slice(1 + i, 2 + i)) for i, name in enumerate(self.features.context_names)]
+        if embedding_dim:
+            dim = self.features.dim
+            self._input_groups.append(("behavior", slice(dim - embedding_dim, dim)))
         self.window = RewardWindow(self.config.reward_window_seconds)
         self.policy = make_policy(
             self.config.policy, len(self.grid), self.features.dim, self.config.policy_options,
@@ -152,20 +180,41 @@ class Pricer:
         change = self.response_change(decision, reward, at)
         return Observation() if change is None or self.users is None else self.users.apply(change)
 
-    def quote(self, request: QuoteRequest, now: float) -> Decision:
-        """Price ``request``: mask arms outside the guardrails, let the policy choose, record why."""
+    def spread_limit(self, request: QuoteRequest) -> float | None:
+        """The band of this quote: the deployment's, tightened (never loosened) by the request's."""
+        limits = [limit for limit in (self.config.spread_limit, request.spread_limit) if limit is not None]
+        return min(limits) if limits else None
+
+    def quote(self, request: QuoteRequest, now: float, *, stable_of: Decision | None = None) -> Decision:
+        """Price ``request``: mask arms outside the guardrails, let the policy choose, record why.
+
+        The guardrails are the product's floor and ceiling, the spread band around the reference
+        price and, with ``stable_of`` (an earlier quote whose price this user keeps), that one price;
+        a pin that no longer fits the floor, ceiling or band is dropped and the quote priced afresh.
+        """
         product = request.product
+        use = self.features.read_context(request.context)  # a refused quote applies no event
         if request.recent_events and self.users is not None:
-            self.features.validate_context(request.context)  # a refused quote applies no event
             self.users.observe(request.recent_events, now, strict=True)
         value, embedding = self.user_value(request)
-        x = self.features.build(request.context, product, embedding)
-        arm_prices = self.grid.prices(product, value)
-        payoffs = margin_payoffs(arm_prices.prices, product.unit_cost, value)
-        levels = log_price_ratio(arm_prices.prices, product.list_price)
+        x = self.features.build(use.priced, product, embedding)
+        neutral = self.features.build({}, product, self._neutral_embedding)
+        limit = self.spread_limit(request)
         rng = decision_rng(self.config.seed, request.quote_id)
         with self._lock:
             version = self.model_version
+            reference = self._reference(product, neutral)
+            bounds = PriceBounds.of(product)
+            unbanded = banded = self.grid.prices(product, value, bounds)
+            if limit is not None:
+                band = PriceBounds.band(reference, limit)  # holds the reference, inside floor and ceiling
+                bounds = bounds.intersect(band) or PriceBounds(reference, reference)
+                banded = self.grid.prices(product, value, bounds)
+            pin = None if stable_of is None else \
+                bounds.intersect(PriceBounds(stable_of.price, stable_of.price))
+            arm_prices = banded if pin is None else self.grid.prices(product, value, pin)
+            payoffs = margin_payoffs(arm_prices.prices, product.unit_cost, value)
+            levels = log_price_ratio(arm_prices.prices, product.list_price)
             if arm_prices.any_allowed:
                 choice = self.policy.select(x, levels, payoffs, arm_prices.allowed, rng)
                 arm, price, pmf = choice.arm, float(arm_prices.prices[choice.arm]), choice.pmf
@@ -173,9 +222,10 @@ class Pricer:
                 estimates = choice.estimates
             else:
                 estimates = self.policy.estimates(x, levels)
-                arm, price = PriceGrid.nearest_bound(product, arm_prices.prices)
+                arm, price = PriceGrid.nearest_bound(pin or bounds, arm_prices.prices)
                 pmf = np.eye(len(self.grid))[arm]
                 propensity, explored, bound = 1.0, False, True
+            effects = self._input_effects(x, neutral, levels, arm)
         profits = expected_profit(estimates, arm_prices.prices, product.unit_cost)
         arms = tuple(map(ArmView, range(len(self.grid)), self.grid.alphas.tolist(),  # one per arm
                          arm_prices.prices.tolist(), arm_prices.allowed.tolist(), estimates.tolist(),
@@ -193,7 +243,45 @@ class Pricer:
             features=tuple(x.tolist()), feature_names=self.features.names, arms=arms,
             created_at=now, expires_at=self.window.expires_at(now),
             request_fingerprint=fingerprint(request),
+            reference_price=reference, spread_limit=limit,
+            spread_bound=bool((unbanded.allowed & ~banded.allowed).any()), input_effects=effects,
+            stable_of="" if pin is None or stable_of is None else stable_of.quote_id,
+            protected_context=dict(use.protected), ignored_context=use.ignored,
         )
+
+    def _reference(self, product: Product, neutral: np.ndarray) -> float:
+        """The reference price: what the policy would quote a shopper with no history and neutral
+        context (every context value 0, the value model's zero state, V the list margin) under the
+        product's floor and ceiling, now. Computed with each quote from the same model state, so it is
+        always current. A stochastic policy's reference is the most probable arm of its distribution
+        (drawn with a generator seeded by the product id), so it does not jitter from quote to quote."""
+        value = product.list_price - product.unit_cost
+        arm_prices = self.grid.prices(product, value)
+        if not arm_prices.any_allowed:
+            return PriceGrid.nearest_bound(PriceBounds.of(product), arm_prices.prices)[1]
+        payoffs = margin_payoffs(arm_prices.prices, product.unit_cost, value)
+        levels = log_price_ratio(arm_prices.prices, product.list_price)
+        rng = decision_rng(self.config.seed, f"reference\x00{product.product_id}")
+        choice = self.policy.select(neutral, levels, payoffs, arm_prices.allowed, rng)
+        return float(arm_prices.prices[masked_argmax(choice.pmf, arm_prices.allowed, payoffs)])
+
+    def _input_effects(self, x: np.ndarray, neutral: np.ndarray, levels: np.ndarray,
+                       arm: int) -> tuple[tuple[str, float], ...]:
+        """How much each input (a context feature; the behavior embedding as one) moves the chosen
+        arm's purchase logit away from the neutral shopper's, largest first; inputs that do not
+        differ are left out. Exact: every demand model's score is linear in the features."""
+        delta = x - neutral
+        groups = self._input_groups
+        rows = np.zeros((len(groups), delta.size))
+        for row, (_, columns) in zip(rows, groups, strict=True):
+            row[columns] = delta[columns]
+        moved = np.flatnonzero(np.any(rows != 0.0, axis=1))
+        if moved.size == 0:
+            return ()
+        effects = self.policy.score_effects(rows[moved], levels, arm)
+        order = np.argsort(-np.abs(effects), kind="stable")
+        names = [groups[i][0] for i in moved]
+        return tuple((names[i], float(effects[i])) for i in order)
 
     def learnable(self, decision: Decision) -> bool:
         """A guardrail-bound price was no arm's price, so its outcome says nothing about an arm."""
@@ -230,7 +318,9 @@ class Pricer:
 def fingerprint(request: QuoteRequest) -> str:
     """A stable digest of what was asked, to tell an idempotent retry from a reused quote id."""
     product = request.product
-    data = [request.user_id, product.product_id, product.category, product.unit_cost,
-            product.list_price, product.floor_price, product.ceiling_price, product.currency,
-            sorted(request.context.items())]
+    data: list[Any] = [request.user_id, product.product_id, product.category, product.unit_cost,
+                       product.list_price, product.floor_price, product.ceiling_price, product.currency,
+                       sorted(request.context.items())]
+    if request.spread_limit is not None:  # appended only when set: older fingerprints stay valid
+        data.append(request.spread_limit)
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()

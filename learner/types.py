@@ -68,6 +68,7 @@ class QuoteRequest:
     """One pricing question: this user, this product, in this context.
 
     ``recent_events`` are this user's behavior not yet observed, applied before pricing.
+    ``spread_limit`` tightens the deployment's spread limit for this quote (never loosens it).
     """
 
     user_id: str
@@ -75,6 +76,7 @@ class QuoteRequest:
     quote_id: str
     context: Mapping[str, float] = field(default_factory=dict)
     recent_events: tuple[BehaviorEvent, ...] = ()
+    spread_limit: float | None = None
 
     def __post_init__(self) -> None:
         if not self.user_id:
@@ -106,6 +108,13 @@ class Decision:
     ``features`` is the exact context vector the policy saw; ``propensity`` the probability with
     which the chosen arm was drawn. Times are Unix seconds. ``value_source`` says where
     ``user_value`` came from, and ``value_model_version`` which value model computed it (if one did).
+
+    The disclosure: ``reference_price`` is what a shopper with no history and neutral context would
+    be quoted now; ``spread_limit`` the band applied (None: none) and ``spread_bound`` whether it
+    masked an arm the floor and ceiling allowed; ``input_effects`` how much each input moved the
+    purchase logit at the quoted price away from the neutral shopper's, largest first; ``stable_of``
+    the earlier quote whose price this one repeats. ``protected_context`` holds the inputs that were
+    logged but may not price, ``ignored_context`` the unknown names that were ignored.
     """
 
     quote_id: str
@@ -133,11 +142,34 @@ class Decision:
     expires_at: float
     request_fingerprint: str
     value_model_version: str = ""
+    reference_price: float = 0.0
+    spread_limit: float | None = None
+    spread_bound: bool = False
+    input_effects: tuple[tuple[str, float], ...] = ()
+    stable_of: str = ""
+    protected_context: Mapping[str, float] = field(default_factory=dict)
+    ignored_context: tuple[str, ...] = ()
 
     @property
     def margin(self) -> float:
         """Profit made if the shopper buys: price minus unit cost (negative below cost)."""
         return self.price - self.unit_cost
+
+    @property
+    def price_change(self) -> float:
+        """``price / reference_price - 1``: how far personalization moved this price (0: not at all)."""
+        return self.price / self.reference_price - 1.0 if self.reference_price > 0 else 0.0
+
+    @property
+    def value_factor(self) -> float:
+        """``user_value`` over the list margin: how much the shopper's behavior scaled V (1: not)."""
+        margin = self.list_price - self.unit_cost
+        return self.user_value / margin if margin > 0 else 1.0
+
+    @property
+    def personalized(self) -> bool:
+        """Whether the price differs from the reference (by more than rounding)."""
+        return abs(self.price - self.reference_price) > 1e-9 * max(1.0, self.reference_price)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (arms as rows of ArmView's fields); ``from_dict`` restores an equal one.
@@ -155,6 +187,9 @@ class Decision:
         values["features"] = tuple(map(float, values["features"]))
         values["feature_names"] = tuple(values["feature_names"])
         values["arms"] = tuple(map(ArmView._make, values["arms"]))
+        values["input_effects"] = tuple((name, float(effect))
+                                        for name, effect in values.get("input_effects", ()))
+        values["ignored_context"] = tuple(values.get("ignored_context", ()))
         return cls(**values)
 
 

@@ -114,6 +114,7 @@ def _housekeeping(service: PricingService, interval: float, stopping: threading.
     while not stopping.wait(interval):
         try:
             service.expire_due()
+            service.forget_stable_prices()
             service.snapshot_if_due()
         except StoreFailed:
             continue  # the store watch reports it once, and health says NOT_SERVING
@@ -172,6 +173,7 @@ def build_server(config: ServerConfig) -> RunningServer:
     metrics = create_metrics(
         policy=config.policy, version=package_version(), n_arms=len(pricer.grid),
         pending_count=store.pending_count, model_updates_now=lambda: pricer.updates,
+        protected_features=config.protected_features,
     )
     service = PricingService(
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,

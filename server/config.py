@@ -21,6 +21,8 @@ from learner import (
     PricerConfig,
     cliargs,
 )
+from learner.arms import check_spread_limit
+from learner.features import DEFAULT_UNKNOWN_CONTEXT, UNKNOWN_CONTEXT_MODES
 from learner.policies import DEFAULT_DEMAND_MODEL, DEMAND_MODELS, policy_options
 from server.logs import parse_log_format
 from server.validation import CURRENCY_PATTERN, check_pattern
@@ -43,6 +45,10 @@ class ServerConfig:
     log_format: str = "text"
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
+    protected_features: tuple[str, ...] = ()
+    unknown_context: str = DEFAULT_UNKNOWN_CONTEXT
+    spread_limit: float | None = None
+    stable_price_seconds: float = 0.0
     decay: float = PricerConfig.decay
     currency: str = "USD"
     max_batch: int = 50
@@ -71,14 +77,27 @@ class ServerConfig:
             raise ValueError("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
         if self.auth_token and self.auth_token_file is not None:
             raise ValueError("give the auth token by PRICEBANDIT_AUTH_TOKEN or --auth-token-file, not both")
+        self.pricer_config()  # its guardrail settings check themselves (a spread limit in [0, 1], ...)
 
     def pricer_config(self) -> PricerConfig:
         return PricerConfig(
             policy=self.policy, demand_model=self.demand_model, alphas=self.alphas,
             context_features=self.context_features,
             decay=self.decay, seed=self.seed, reward_window_seconds=self.reward_window_seconds,
-            policy_options=dict(self.policy_options),
+            policy_options=dict(self.policy_options), spread_limit=self.spread_limit,
+            stable_price_seconds=self.stable_price_seconds, protected_features=self.protected_features,
+            unknown_context=self.unknown_context,
         )
+
+
+def _spread_limit(text: str) -> float | None:
+    """``none`` (or empty): no band; else a fraction in [0, 1]."""
+    if text.strip().lower() in ("", "none"):
+        return None
+    try:
+        return check_spread_limit("spread_limit", cliargs.finite(text))
+    except InvalidInput as error:
+        raise argparse.ArgumentTypeError(error.problem) from None
 
 
 def _log_format(text: str) -> str:
@@ -110,6 +129,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "tls_key_file": cliargs.input_file, "tls_client_ca_file": cliargs.input_file,
     "auth_token_file": cliargs.input_file, "learn_responses": cliargs.switch,
     "user_id_key_file": cliargs.input_file,
+    "protected_features": cliargs.names, "unknown_context": cliargs.choice(UNKNOWN_CONTEXT_MODES),
+    "spread_limit": _spread_limit, "stable_price_seconds": cliargs.non_negative,
 }
 """How each flag's text (and its environment variable's) becomes a value: one rule for both."""
 ENVIRONMENT_ONLY = {"auth_token"}
@@ -128,7 +149,15 @@ HELP = {
     "log_level": "DEBUG, INFO, WARNING or ERROR (DEBUG adds one access line per RPC)",
     "log_format": "text for people, or json: one object per line with the RPC's request id",
     "alphas": "comma-separated price grid; arm a quotes cost + alpha[a] * V",
-    "context_features": "comma-separated names of the numeric context features accepted",
+    "context_features": "comma-separated names of the numeric context features that price",
+    "protected_features": "comma-separated context names accepted and logged that may never price "
+                          "(e.g. a protected characteristic)",
+    "unknown_context": "what a context name that is neither does: ignore (counted in a metric) or refuse "
+                       "(INVALID_ARGUMENT, the strict mode)",
+    "spread_limit": "every quote within this fraction of the product's reference price (the neutral "
+                    "shopper's), e.g. 0.1; none: no band",
+    "stable_price_seconds": "a user asking again for a product within this many seconds keeps the price "
+                            "(0: off)",
     "decay": "per-outcome discount of all old evidence, in (0, 1]; 1 keeps everything",
     "currency": "currency assumed when a product names none",
     "max_batch": "most products in one QuoteBatch",
@@ -156,6 +185,8 @@ HELP = {
 
 
 def _render(value: object) -> str:
+    if value is None:
+        return "none"
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     if isinstance(value, Mapping):

@@ -3,7 +3,9 @@
 One line per closed decision: the shared context by namespace, one ``_multi`` entry per allowed arm,
 the chosen action first in ``a``/``p``, and ``cost = -reward``. Our own bookkeeping lives under
 ``_``-prefixed keys, which VW ignores. No user id is written: the log is for evaluating policies,
-not for identifying shoppers.
+not for identifying shoppers. The disclosure (``_reference_price``, ``_spread_limit``) and the
+protected inputs (``_protected``: logged so that prices can be audited by them, never priced on) ride
+along under such keys too.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ def dsjson_line(decision: Decision, reward: float | None, *, learned: bool, late
         "_explored": decision.explored,
         "_guardrail_bound": decision.guardrail_bound,
         "_late": late,
+        "_reference_price": decision.reference_price,
+        "_spread_limit": decision.spread_limit,
     }
+    if decision.protected_context:
+        line["_protected"] = dict(decision.protected_context)
     if reward is not None:
         line["o"] = [{"v": reward, "EventId": decision.quote_id}]
     return json.dumps(line, separators=(",", ":"))

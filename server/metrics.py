@@ -28,6 +28,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from learner import Decision
 from pricing.v1 import pricing_pb2
 from server.interception import observe_single_answer
 
@@ -44,6 +45,36 @@ REWARD_STATUSES = ("learned", "duplicate", "late")
 STORE_OPERATIONS = ("quote", "reward", "expire", "snapshot", "observe")
 BEHAVIOR_RESULTS = ("accepted", "rejected")
 CONVERSION_WINDOW = 1000
+STABLE_KINDS = ("same_quote", "same_price")
+PRICE_BANDS = ((1.0, "<1"), (10.0, "1-10"), (100.0, "10-100"), (1000.0, "100-1000"), (math.inf, ">=1000"))
+"""Products are bucketed by reference price (in their currency) for the spread histogram: no ids."""
+SPREAD_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0, 1.01, 1.02, 1.05, 1.1, 1.2, 1.5, 2.0)
+IGNORED_LABELS = 16
+"""Distinct unknown context names counted by name; later ones are counted as ``other``."""
+OTHER = "other"
+
+
+class BoundedLabels:
+    """Label values chosen by callers (unknown context names), at most ``limit`` of them plus
+    ``other``: a client sending random names cannot grow the series without bound."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        with self._lock:
+            if value in self._seen:
+                return value
+            if len(self._seen) < self.limit:
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+def price_band(reference: float) -> str:
+    return next(label for upper, label in PRICE_BANDS if reference < upper)
 
 
 @dataclass
@@ -65,8 +96,33 @@ class Metrics:
     snapshot_timestamp: Gauge
     store_errors: Counter
     behavior_events: Counter
+    quotes_spread_bound: Counter
+    quotes_stable: Counter
+    price_to_reference: Histogram
+    context_ignored: Counter
+    context_protected: Counter
     _recent: collections.deque[float]
     _recent_lock: threading.Lock
+    _ignored_labels: BoundedLabels
+
+    def record_quote(self, decision: Decision) -> None:
+        """Count a new quote: its arm, exploration, guardrails, stable price, spread and inputs."""
+        self.quotes.labels(str(decision.arm)).inc()
+        if decision.explored:
+            self.quotes_explored.inc()
+        if decision.guardrail_bound:
+            self.quotes_guardrail_bound.inc()
+        if decision.spread_bound:
+            self.quotes_spread_bound.inc()
+        if decision.stable_of:
+            self.quotes_stable.labels("same_price").inc()
+        if decision.reference_price > 0:
+            self.price_to_reference.labels(price_band(decision.reference_price)).observe(
+                decision.price / decision.reference_price)
+        for name in decision.ignored_context:
+            self.context_ignored.labels(self._ignored_labels(name)).inc()
+        for name in decision.protected_context:
+            self.context_protected.labels(name).inc()
 
     def record_settled(self, purchased: bool) -> None:
         """Remember a learned outcome for the rolling conversion ratio."""
@@ -81,7 +137,7 @@ class Metrics:
 
 def create_metrics(
     *, policy: str, version: str, n_arms: int, pending_count: Callable[[], float],
-    model_updates_now: Callable[[], float],
+    model_updates_now: Callable[[], float], protected_features: tuple[str, ...] = (),
 ) -> Metrics:
     """Build every metric in a fresh registry, with gauges that read live values at scrape time."""
     registry = CollectorRegistry(auto_describe=True)
@@ -131,8 +187,27 @@ def create_metrics(
         behavior_events=Counter("pricebandit_behavior_events_total",
                                 "Behavior events streamed to Observe, by what was done with them.",
                                 ["result"], registry=registry),
+        quotes_spread_bound=Counter("pricebandit_quotes_spread_bound_total",
+                                    "Quotes where the spread band masked an arm the floor and ceiling "
+                                    "allowed.",
+                                    registry=registry),
+        quotes_stable=Counter("pricebandit_quotes_stable_total",
+                              "Quotes that kept a user's earlier price for a product: the same open quote "
+                              "returned, or a new quote at the same price.", ["kind"], registry=registry),
+        price_to_reference=Histogram("pricebandit_price_to_reference_ratio",
+                                     "Quoted price over the product's reference price, by the reference "
+                                     "price's band (currency units).", ["price_band"],
+                                     buckets=SPREAD_BUCKETS, registry=registry),
+        context_ignored=Counter("pricebandit_context_ignored_total",
+                                f"Quotes carrying an unknown context name, which was ignored (the first "
+                                f"{IGNORED_LABELS} names by name, the rest as '{OTHER}').", ["feature"],
+                                registry=registry),
+        context_protected=Counter("pricebandit_context_protected_total",
+                                  "Quotes carrying a protected context feature (logged, never priced).",
+                                  ["feature"], registry=registry),
         _recent=collections.deque(maxlen=CONVERSION_WINDOW),
         _recent_lock=threading.Lock(),
+        _ignored_labels=BoundedLabels(IGNORED_LABELS),
     )
     Gauge("pricebandit_pending_quotes", "Quotes waiting for their reward.",
           registry=registry).set_function(pending_count)
@@ -156,6 +231,12 @@ def create_metrics(
         metrics.store_errors.labels(operation)
     for result in BEHAVIOR_RESULTS:
         metrics.behavior_events.labels(result)
+    for kind in STABLE_KINDS:
+        metrics.quotes_stable.labels(kind)
+    for _, band in PRICE_BANDS:
+        metrics.price_to_reference.labels(band)
+    for name in protected_features:
+        metrics.context_protected.labels(name)
     return metrics
 
 

@@ -34,6 +34,7 @@ from learner import (
     judge_repeat,
     reward_of,
 )
+from learner.stability import StableWindow
 from learner.value import BehaviorEvent, Observation
 from server.decision_log import dsjson_line
 from server.metrics import Metrics
@@ -84,6 +85,7 @@ class PricingService:
         self._snapshot_seq = 0
         self._snapshot_time = 0.0
         self._has_snapshot = False
+        self.stable = StableWindow(pricer.config.stable_price_seconds)
 
     # -- life cycle --------------------------------------------------------------------------
     def recover(self) -> int:
@@ -134,7 +136,8 @@ class PricingService:
     def quote(self, requests: list[QuoteRequest], *, caller_ids: bool = True) -> list[Decision]:
         """Price each request; an id seen before returns its stored decision (idempotent retry).
 
-        ``caller_ids=False`` says the ids were just generated here, so no lookup is needed.
+        ``caller_ids=False`` says the ids were just generated here, so no lookup is needed; within the
+        stable-price window such a request gets the user's open quote for the product back.
         """
         self._require_ready()
         start = time.perf_counter()
@@ -146,25 +149,35 @@ class PricingService:
             if existing is not None:
                 decisions.append(self._same_request(existing, request))
                 continue
-            decision = self.pricer.quote(request, now)
+            decision, is_new = self._price(request, now, caller_ids)
             decisions.append(decision)
-            fresh.append(decision)
+            if is_new:
+                fresh.append(decision)
         if fresh:
             try:
-                self._write(lambda: self.store.put_pending(fresh), "quote")
+                self._write(lambda: self.store.put_pending(fresh, remember_prices=self.stable.enabled),
+                            "quote")
             except QuoteIdTaken:  # a concurrent retry with the same caller id won the race
                 return [self._same_request(self._stored(r.quote_id), r) for r in requests]
         for decision in fresh:
-            self.metrics.quotes.labels(str(decision.arm)).inc()
-            if decision.explored:
-                self.metrics.quotes_explored.inc()
-            if decision.guardrail_bound:
-                self.metrics.quotes_guardrail_bound.inc()
+            self.metrics.record_quote(decision)
         if fresh:
             elapsed = (time.perf_counter() - start) / len(fresh)
             for _ in fresh:
                 self.metrics.quote_duration.observe(elapsed)
         return decisions
+
+    def _price(self, request: QuoteRequest, now: float, caller_ids: bool) -> tuple[Decision, bool]:
+        """A new decision (True), or the user's open quote for this product (False) when the stable
+        window holds and the caller chose no id (a caller's id names a quote of its own)."""
+        if self.stable.enabled:
+            recent = self.store.recent_quote(request.user_id, request.product.product_id)
+            if recent is not None and self.stable.holds(recent.decision, recent.priced_at, request, now):
+                if recent.open and not caller_ids:
+                    self.metrics.quotes_stable.labels("same_quote").inc()
+                    return recent.decision, False
+                return self.pricer.quote(request, now, stable_of=recent.decision), True
+        return self.pricer.quote(request, now), True
 
     def _stored(self, quote_id: str) -> Decision:
         found = self.store.find_decision(quote_id)
@@ -310,6 +323,13 @@ class PricingService:
                 expired += 1
             if len(due) < EXPIRY_BATCH:
                 return expired
+
+    def forget_stable_prices(self) -> int:
+        """Drop remembered prices whose stable window has passed; returns how many."""
+        if not self.stable.enabled:
+            return 0
+        before = self.clock() - self.stable.seconds
+        return self._write(lambda: self.store.forget_recent_quotes(before), "quote")
 
     def snapshot_if_due(self, force: bool = False) -> bool:
         """Write a snapshot when enough updates or time have passed since the last (or if forced)."""

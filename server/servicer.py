@@ -38,6 +38,13 @@ def quote_response(decision: Decision) -> pricing_pb2.QuoteResponse:
             guardrail_bound=decision.guardrail_bound, policy=decision.policy,
             deterministic=decision.deterministic, value_source=decision.value_source,
             value_model_version=decision.value_model_version,
+            reference_price=decision.reference_price, personalized=decision.personalized,
+            price_change=decision.price_change if decision.personalized else 0.0,
+            inputs=[pricing_pb2.InputEffect(name=name, effect=effect)
+                    for name, effect in decision.input_effects],
+            value_factor=decision.value_factor, spread_limit=decision.spread_limit,
+            spread_bound=decision.spread_bound, stable_of=decision.stable_of,
+            ignored_context=decision.ignored_context,
         ),
     )
 

@@ -80,6 +80,15 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class RecentQuote:
+    """A user's latest quote for a product, when its price was set, and whether it awaits its reward."""
+
+    decision: Decision
+    priced_at: float
+    open: bool
+
+
+@dataclass(frozen=True)
 class StoredSnapshot:
     blob: bytes
     last_seq: int
@@ -87,7 +96,9 @@ class StoredSnapshot:
 
 
 class Store(Protocol):
-    def put_pending(self, decisions: list[Decision]) -> None: ...
+    def put_pending(self, decisions: list[Decision], *, remember_prices: bool = False) -> None: ...
+    def recent_quote(self, user_id: str, product_id: str) -> RecentQuote | None: ...
+    def forget_recent_quotes(self, priced_before: float) -> int: ...
     def pending(self, quote_id: str) -> Decision | None: ...
     def find_decision(self, quote_id: str) -> Decision | None: ...
     def settlement(self, quote_id: str) -> Settlement | None: ...
@@ -134,6 +145,14 @@ CREATE TABLE IF NOT EXISTS snapshots (
     last_seq INTEGER NOT NULL,
     blob BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS recent_quotes (
+    user_key TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    quote_id TEXT NOT NULL,
+    priced_at REAL NOT NULL,
+    PRIMARY KEY (user_key, product_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recent_quotes_by_time ON recent_quotes (priced_at);
 CREATE TABLE IF NOT EXISTS user_states (
     user_id TEXT PRIMARY KEY,
     model_version TEXT NOT NULL,
@@ -141,6 +160,11 @@ CREATE TABLE IF NOT EXISTS user_states (
     state BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+
+
+def recent_quotes_key(user_id: str) -> str:
+    """The one place the recent-quotes table turns a user id into its key."""
+    return user_id
 
 
 def _decision(text: str, where: str) -> Decision:
@@ -408,7 +432,9 @@ class SQLiteStore:
         self._db.execute("RELEASE write")
 
     # -- pending quotes ----------------------------------------------------------------------
-    def put_pending(self, decisions: list[Decision]) -> None:
+    def put_pending(self, decisions: list[Decision], *, remember_prices: bool = False) -> None:
+        """Store new quotes; with ``remember_prices``, also as each user's latest quote for the product
+        (a quote that repeats an earlier price keeps that price's time: the window does not slide)."""
         rows = [(d.quote_id, d.expires_at, json.dumps(d.to_dict())) for d in decisions]
 
         def insert() -> None:
@@ -416,8 +442,34 @@ class SQLiteStore:
                 self._db.executemany("INSERT INTO pending VALUES (?, ?, ?)", rows)
             except sqlite3.IntegrityError as exc:
                 raise QuoteIdTaken(str(exc)) from None
+            if remember_prices:
+                for d in decisions:
+                    key = (recent_quotes_key(d.user_id), d.product_id)
+                    if d.stable_of:
+                        self._db.execute("UPDATE recent_quotes SET quote_id = ? WHERE user_key = ? AND "
+                                         "product_id = ?", (d.quote_id, *key))
+                    else:
+                        self._db.execute("INSERT OR REPLACE INTO recent_quotes VALUES (?, ?, ?, ?)",
+                                         (*key, d.quote_id, d.created_at))
 
         self._commit(insert)
+
+    def recent_quote(self, user_id: str, product_id: str) -> RecentQuote | None:
+        """The user's latest remembered quote for the product, or None."""
+        with self._lock:
+            row = self._execute("SELECT quote_id, priced_at FROM recent_quotes WHERE user_key = ? AND "
+                                "product_id = ?", (recent_quotes_key(user_id), product_id)).fetchone()
+        if row is None:
+            return None
+        quote_id, priced_at = row
+        pending = self.pending(quote_id)
+        decision = pending or self.find_decision(quote_id)
+        return None if decision is None else RecentQuote(decision, float(priced_at), pending is not None)
+
+    def forget_recent_quotes(self, priced_before: float) -> int:
+        """Drop the remembered quotes whose price was set before ``priced_before``; returns how many."""
+        return self._commit(lambda: int(self._db.execute(
+            "DELETE FROM recent_quotes WHERE priced_at < ?", (priced_before,)).rowcount))
 
     def pending(self, quote_id: str) -> Decision | None:
         with self._lock:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from learner import FeatureBuilder, InvalidInput, Product, QuoteRequest
+from learner.arms import check_spread_limit
 from learner.value import TRACKED_EVENT_TYPES, BehaviorEvent
 from pricing.v1 import pricing_pb2
 
@@ -112,7 +113,8 @@ class RequestReader:
         events = tuple(self.event(message, f"recent_events[{i}]", quoted_user=request.user_id)
                        for i, message in enumerate(request.recent_events))
         return QuoteRequest(user_id=user_id, product=self.product(request.product, "product"),
-                            quote_id=quote_id, context=self.context(request.context), recent_events=events)
+                            quote_id=quote_id, context=self.context(request.context), recent_events=events,
+                            spread_limit=spread_limit(request))
 
     def batch(self, request: pricing_pb2.QuoteBatchRequest) -> list[QuoteRequest]:
         user_id = self.user_id(request.user_id)
@@ -123,9 +125,10 @@ class RequestReader:
                                 "1..120 characters from [A-Za-z0-9._:-]")
                   if request.request_id else new_quote_id())
         context = self.context(request.context)
+        limit = spread_limit(request)
         return [
             QuoteRequest(user_id=user_id, product=self.product(product, f"products[{i}]"),
-                         quote_id=f"{prefix}:{i}", context=context)
+                         quote_id=f"{prefix}:{i}", context=context, spread_limit=limit)
             for i, product in enumerate(request.products)
         ]
 
@@ -134,6 +137,13 @@ class RequestReader:
         return check_pattern("quote_id", check_text("quote_id", request.quote_id,
                                                     max_length=128, required=True),
                              QUOTE_ID_PATTERN, "a quote id issued by this service")
+
+
+def spread_limit(request: pricing_pb2.QuoteRequest | pricing_pb2.QuoteBatchRequest) -> float | None:
+    """The request's own spread limit, or None when it sets none."""
+    if not request.HasField("spread_limit"):
+        return None
+    return check_spread_limit("spread_limit", request.spread_limit)
 
 
 def _event_of(message: pricing_pb2.BehaviorEvent, user_id: str) -> BehaviorEvent:

@@ -44,10 +44,11 @@ def parser() -> argparse.ArgumentParser:
 
     run = command("run", "compare policies on a scenario against the oracle")
     _common(run, rounds=200_000)
-    run.add_argument("--policy", action="append", choices=CONTENDERS + VALUE_CONTENDERS, metavar="NAME",
+    run.add_argument("--policy", action="append", metavar="NAME",
                      help=f"a policy to compare (repeat; default: {', '.join(CONTENDERS)}; also "
                           f"{', '.join(VALUE_CONTENDERS)}: a learner with the shipped value model, "
-                          "+responses also fed its own settled quotes)")
+                          "+responses also fed its own settled quotes; a learner with guardrails: "
+                          "linucb@spread=0.1, linucb@stable=86400, linucb@protect=is_mobile)")
     run.add_argument("--option", action="append", default=[], metavar="POLICY.NAME=VALUE", type=option,
                      help="a learner policy hyperparameter, e.g. linucb.beta=0.5 (repeat)")
     run.add_argument("--decay", type=cliargs.finite, default=PricerConfig.decay,

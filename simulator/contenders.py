@@ -16,8 +16,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from learner import FeatureBuilder, Pricer, PricerConfig, QuoteRequest
+from learner import Decision, FeatureBuilder, Pricer, PricerConfig, QuoteRequest
 from learner.policies import POLICIES
+from learner.stability import StableWindow
 from learner.value import ValueModel
 from learner.value import load as load_value_model
 from learner.value.events import BehaviorEvent
@@ -136,6 +137,11 @@ class PricerContender(Learning):
     the server's ``Observe`` would have received it from the site's tracker. With ``responses``, each
     settled quote also advances the shopper's state (``Pricer.learn_response``): the service learning
     from its own price experiments, which the server does not do yet.
+
+    With ``stable_price_seconds`` in the config, a shopper's latest quote per product is remembered
+    as the server's store does, and a repeat in the window is priced pinned to it (every round is a
+    new showing here, so it is always a new quote at the same price, never the open quote returned).
+    Every quote's price over its reference price is kept (``price_ratios``): the spread quoted.
     """
 
     def __init__(self, name: str, config: PricerConfig, feedback: Feedback, seed: int,
@@ -149,6 +155,9 @@ class PricerContender(Learning):
             config = replace(config, user_embedding_dim=value_model.embedding_dim)
             self.pricer = Pricer(config, UserStates(value_model))
         self._observed: set[int] = set()
+        self.stable = StableWindow(config.stable_price_seconds)
+        self._recent: dict[tuple[str, str], tuple[Decision, float]] = {}
+        self.price_ratios: list[float] = []
 
     def decide(self, block: Block, market: Market, row: int) -> tuple[Any, float]:
         user = int(block.users[row])
@@ -160,8 +169,26 @@ class PricerContender(Learning):
         product = market.catalog.products[int(block.products[row])]
         request = QuoteRequest(user_id=block.user_ids[row], product=product,
                                quote_id=f"q-{block.start + row}", context=market.request_context(block, row))
-        decision = self.pricer.quote(request, float(block.times[row]))
+        decision = self._quote(request, float(block.times[row]))
+        self.price_ratios.append(decision.price / decision.reference_price)
         return (decision if self.pricer.learnable(decision) else None), decision.price
+
+    def _quote(self, request: QuoteRequest, now: float) -> Decision:
+        if not self.stable.enabled:
+            return self.pricer.quote(request, now)
+        key = (request.user_id, request.product.product_id)
+        earlier = self._recent.get(key)
+        if earlier is not None and self.stable.holds(earlier[0], earlier[1], request, now):
+            decision = self.pricer.quote(request, now, stable_of=earlier[0])
+        else:
+            decision = self.pricer.quote(request, now)
+        self._recent[key] = (decision, earlier[1] if decision.stable_of and earlier else now)
+        return decision
+
+    def spread(self) -> tuple[float, float]:
+        """The 5th and 95th percentiles of price over reference price, over every quote so far."""
+        low, high = np.percentile(self.price_ratios, [5, 95]) if self.price_ratios else (np.nan, np.nan)
+        return float(low), float(high)
 
     def learn(self, token: Any, reward: float, at: float) -> None:
         self.pricer.update(token, reward)
@@ -224,14 +251,57 @@ VALUE_CONTENDERS: tuple[str, ...] = tuple(
 settled quotes advancing the shoppers' states too (``+responses``); slower, so asked for by name."""
 
 
+GUARD_SEPARATOR = "@"
+GUARDS = ("spread", "stable", "protect")
+"""``<learner>@spread=0.1`` (every price within 10% of the reference; ``none``: no band),
+``<learner>@stable=86400`` (a shopper keeps a product's price for a day), ``<learner>@protect=is_mobile``
+(a context feature logged but never priced; ``+`` joins several); guards join with ``,``."""
+
+
+def guarded(name: str, config: PricerConfig) -> tuple[str, PricerConfig]:
+    """Split ``linucb@spread=0.1,stable=600`` into the learner's name and its config with the guards."""
+    base, _, guards = name.partition(GUARD_SEPARATOR)
+    for guard in filter(None, guards.split(",")):
+        key, _, value = guard.partition("=")
+        try:
+            if key == "spread":
+                config = replace(config, spread_limit=None if value == "none" else float(value))
+            elif key == "stable":
+                config = replace(config, stable_price_seconds=float(value))
+            elif key == "protect":
+                protected = tuple(filter(None, value.split("+")))
+                config = replace(config, protected_features=protected, context_features=tuple(
+                    feature for feature in config.context_features if feature not in protected))
+            else:
+                raise ValueError(f"unknown guard {key!r}; choose from {', '.join(GUARDS)}")
+        except ValueError as error:
+            raise ValueError(f"policy {name!r}: {guard!r}: {error}") from None
+    return base, config
+
+
+def is_contender(name: str) -> bool:
+    base = name.partition(GUARD_SEPARATOR)[0]
+    return name in CONTENDERS + VALUE_CONTENDERS or (
+        GUARD_SEPARATOR in name and (base in LEARNER_POLICIES or base in VALUE_CONTENDERS))
+
+
 def make_contender(name: str, *, feedback: Feedback, seed: int, pricer: PricerConfig,
                    options: Mapping[str, Mapping[str, float]] | None = None,
                    value_model: str = "default") -> Contender:
     """The contender called ``name``. ``pricer`` is the Pricer configuration the learning ones share
     (its policy is replaced by theirs), ``options`` each learner policy's hyperparameters by name,
-    ``value_model`` the model file (or ``default``) of the ``+lstm`` learners."""
+    ``value_model`` the model file (or ``default``) of the ``+lstm`` learners. A learner's name may
+    carry guards (``GUARDS``): ``linucb@spread=0.1``."""
     options = options or {}
     pricer = replace(pricer, reward_window_seconds=feedback.reward_window_seconds)
+    if GUARD_SEPARATOR in name:
+        base, guarded_config = guarded(name, pricer)
+        if not is_contender(name):
+            raise ValueError(f"guards apply to learners only, not {base!r}")
+        contender = make_contender(base, feedback=feedback, seed=seed, pricer=guarded_config,
+                                   options=options, value_model=value_model)
+        contender.name = name
+        return contender
     if name == "oracle":
         return Oracle()
     if name == "random":

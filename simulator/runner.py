@@ -18,7 +18,15 @@ import numpy as np
 from tqdm import tqdm
 
 from learner import PricerConfig
-from simulator.contenders import CONTENDERS, VALUE_CONTENDERS, Contender, Learning, make_contender
+from simulator.contenders import (
+    CONTENDERS,
+    VALUE_CONTENDERS,
+    Contender,
+    Learning,
+    PricerContender,
+    is_contender,
+    make_contender,
+)
 from simulator.market import Block
 from simulator.recovery import recovery_rounds
 from simulator.scenarios import Scenario
@@ -61,6 +69,8 @@ class Results:
     recovery: dict[str, int | None] = field(default_factory=dict)
     """Rounds after the change until each contender (named as in ``rows``) was back within 2 points of
     that price's share of the oracle over a trailing window; None: never (``simulator.recovery``)."""
+    spread: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Each learner's 5th and 95th percentile of quoted price over its reference price."""
 
     def final(self) -> list[Row]:
         """The last row of each contender, in the order they were run."""
@@ -73,7 +83,7 @@ class Results:
         return {"scenario": self.scenario, "seed": self.seed, "rounds": self.rounds,
                 "best_fixed_alpha": self.best_fixed_alpha, "seconds": self.seconds,
                 "change_round": self.change_round, "recovery_alpha": self.recovery_alpha,
-                "recovery": dict(self.recovery),
+                "recovery": dict(self.recovery), "spread": {k: list(v) for k, v in self.spread.items()},
                 "final": [asdict(row) for row in self.final()], "rows": [asdict(row) for row in self.rows]}
 
 
@@ -159,10 +169,10 @@ def compare(
     the ``+lstm`` learners use ``value_model`` (a model file, or the shipped ``default``)."""
     pricer = pricer or PricerConfig()
     policies = list(dict.fromkeys(policies))
-    known = CONTENDERS + VALUE_CONTENDERS
-    unknown = [name for name in policies if name not in known]
+    unknown = [name for name in policies if not is_contender(name)]
     if unknown or not policies:
-        raise ValueError(f"unknown policies {unknown}; choose from {', '.join(known)}")
+        raise ValueError(f"unknown policies {unknown}; choose from {', '.join(CONTENDERS + VALUE_CONTENDERS)}"
+                         " (a learner may carry guards: linucb@spread=0.1)")
     if checkpoints < 1:
         raise ValueError(f"checkpoints must be >= 1, got {checkpoints}")
     contenders = [make_contender(name, feedback=scenario.feedback, seed=seed, pricer=pricer, options=options,
@@ -209,6 +219,7 @@ def compare(
         rows.extend(_row(scenario.name, next(iter(fixed)), done, arm_tallies[best], None)
                     for done, arm_tallies in hindsight.history)
     results = Results(scenario.name, seed, rounds, best_alpha, time.perf_counter() - started, rows)
+    results.spread = {c.name: c.spread() for c in contenders if isinstance(c, PricerContender)}
     if trace is not None:
         results.change_round = trace.change
         results.recovery_alpha = float(pricer.alphas[trace.best_arm()])

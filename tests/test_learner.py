@@ -137,7 +137,7 @@ def test_features_follow_the_schema_and_missing_names_are_zero() -> None:
 )
 def test_bad_context_is_refused_naming_the_entry(context: dict, message: str) -> None:
     with pytest.raises(InvalidInput) as error:
-        FeatureBuilder(("a", "b")).build(context, Product("sku", 1.0, 2.0))
+        FeatureBuilder(("a", "b"), unknown="refuse").build(context, Product("sku", 1.0, 2.0))
     assert str(error.value).startswith(message)
 
 

@@ -282,8 +282,8 @@ def test_the_pricer_prices_on_the_users_value_and_feeds_the_embedding_to_the_ban
 
 def test_recent_events_are_applied_before_pricing_unless_the_quote_is_refused() -> None:
     pricer = model_pricer()
-    with pytest.raises(InvalidInput, match="unknown context feature"):
-        pricer.quote(dataclasses.replace(request("q-0", user_id="u1", nope=1.0),
+    with pytest.raises(InvalidInput, match="nan must be finite"):
+        pricer.quote(dataclasses.replace(request("q-0", user_id="u1", nope=math.nan),
                                          recent_events=tuple(buyer())), NOW)
     assert pricer.users is not None and pricer.users.get("u1").events == 0
     with_events = pricer.quote(dataclasses.replace(request("q-1", user_id="u1"),

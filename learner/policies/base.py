@@ -106,6 +106,15 @@ class Policy(ABC):
         """Estimated purchase probability of every arm at ``x`` and its price level, in [0, 1]."""
         return self._model.probabilities(check_features(x, self.dim), check_levels(levels, self.n_arms))
 
+    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arm: int) -> np.ndarray:
+        """How much each row of ``deltas`` (a change of the features) moves ``arm``'s purchase score
+        (the logit, before the link). Every demand model's score is a matrix product with the
+        features, linear in them, so all rows go through one product (as the columns of one matrix)."""
+        deltas = np.asarray(deltas, dtype=float)
+        if deltas.ndim != 2 or deltas.shape[1] != self.dim or not np.isfinite(deltas).all():
+            raise InvalidInput("features", f"expected finite rows of {self.dim} features, got {deltas.shape}")
+        return np.asarray(self._model.scores(deltas.T, check_levels(levels, self.n_arms))[arm])
+
     # -- choosing --------------------------------------------------------------------------------
     def select(
         self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,

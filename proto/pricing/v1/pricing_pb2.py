@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pricing/v1/pricing.proto\x12\npricing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x11\n\tunit_cost\x18\x03 \x01(\x01\x12\x12\n\nlist_price\x18\x04 \x01(\x01\x12\x18\n\x0b\x66loor_price\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rceiling_price\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08\x63urrency\x18\x07 \x01(\tB\x0e\n\x0c_floor_priceB\x10\n\x0e_ceiling_price\"\xf1\x01\n\x0cQuoteRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12$\n\x07product\x18\x02 \x01(\x0b\x32\x13.pricing.v1.Product\x12\x36\n\x07\x63ontext\x18\x03 \x03(\x0b\x32%.pricing.v1.QuoteRequest.ContextEntry\x12\x10\n\x08quote_id\x18\x04 \x01(\t\x12\x30\n\rrecent_events\x18\x05 \x03(\x0b\x32\x19.pricing.v1.BehaviorEvent\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xfc\x02\n\rBehaviorEvent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\nevent_type\x18\x03 \x01(\x0e\x32#.pricing.v1.BehaviorEvent.EventType\x12\x12\n\nproduct_id\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\x01\x12\x11\n\tunit_cost\x18\x07 \x01(\x01\x12\x15\n\rdwell_seconds\x18\x08 \x01(\x01\x12\x0e\n\x06rating\x18\t \x01(\x01\x12\x11\n\tpurchased\x18\n \x01(\x08\x12\x12\n\nlist_price\x18\x0b \x01(\x01\"\\\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04VIEW\x10\x01\x12\x0f\n\x0b\x41\x44\x44_TO_CART\x10\x02\x12\x0c\n\x08PURCHASE\x10\x03\x12\n\n\x06REVIEW\x10\x04\"\xb9\x01\n\x0fObserveResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x10\n\x08rejected\x18\x02 \x01(\r\x12\x39\n\nrejections\x18\x03 \x03(\x0b\x32%.pricing.v1.ObserveResponse.Rejection\x12\x1b\n\x13value_model_version\x18\x04 \x01(\t\x1a*\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x95\x01\n\x0b\x41rmEstimate\x12\x0b\n\x03\x61rm\x18\x01 \x01(\r\x12\r\n\x05\x61lpha\x18\x02 \x01(\x01\x12\r\n\x05price\x18\x03 \x01(\x01\x12\x0f\n\x07\x61llowed\x18\x04 \x01(\x08\x12\x1c\n\x14purchase_probability\x18\x05 \x01(\x01\x12\x17\n\x0f\x65xpected_profit\x18\x06 \x01(\x01\x12\x13\n\x0bprobability\x18\x07 \x01(\x01\"\xa7\x01\n\x0b\x45xplanation\x12%\n\x04\x61rms\x18\x01 \x03(\x0b\x32\x17.pricing.v1.ArmEstimate\x12\x17\n\x0fguardrail_bound\x18\x02 \x01(\x08\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x15\n\rdeterministic\x18\x04 \x01(\x08\x12\x14\n\x0cvalue_source\x18\x05 \x01(\t\x12\x1b\n\x13value_model_version\x18\x06 \x01(\t\"\xa1\x02\n\rQuoteResponse\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\r\n\x05\x61lpha\x18\x03 \x01(\x01\x12\x0b\n\x03\x61rm\x18\x04 \x01(\r\x12\x12\n\nuser_value\x18\x05 \x01(\x01\x12\x12\n\npropensity\x18\x06 \x01(\x01\x12\x10\n\x08\x65xplored\x18\x07 \x01(\x08\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63urrency\x18\n \x01(\t\x12\x12\n\nproduct_id\x18\x0b \x01(\t\x12,\n\x0b\x65xplanation\x18\x0c \x01(\x0b\x32\x17.pricing.v1.Explanation\"\xcc\x01\n\x11QuoteBatchRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x08products\x18\x02 \x03(\x0b\x32\x13.pricing.v1.Product\x12;\n\x07\x63ontext\x18\x03 \x03(\x0b\x32*.pricing.v1.QuoteBatchRequest.ContextEntry\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"?\n\x12QuoteBatchResponse\x12)\n\x06quotes\x18\x01 \x03(\x0b\x32\x19.pricing.v1.QuoteResponse\"4\n\rRewardRequest\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\x11\n\tpurchased\x18\x02 \x01(\x08\"\xc5\x01\n\x0eRewardResponse\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\x0f\n\x07learned\x18\x02 \x01(\x08\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.pricing.v1.RewardResponse.Status\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"F\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07LEARNED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x08\n\x04LATE\x10\x03\x32\xa1\x02\n\x0ePricingService\x12<\n\x05Quote\x12\x18.pricing.v1.QuoteRequest\x1a\x19.pricing.v1.QuoteResponse\x12K\n\nQuoteBatch\x12\x1d.pricing.v1.QuoteBatchRequest\x1a\x1e.pricing.v1.QuoteBatchResponse\x12?\n\x06Reward\x12\x19.pricing.v1.RewardRequest\x1a\x1a.pricing.v1.RewardResponse\x12\x43\n\x07Observe\x12\x19.pricing.v1.BehaviorEvent\x1a\x1b.pricing.v1.ObserveResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pricing/v1/pricing.proto\x12\npricing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x11\n\tunit_cost\x18\x03 \x01(\x01\x12\x12\n\nlist_price\x18\x04 \x01(\x01\x12\x18\n\x0b\x66loor_price\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rceiling_price\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08\x63urrency\x18\x07 \x01(\tB\x0e\n\x0c_floor_priceB\x10\n\x0e_ceiling_price\"\x9d\x02\n\x0cQuoteRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12$\n\x07product\x18\x02 \x01(\x0b\x32\x13.pricing.v1.Product\x12\x36\n\x07\x63ontext\x18\x03 \x03(\x0b\x32%.pricing.v1.QuoteRequest.ContextEntry\x12\x10\n\x08quote_id\x18\x04 \x01(\t\x12\x30\n\rrecent_events\x18\x05 \x03(\x0b\x32\x19.pricing.v1.BehaviorEvent\x12\x19\n\x0cspread_limit\x18\x06 \x01(\x01H\x00\x88\x01\x01\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0f\n\r_spread_limit\"\xfc\x02\n\rBehaviorEvent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\nevent_type\x18\x03 \x01(\x0e\x32#.pricing.v1.BehaviorEvent.EventType\x12\x12\n\nproduct_id\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\x01\x12\x11\n\tunit_cost\x18\x07 \x01(\x01\x12\x15\n\rdwell_seconds\x18\x08 \x01(\x01\x12\x0e\n\x06rating\x18\t \x01(\x01\x12\x11\n\tpurchased\x18\n \x01(\x08\x12\x12\n\nlist_price\x18\x0b \x01(\x01\"\\\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04VIEW\x10\x01\x12\x0f\n\x0b\x41\x44\x44_TO_CART\x10\x02\x12\x0c\n\x08PURCHASE\x10\x03\x12\n\n\x06REVIEW\x10\x04\"\xb9\x01\n\x0fObserveResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x10\n\x08rejected\x18\x02 \x01(\r\x12\x39\n\nrejections\x18\x03 \x03(\x0b\x32%.pricing.v1.ObserveResponse.Rejection\x12\x1b\n\x13value_model_version\x18\x04 \x01(\t\x1a*\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x95\x01\n\x0b\x41rmEstimate\x12\x0b\n\x03\x61rm\x18\x01 \x01(\r\x12\r\n\x05\x61lpha\x18\x02 \x01(\x01\x12\r\n\x05price\x18\x03 \x01(\x01\x12\x0f\n\x07\x61llowed\x18\x04 \x01(\x08\x12\x1c\n\x14purchase_probability\x18\x05 \x01(\x01\x12\x17\n\x0f\x65xpected_profit\x18\x06 \x01(\x01\x12\x13\n\x0bprobability\x18\x07 \x01(\x01\"\x99\x03\n\x0b\x45xplanation\x12%\n\x04\x61rms\x18\x01 \x03(\x0b\x32\x17.pricing.v1.ArmEstimate\x12\x17\n\x0fguardrail_bound\x18\x02 \x01(\x08\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x15\n\rdeterministic\x18\x04 \x01(\x08\x12\x14\n\x0cvalue_source\x18\x05 \x01(\t\x12\x1b\n\x13value_model_version\x18\x06 \x01(\t\x12\x17\n\x0freference_price\x18\x07 \x01(\x01\x12\x14\n\x0cpersonalized\x18\x08 \x01(\x08\x12\x14\n\x0cprice_change\x18\t \x01(\x01\x12\'\n\x06inputs\x18\n \x03(\x0b\x32\x17.pricing.v1.InputEffect\x12\x14\n\x0cvalue_factor\x18\x0b \x01(\x01\x12\x19\n\x0cspread_limit\x18\x0c \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0cspread_bound\x18\r \x01(\x08\x12\x11\n\tstable_of\x18\x0e \x01(\t\x12\x17\n\x0fignored_context\x18\x0f \x03(\tB\x0f\n\r_spread_limit\"+\n\x0bInputEffect\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65\x66\x66\x65\x63t\x18\x02 \x01(\x01\"\xa1\x02\n\rQuoteResponse\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\r\n\x05\x61lpha\x18\x03 \x01(\x01\x12\x0b\n\x03\x61rm\x18\x04 \x01(\r\x12\x12\n\nuser_value\x18\x05 \x01(\x01\x12\x12\n\npropensity\x18\x06 \x01(\x01\x12\x10\n\x08\x65xplored\x18\x07 \x01(\x08\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63urrency\x18\n \x01(\t\x12\x12\n\nproduct_id\x18\x0b \x01(\t\x12,\n\x0b\x65xplanation\x18\x0c \x01(\x0b\x32\x17.pricing.v1.Explanation\"\xf8\x01\n\x11QuoteBatchRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x08products\x18\x02 \x03(\x0b\x32\x13.pricing.v1.Product\x12;\n\x07\x63ontext\x18\x03 \x03(\x0b\x32*.pricing.v1.QuoteBatchRequest.ContextEntry\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x19\n\x0cspread_limit\x18\x05 \x01(\x01H\x00\x88\x01\x01\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0f\n\r_spread_limit\"?\n\x12QuoteBatchResponse\x12)\n\x06quotes\x18\x01 \x03(\x0b\x32\x19.pricing.v1.QuoteResponse\"4\n\rRewardRequest\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\x11\n\tpurchased\x18\x02 \x01(\x08\"\xc5\x01\n\x0eRewardResponse\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\x0f\n\x07learned\x18\x02 \x01(\x08\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.pricing.v1.RewardResponse.Status\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"F\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07LEARNED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x08\n\x04LATE\x10\x03\x32\xa1\x02\n\x0ePricingService\x12<\n\x05Quote\x12\x18.pricing.v1.QuoteRequest\x1a\x19.pricing.v1.QuoteResponse\x12K\n\nQuoteBatch\x12\x1d.pricing.v1.QuoteBatchRequest\x1a\x1e.pricing.v1.QuoteBatchResponse\x12?\n\x06Reward\x12\x19.pricing.v1.RewardRequest\x1a\x1a.pricing.v1.RewardResponse\x12\x43\n\x07Observe\x12\x19.pricing.v1.BehaviorEvent\x1a\x1b.pricing.v1.ObserveResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,35 +39,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCT']._serialized_start=74
   _globals['_PRODUCT']._serialized_end=266
   _globals['_QUOTEREQUEST']._serialized_start=269
-  _globals['_QUOTEREQUEST']._serialized_end=510
-  _globals['_QUOTEREQUEST_CONTEXTENTRY']._serialized_start=464
-  _globals['_QUOTEREQUEST_CONTEXTENTRY']._serialized_end=510
-  _globals['_BEHAVIOREVENT']._serialized_start=513
-  _globals['_BEHAVIOREVENT']._serialized_end=893
-  _globals['_BEHAVIOREVENT_EVENTTYPE']._serialized_start=801
-  _globals['_BEHAVIOREVENT_EVENTTYPE']._serialized_end=893
-  _globals['_OBSERVERESPONSE']._serialized_start=896
-  _globals['_OBSERVERESPONSE']._serialized_end=1081
-  _globals['_OBSERVERESPONSE_REJECTION']._serialized_start=1039
-  _globals['_OBSERVERESPONSE_REJECTION']._serialized_end=1081
-  _globals['_ARMESTIMATE']._serialized_start=1084
-  _globals['_ARMESTIMATE']._serialized_end=1233
-  _globals['_EXPLANATION']._serialized_start=1236
-  _globals['_EXPLANATION']._serialized_end=1403
-  _globals['_QUOTERESPONSE']._serialized_start=1406
-  _globals['_QUOTERESPONSE']._serialized_end=1695
-  _globals['_QUOTEBATCHREQUEST']._serialized_start=1698
-  _globals['_QUOTEBATCHREQUEST']._serialized_end=1902
-  _globals['_QUOTEBATCHREQUEST_CONTEXTENTRY']._serialized_start=464
-  _globals['_QUOTEBATCHREQUEST_CONTEXTENTRY']._serialized_end=510
-  _globals['_QUOTEBATCHRESPONSE']._serialized_start=1904
-  _globals['_QUOTEBATCHRESPONSE']._serialized_end=1967
-  _globals['_REWARDREQUEST']._serialized_start=1969
-  _globals['_REWARDREQUEST']._serialized_end=2021
-  _globals['_REWARDRESPONSE']._serialized_start=2024
-  _globals['_REWARDRESPONSE']._serialized_end=2221
-  _globals['_REWARDRESPONSE_STATUS']._serialized_start=2151
-  _globals['_REWARDRESPONSE_STATUS']._serialized_end=2221
-  _globals['_PRICINGSERVICE']._serialized_start=2224
-  _globals['_PRICINGSERVICE']._serialized_end=2513
+  _globals['_QUOTEREQUEST']._serialized_end=554
+  _globals['_QUOTEREQUEST_CONTEXTENTRY']._serialized_start=491
+  _globals['_QUOTEREQUEST_CONTEXTENTRY']._serialized_end=537
+  _globals['_BEHAVIOREVENT']._serialized_start=557
+  _globals['_BEHAVIOREVENT']._serialized_end=937
+  _globals['_BEHAVIOREVENT_EVENTTYPE']._serialized_start=845
+  _globals['_BEHAVIOREVENT_EVENTTYPE']._serialized_end=937
+  _globals['_OBSERVERESPONSE']._serialized_start=940
+  _globals['_OBSERVERESPONSE']._serialized_end=1125
+  _globals['_OBSERVERESPONSE_REJECTION']._serialized_start=1083
+  _globals['_OBSERVERESPONSE_REJECTION']._serialized_end=1125
+  _globals['_ARMESTIMATE']._serialized_start=1128
+  _globals['_ARMESTIMATE']._serialized_end=1277
+  _globals['_EXPLANATION']._serialized_start=1280
+  _globals['_EXPLANATION']._serialized_end=1689
+  _globals['_INPUTEFFECT']._serialized_start=1691
+  _globals['_INPUTEFFECT']._serialized_end=1734
+  _globals['_QUOTERESPONSE']._serialized_start=1737
+  _globals['_QUOTERESPONSE']._serialized_end=2026
+  _globals['_QUOTEBATCHREQUEST']._serialized_start=2029
+  _globals['_QUOTEBATCHREQUEST']._serialized_end=2277
+  _globals['_QUOTEBATCHREQUEST_CONTEXTENTRY']._serialized_start=491
+  _globals['_QUOTEBATCHREQUEST_CONTEXTENTRY']._serialized_end=537
+  _globals['_QUOTEBATCHRESPONSE']._serialized_start=2279
+  _globals['_QUOTEBATCHRESPONSE']._serialized_end=2342
+  _globals['_REWARDREQUEST']._serialized_start=2344
+  _globals['_REWARDREQUEST']._serialized_end=2396
+  _globals['_REWARDRESPONSE']._serialized_start=2399
+  _globals['_REWARDRESPONSE']._serialized_end=2596
+  _globals['_REWARDRESPONSE_STATUS']._serialized_start=2526
+  _globals['_REWARDRESPONSE_STATUS']._serialized_end=2596
+  _globals['_PRICINGSERVICE']._serialized_start=2599
+  _globals['_PRICINGSERVICE']._serialized_end=2888
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,7 @@ class Product(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., category: _Optional[str] = ..., unit_cost: _Optional[float] = ..., list_price: _Optional[float] = ..., floor_price: _Optional[float] = ..., ceiling_price: _Optional[float] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class QuoteRequest(_message.Message):
-    __slots__ = ("user_id", "product", "context", "quote_id", "recent_events")
+    __slots__ = ("user_id", "product", "context", "quote_id", "recent_events", "spread_limit")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,12 +42,14 @@ class QuoteRequest(_message.Message):
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
     RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_LIMIT_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     product: Product
     context: _containers.ScalarMap[str, float]
     quote_id: str
     recent_events: _containers.RepeatedCompositeFieldContainer[BehaviorEvent]
-    def __init__(self, user_id: _Optional[str] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., context: _Optional[_Mapping[str, float]] = ..., quote_id: _Optional[str] = ..., recent_events: _Optional[_Iterable[_Union[BehaviorEvent, _Mapping]]] = ...) -> None: ...
+    spread_limit: float
+    def __init__(self, user_id: _Optional[str] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., context: _Optional[_Mapping[str, float]] = ..., quote_id: _Optional[str] = ..., recent_events: _Optional[_Iterable[_Union[BehaviorEvent, _Mapping]]] = ..., spread_limit: _Optional[float] = ...) -> None: ...
 
 class BehaviorEvent(_message.Message):
     __slots__ = ("user_id", "timestamp", "event_type", "product_id", "category", "price", "unit_cost", "dwell_seconds", "rating", "purchased", "list_price")
@@ -125,20 +127,46 @@ class ArmEstimate(_message.Message):
     def __init__(self, arm: _Optional[int] = ..., alpha: _Optional[float] = ..., price: _Optional[float] = ..., allowed: _Optional[bool] = ..., purchase_probability: _Optional[float] = ..., expected_profit: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("arms", "guardrail_bound", "policy", "deterministic", "value_source", "value_model_version")
+    __slots__ = ("arms", "guardrail_bound", "policy", "deterministic", "value_source", "value_model_version", "reference_price", "personalized", "price_change", "inputs", "value_factor", "spread_limit", "spread_bound", "stable_of", "ignored_context")
     ARMS_FIELD_NUMBER: _ClassVar[int]
     GUARDRAIL_BOUND_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
     VALUE_SOURCE_FIELD_NUMBER: _ClassVar[int]
     VALUE_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_PRICE_FIELD_NUMBER: _ClassVar[int]
+    PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
+    PRICE_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_BOUND_FIELD_NUMBER: _ClassVar[int]
+    STABLE_OF_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     arms: _containers.RepeatedCompositeFieldContainer[ArmEstimate]
     guardrail_bound: bool
     policy: str
     deterministic: bool
     value_source: str
     value_model_version: str
-    def __init__(self, arms: _Optional[_Iterable[_Union[ArmEstimate, _Mapping]]] = ..., guardrail_bound: _Optional[bool] = ..., policy: _Optional[str] = ..., deterministic: _Optional[bool] = ..., value_source: _Optional[str] = ..., value_model_version: _Optional[str] = ...) -> None: ...
+    reference_price: float
+    personalized: bool
+    price_change: float
+    inputs: _containers.RepeatedCompositeFieldContainer[InputEffect]
+    value_factor: float
+    spread_limit: float
+    spread_bound: bool
+    stable_of: str
+    ignored_context: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, arms: _Optional[_Iterable[_Union[ArmEstimate, _Mapping]]] = ..., guardrail_bound: _Optional[bool] = ..., policy: _Optional[str] = ..., deterministic: _Optional[bool] = ..., value_source: _Optional[str] = ..., value_model_version: _Optional[str] = ..., reference_price: _Optional[float] = ..., personalized: _Optional[bool] = ..., price_change: _Optional[float] = ..., inputs: _Optional[_Iterable[_Union[InputEffect, _Mapping]]] = ..., value_factor: _Optional[float] = ..., spread_limit: _Optional[float] = ..., spread_bound: _Optional[bool] = ..., stable_of: _Optional[str] = ..., ignored_context: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class InputEffect(_message.Message):
+    __slots__ = ("name", "effect")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    effect: float
+    def __init__(self, name: _Optional[str] = ..., effect: _Optional[float] = ...) -> None: ...
 
 class QuoteResponse(_message.Message):
     __slots__ = ("quote_id", "price", "alpha", "arm", "user_value", "propensity", "explored", "model_version", "expires_at", "currency", "product_id", "explanation")
@@ -169,7 +197,7 @@ class QuoteResponse(_message.Message):
     def __init__(self, quote_id: _Optional[str] = ..., price: _Optional[float] = ..., alpha: _Optional[float] = ..., arm: _Optional[int] = ..., user_value: _Optional[float] = ..., propensity: _Optional[float] = ..., explored: _Optional[bool] = ..., model_version: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., currency: _Optional[str] = ..., product_id: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ...) -> None: ...
 
 class QuoteBatchRequest(_message.Message):
-    __slots__ = ("user_id", "products", "context", "request_id")
+    __slots__ = ("user_id", "products", "context", "request_id", "spread_limit")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,11 +209,13 @@ class QuoteBatchRequest(_message.Message):
     PRODUCTS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_LIMIT_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     products: _containers.RepeatedCompositeFieldContainer[Product]
     context: _containers.ScalarMap[str, float]
     request_id: str
-    def __init__(self, user_id: _Optional[str] = ..., products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., context: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    spread_limit: float
+    def __init__(self, user_id: _Optional[str] = ..., products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., context: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., spread_limit: _Optional[float] = ...) -> None: ...
 
 class QuoteBatchResponse(_message.Message):
     __slots__ = ("quotes",)

@@ -61,7 +61,10 @@ class PricingServiceServicer:
 
     def Quote(self, request, context):
         """Price one product for one user. Answers in about a millisecond. Idempotent when the caller
-        supplies quote_id: the same id with the same request returns the same quote.
+        supplies quote_id: the same id with the same request returns the same quote. With the server's
+        --stable-price-seconds window, the same user asking again for the same product (same cost,
+        list price and currency) keeps the price: while the earlier quote awaits its Reward and no
+        quote_id is given, the answer is that very quote; otherwise a new quote at the same price.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
