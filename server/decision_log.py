@@ -2,8 +2,10 @@
 
 One line per closed decision: the shared context by namespace, one ``_multi`` entry per allowed arm,
 the chosen action first in ``a``/``p``, and ``cost = -reward``. Our own bookkeeping lives under
-``_``-prefixed keys, which VW ignores. No user id is written: the log is for evaluating policies,
-not for identifying shoppers.
+``_``-prefixed keys, which VW ignores; ``_unit_cost``, ``_list_price``, ``_value`` (V) and
+``_refused_alphas`` (grid arms the guardrails masked) are what offline evaluation
+(``evaluation/``) needs to price another grid and to count profit. No user id is written: the log is
+for evaluating policies, not for identifying shoppers.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ def dsjson_line(decision: Decision, reward: float | None, *, learned: bool, late
         "_explored": decision.explored,
         "_guardrail_bound": decision.guardrail_bound,
         "_late": late,
+        "_unit_cost": decision.unit_cost,
+        "_list_price": decision.list_price,
+        "_value": decision.user_value,
+        "_value_source": decision.value_source,
+        "_refused_alphas": [view.alpha for view in decision.arms if not view.allowed],
     }
     if reward is not None:
         line["o"] = [{"v": reward, "EventId": decision.quote_id}]
