@@ -39,6 +39,7 @@ from simulator.runner import MAX_BLOCK
 from simulator.scenarios import Feedback, Scenario, scenario
 
 LOGGER_FLAGS = "--policy egreedy --policy-options epsilon=1"
+TRUTH_REPEATS = 10
 CANDIDATES: tuple[str, ...] = (
     "linucb (default):",
     "linucb beta=1: --policy-options beta=1",
@@ -83,9 +84,10 @@ def pricer_config(flags: str) -> PricerConfig:
     return parse_config([*flags.split(), "--value-model", "none"], environ={}).pricer_config()
 
 
-def _blocks(spec: Scenario, seed: int, rounds: int) -> Any:
+def _blocks(spec: Scenario, seed: int, rounds: int, cut_every: int | None = None) -> Any:
     stream = spec.stream(seed, rounds)
-    for block in stream.blocks(MAX_BLOCK):
+    cuts = range(cut_every, rounds, cut_every) if cut_every else ()
+    for block in stream.blocks(MAX_BLOCK, cuts=cuts):
         yield block, stream.market
 
 
@@ -104,17 +106,23 @@ class Truth:
     conversion: float
 
 
-def truth(spec: Scenario, seed: int, rounds: int, candidate: Candidate) -> Truth:
-    """A candidate's exact expected profit and conversion per quote over ``rounds`` online quotes."""
-    contender = PricerContender(candidate.label, candidate.config, Feedback(), seed)
+def truth(spec: Scenario, seed: int, rounds: int, candidate: Candidate,
+          repeats: int = TRUTH_REPEATS) -> Truth:
+    """A candidate's exact expected profit and conversion per quote over ``rounds`` online quotes from
+    a fresh start, averaged over ``repeats`` runs on consecutive stretches of the same market (one
+    run's few hundred shoppers would make the truth itself noisier than the estimates)."""
+    rounds = max(rounds, 1)
     profit = conversion = 0.0
-    for block, market in _blocks(spec, seed, max(rounds, 1)):
+    contender: PricerContender | None = None
+    for block, market in _blocks(spec, seed, rounds * repeats, cut_every=rounds):
+        if block.start % rounds == 0:
+            contender = PricerContender(candidate.label, candidate.config, Feedback(), seed)
+        assert contender is not None
         prices = contender.play(block, market)
-        rows = np.arange(len(block))
-        probability = block.purchase_probability(rows, prices)
+        probability = block.purchase_probability(np.arange(len(block)), prices)
         profit += float(np.sum(probability * (prices - block.unit_cost)))
         conversion += float(np.sum(probability))
-    return Truth(profit / max(rounds, 1), conversion / max(rounds, 1))
+    return Truth(profit / (rounds * repeats), conversion / (rounds * repeats))
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
