@@ -52,3 +52,12 @@ def test_snips_is_ips_when_every_weight_is_one_and_ess_counts_weights() -> None:
     assert effective_sample_size(ones) == 4.0
     assert effective_sample_size(np.array([4.0, 0.0, 0.0, 0.0])) == 1.0
     assert np.isnan(snips(reward, np.zeros(4)).value)
+
+
+def test_obps_readme_result_on_the_open_bandit_dataset_sample() -> None:
+    """Random logging, campaign "all", evaluated for BernoulliTS with the ZOZOTOWN prior: obp's README
+    gives IPW 0.00455288 and SNIPW 0.0047758331."""
+    data = np.load(Path(__file__).parent / "fixtures" / "obd_bernoulli_ts.npz")
+    weight = data["evaluation_probability"] / data["pscore"]
+    assert abs(ips(data["reward"], weight).value - 0.00455288) < 5e-9
+    assert abs(snips(data["reward"], weight).value - 0.0047758331) < 5e-11

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from evaluation.candidates import CandidateError, parse_candidate
 from evaluation.cli import main
 from evaluation.logs import BadRecord, read_dsjson, read_state
 from evaluation.replay import evaluate
+from pricing.v1 import pricing_pb2
 from server.store import SQLiteStore
 
-CONTEXTS: tuple[dict[str, float], ...] = ({"is_mobile": 1.0}, {"is_returning": 1.0, "hour_sin": 0.5}, {"session_depth": 0.3}, {})
+CONTEXTS: tuple[dict[str, float], ...] = (
+    {"is_mobile": 1.0}, {"is_returning": 1.0, "hour_sin": 0.5}, {"session_depth": 0.3}, {})
 
 
 def serve_quotes(server: ServerHandle, count: int) -> None:
@@ -109,6 +112,19 @@ def test_bad_lines_are_named_and_stop_the_run_unless_skipped(
     assert main([str(path), "--skip-bad"]) == 0
     printed = capsys.readouterr().out
     assert "1 decisions; 1 bad records skipped" in printed and "first bad record: line 2: line" in printed
+
+def test_a_late_report_is_counted_and_its_quote_evaluated_once_as_no_purchase(
+        start_server: Callable[..., ServerHandle], tmp_path: Path) -> None:
+    server = start_server(reward_window_seconds=0.2)
+    quote = server.quote()
+    deadline = time.monotonic() + 10.0
+    while server.server.service.store.pending_count() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.reward(quote.quote_id, purchased=True).status == pricing_pb2.RewardResponse.LATE
+    for reading in (read_state(server.config.data_dir), read_dsjson(write_dsjson(server, tmp_path / "l"))):
+        assert reading.late_reports == 1
+        assert [(d.quote_id, d.purchased) for d in reading.decisions] == [(quote.quote_id, False)]
+
 
 def test_a_candidate_that_does_not_fit_the_log_is_named(start_server: Callable[..., ServerHandle]) -> None:
     server = start_server(value_model="none")
