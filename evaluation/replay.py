@@ -24,7 +24,6 @@ logged V and embedding: it is the logging model, not another one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -246,4 +245,4 @@ def evaluate(reading: LogReading, candidates: Sequence[Candidate]) -> Evaluation
     deterministic = sum(decision.propensity == 1.0 for decision in decisions) / len(decisions)
     return Evaluation(decisions=len(decisions), logged_profit=Estimate.of_terms(profit),
                       logged_conversion=Estimate.of_terms(purchased), deterministic_share=deterministic,
-                      multiplier=multiplier if math.isfinite(multiplier) else 1.0, results=results)
+                      multiplier=multiplier, results=results)

@@ -139,19 +139,16 @@ def test_a_candidate_that_does_not_fit_the_log_is_named(start_server: Callable[.
 
 
 @pytest.mark.slow
-def test_on_the_simulator_the_estimates_rank_and_cover_the_truth() -> None:
+def test_on_the_simulator_the_estimates_rank_and_cover_the_truth(tmp_path: Path) -> None:
     """A uniform logger's log; the truth of each candidate is its exact expected profit online."""
     from bench.offline_eval import log_run, truth
     from simulator.scenarios import scenario
 
     spec = scenario("stationary")
     lines = log_run(spec, 1, 5000)
-    path = Path(__file__).parent / "__offline_eval_tmp.dsjson"
-    try:
-        path.write_text("\n".join(lines) + "\n")
-        reading = read_dsjson(path)
-    finally:
-        path.unlink()
+    path = tmp_path / "decisions.dsjson"
+    path.write_text("\n".join(lines) + "\n")
+    reading = read_dsjson(path)
     flags = ["low: --alphas 0,0.1,0.2 --value-model none",
              "uniform: --policy egreedy --policy-options epsilon=1 --value-model none",
              "linucb: --value-model none"]
