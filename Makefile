@@ -33,7 +33,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m bench
 
 typecheck: $(INSTALLED)
-	$(BIN)/mypy learner server bench simulator
+	$(BIN)/mypy learner server bench simulator evaluation
 
 proto: $(INSTALLED)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto \

@@ -2,10 +2,12 @@
 
 One line per closed decision: the shared context by namespace, one ``_multi`` entry per allowed arm,
 the chosen action first in ``a``/``p``, and ``cost = -reward``. Our own bookkeeping lives under
-``_``-prefixed keys, which VW ignores. No user id is written: the log is for evaluating policies,
-not for identifying shoppers. The disclosure (``_reference_price``, ``_spread_limit``) and the
-protected inputs (``_protected``: logged so that prices can be audited by them, never priced on) ride
-along under such keys too.
+``_``-prefixed keys, which VW ignores; ``_unit_cost``, ``_list_price``, ``_value`` (V) and
+``_refused_alphas`` (grid arms the guardrails masked) are what offline evaluation
+(``evaluation/``) needs to price another grid and to count profit. The disclosure
+(``_reference_price``, ``_spread_limit``) and the protected inputs (``_protected``: logged so that
+prices can be audited by them, never priced on) ride along under such keys too. No user id is
+written: the log is for evaluating policies, not for identifying shoppers.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ def dsjson_line(decision: Decision, reward: float | None, *, learned: bool, late
         "_late": late,
         "_reference_price": decision.reference_price,
         "_spread_limit": decision.spread_limit,
+        "_unit_cost": decision.unit_cost,
+        "_list_price": decision.list_price,
+        "_value": decision.user_value,
+        "_value_source": decision.value_source,
+        "_refused_alphas": [view.alpha for view in decision.arms if not view.allowed],
     }
     if decision.protected_context:
         line["_protected"] = dict(decision.protected_context)

@@ -194,9 +194,13 @@ class SQLiteStore:
 
     FILENAME = "pricebandit.sqlite3"
 
-    def __init__(self, data_dir: Path | str) -> None:
+    def __init__(self, data_dir: Path | str, *, reader: bool = False) -> None:
+        """Open (or create) the state file as its one owner; ``reader`` opens an existing file
+        read-only and takes no ownership, so a tool may read a running server's file."""
         self.path = Path(data_dir) / self.FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.reader = reader
+        if not reader:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # the connection: held by readers and by the committing writer
         self._queue_lock = threading.Lock()
         # Held by a committing writer from just before it releases the connection until its
@@ -204,11 +208,12 @@ class SQLiteStore:
         # fsync overlaps this one's callbacks.
         self._after_commit_lock = threading.Lock()
         self._queue: list[_Write] = []
-        self._owner = DataDirLock(self.path.parent)
+        self._owner = None if reader else DataDirLock(self.path.parent)
         try:
             self._open()
         except BaseException:
-            self._owner.release()
+            if self._owner is not None:
+                self._owner.release()
             raise
         self._files = _identities(self.path)
         self._fault: StoreFailed | None = None  # the last operation's failure; None once one commits
@@ -217,6 +222,12 @@ class SQLiteStore:
     def _open(self) -> None:
         """Connect and check the file; a damaged file is StoreCorrupt, an unusable disk StoreFailed."""
         try:
+            if self.reader:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                           check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA busy_timeout=5000")
+                self._check_schema_version()
+                return
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -635,7 +646,8 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-        self._owner.release()
+        if self._owner is not None:
+            self._owner.release()
 
 
 _FileId = tuple[int, int] | None
