@@ -10,6 +10,8 @@ import re
 import uuid
 from collections.abc import Mapping
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from learner import FeatureBuilder, InvalidInput, Product, QuoteRequest
 from learner.value import BehaviorEvent
 from pricing.v1 import pricing_pb2
@@ -20,6 +22,8 @@ QUOTE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,120}")
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 MAX_RECENT_EVENTS = 100
+TIMESTAMP_SECONDS = (-62135596800, 253402300799)
+"""The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z."""
 EVENT_TYPES = {
     pricing_pb2.BehaviorEvent.VIEW: "view", pricing_pb2.BehaviorEvent.ADD_TO_CART: "add_to_cart",
     pricing_pb2.BehaviorEvent.PURCHASE: "purchase", pricing_pb2.BehaviorEvent.REVIEW: "review",
@@ -122,6 +126,16 @@ class RequestReader:
                              QUOTE_ID_PATTERN, "a quote id issued by this service")
 
 
+def timestamp_seconds(stamp: Timestamp) -> float:
+    """Seconds since 1970 of a Timestamp inside its documented range; InvalidInput otherwise."""
+    low, high = TIMESTAMP_SECONDS
+    if not (low <= stamp.seconds <= high and 0 <= stamp.nanos <= 999_999_999):
+        raise InvalidInput("timestamp", f"seconds {stamp.seconds}, nanos {stamp.nanos} is not a valid "
+                                        f"Timestamp (seconds {low}..{high}, i.e. years 1 to 9999; "
+                                        "nanos 0..999999999)")
+    return (stamp.seconds * 1_000_000_000 + stamp.nanos) / 1e9
+
+
 def event_of(message: pricing_pb2.BehaviorEvent, field: str, default_user: str = "") -> BehaviorEvent:
     """A wire event as a learner event; InvalidInput names the field as ``<field>.<name>``."""
     try:
@@ -133,7 +147,7 @@ def event_of(message: pricing_pb2.BehaviorEvent, field: str, default_user: str =
         return BehaviorEvent(
             user_id=check_text("user_id", message.user_id or default_user, max_length=MAX_ID_LENGTH,
                                required=True),
-            timestamp=message.timestamp.ToNanoseconds() / 1e9,
+            timestamp=timestamp_seconds(message.timestamp),
             event_type=EVENT_TYPES[message.event_type],
             product_id=check_text("product_id", message.product_id, max_length=MAX_ID_LENGTH,
                                   required=False),
