@@ -1,6 +1,6 @@
 """Domain errors of the pricing learner.
 
-The server maps each to one gRPC status code in a single table (``server/errors.py``)::
+The server maps each to one gRPC status code in a single table (``server/status.py``)::
 
     PricingError
      ├── InvalidInput        a field is missing or out of range          -> INVALID_ARGUMENT
@@ -8,6 +8,10 @@ The server maps each to one gRPC status code in a single table (``server/errors.
      ├── ConflictingReport   a reward or quote id that contradicts one   -> ALREADY_EXISTS
      │                       seen before
      ├── Unavailable         loading, shutting down, or the store is down -> UNAVAILABLE
+     ├── DeadlinePassed      the caller's deadline passed before the work -> DEADLINE_EXCEEDED
+     │                       was stored or learned (nothing was)
+     ├── RequestNotReceived  the request message never arrived (gRPC     -> RESOURCE_EXHAUSTED
+     │                       refused it as too large, or the caller left)
      └── SnapshotError       a snapshot that cannot be loaded (wrong schema, corrupt, other config)
 """
 
@@ -45,3 +49,13 @@ class Unavailable(PricingError):
 
 class SnapshotError(PricingError):
     """A learner snapshot cannot be loaded: corrupt, another schema version, or another setup."""
+
+
+class DeadlinePassed(PricingError):
+    """The caller's deadline passed before the call's work was stored: nothing was stored or learned,
+    so no work is done for a caller who has left (a retry with the same id starts afresh)."""
+
+
+class RequestNotReceived(PricingError):
+    """The request stream broke before its message arrived, with time left: gRPC refused the
+    message as larger than the server's limit (a caller cancelling in that instant looks the same)."""

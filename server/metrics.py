@@ -65,8 +65,14 @@ class Metrics:
     snapshot_timestamp: Gauge
     store_errors: Counter
     behavior_events: Counter
+    undecodable_requests: Counter
     _recent: collections.deque[float]
     _recent_lock: threading.Lock
+
+    def count_refused(self, method: str) -> None:
+        """Count a call refused for overload (``server/admission.py``); unknown methods are not."""
+        if method in RPC_METHODS:
+            self.rpc_requests.labels(method, "RESOURCE_EXHAUSTED").inc()
 
     def record_settled(self, purchased: bool) -> None:
         """Remember a learned outcome for the rolling conversion ratio."""
@@ -131,6 +137,10 @@ def create_metrics(
         behavior_events=Counter("pricebandit_behavior_events_total",
                                 "Behavior events streamed to Observe, by what was done with them.",
                                 ["result"], registry=registry),
+        undecodable_requests=Counter(
+            "pricebandit_undecodable_requests_total",
+            "Request messages whose bytes do not decode as the method's message type, by method.",
+            ["method"], registry=registry),
         _recent=collections.deque(maxlen=CONVERSION_WINDOW),
         _recent_lock=threading.Lock(),
     )
@@ -145,6 +155,7 @@ def create_metrics(
           registry=registry).set_function(metrics.conversion_ratio)
     for method in RPC_METHODS:
         metrics.rpc_duration.labels(method)
+        metrics.undecodable_requests.labels(method)
         for code in STATUS_CODES:
             metrics.rpc_requests.labels(method, code)
     for arm in range(n_arms):
@@ -160,7 +171,8 @@ def create_metrics(
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every RPC of the pricing service that answers once, by final status code."""
+    """Counts and times every RPC of the pricing service that a handler answers, by final status code
+    (those refused for overload are counted by ``Metrics.count_refused``)."""
 
     SERVICE_PREFIX = f"/{SERVICE.full_name}/"
 

@@ -1,4 +1,8 @@
-"""The gRPC servicer: validate, call the service, build the response. Nothing else."""
+"""The gRPC servicer: validate, call the service, build the response. Nothing else.
+
+Its methods take decoded requests; ``server/edge.py`` registers them on raw bytes, decodes, and maps
+domain errors to status codes.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from learner import Decision, InvalidInput, ReportStatus
 from learner.value import BehaviorEvent
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.service import PricingService
-from server.status import maps_errors
 from server.validation import RequestReader, event_of
 
 REWARD_STATUS = {
@@ -47,20 +50,17 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
         self._service = service
         self._reader = reader
 
-    @maps_errors
     def Quote(self, request: pricing_pb2.QuoteRequest, context: grpc.ServicerContext
               ) -> pricing_pb2.QuoteResponse:
         (decision,) = self._service.quote([self._reader.quote(request)],
                                           caller_ids=bool(request.quote_id))
         return quote_response(decision)
 
-    @maps_errors
     def QuoteBatch(self, request: pricing_pb2.QuoteBatchRequest, context: grpc.ServicerContext
                    ) -> pricing_pb2.QuoteBatchResponse:
         decisions = self._service.quote(self._reader.batch(request), caller_ids=bool(request.request_id))
         return pricing_pb2.QuoteBatchResponse(quotes=[quote_response(d) for d in decisions])
 
-    @maps_errors
     def Reward(self, request: pricing_pb2.RewardRequest, context: grpc.ServicerContext
                ) -> pricing_pb2.RewardResponse:
         result = self._service.reward(self._reader.reward(request), request.purchased)
@@ -69,9 +69,8 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
             model_version=result.model_version,
         )
 
-    @maps_errors
-    def Observe(self, request_iterator: Iterable[pricing_pb2.BehaviorEvent], context: grpc.ServicerContext
-                ) -> pricing_pb2.ObserveResponse:
+    def Observe(self, request_iterator: Iterable[pricing_pb2.BehaviorEvent | InvalidInput],
+                context: grpc.ServicerContext) -> pricing_pb2.ObserveResponse:
         result = self._service.observe(_read_events(request_iterator))
         users = self._service.pricer.users
         return pricing_pb2.ObserveResponse(
@@ -82,8 +81,13 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
         )
 
 
-def _read_events(messages: Iterable[pricing_pb2.BehaviorEvent]) -> Iterator[BehaviorEvent | InvalidInput]:
+def _read_events(messages: Iterable[pricing_pb2.BehaviorEvent | InvalidInput]
+                 ) -> Iterator[BehaviorEvent | InvalidInput]:
+    """Each event read, or why it cannot be (undecodable bytes arrive as their InvalidInput)."""
     for message in messages:
+        if isinstance(message, InvalidInput):
+            yield message
+            continue
         try:
             yield event_of(message, "")
         except InvalidInput as error:
