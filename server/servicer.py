@@ -53,17 +53,20 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
     def Quote(self, request: pricing_pb2.QuoteRequest, context: grpc.ServicerContext
               ) -> pricing_pb2.QuoteResponse:
         (decision,) = self._service.quote([self._reader.quote(request)],
-                                          caller_ids=bool(request.quote_id))
+                                          caller_ids=bool(request.quote_id),
+                                          time_left=context.time_remaining)
         return quote_response(decision)
 
     def QuoteBatch(self, request: pricing_pb2.QuoteBatchRequest, context: grpc.ServicerContext
                    ) -> pricing_pb2.QuoteBatchResponse:
-        decisions = self._service.quote(self._reader.batch(request), caller_ids=bool(request.request_id))
+        decisions = self._service.quote(self._reader.batch(request), caller_ids=bool(request.request_id),
+                                        time_left=context.time_remaining)
         return pricing_pb2.QuoteBatchResponse(quotes=[quote_response(d) for d in decisions])
 
     def Reward(self, request: pricing_pb2.RewardRequest, context: grpc.ServicerContext
                ) -> pricing_pb2.RewardResponse:
-        result = self._service.reward(self._reader.reward(request), request.purchased)
+        result = self._service.reward(self._reader.reward(request), request.purchased,
+                                      context.time_remaining)
         return pricing_pb2.RewardResponse(
             quote_id=result.quote_id, learned=result.learned, status=REWARD_STATUS[result.status],
             model_version=result.model_version,
@@ -71,7 +74,7 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
 
     def Observe(self, request_iterator: Iterable[pricing_pb2.BehaviorEvent | InvalidInput],
                 context: grpc.ServicerContext) -> pricing_pb2.ObserveResponse:
-        result = self._service.observe(_read_events(request_iterator))
+        result = self._service.observe(_read_events(request_iterator), context.time_remaining)
         users = self._service.pricer.users
         return pricing_pb2.ObserveResponse(
             accepted=result.accepted, rejected=result.rejected,
