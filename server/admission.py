@@ -44,10 +44,6 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         self._refusal = _Refusal(f"more than {limit} calls in flight (--max-concurrent-rpcs); retry with "
                                  "backoff", self._pool)
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def _release(self, *_: object) -> None:
         with self._lock:
             self._in_flight -= 1

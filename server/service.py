@@ -54,8 +54,9 @@ TimeLeft = Callable[[], float]
 """Seconds until the caller's deadline (gRPC's ``context.time_remaining``)."""
 
 
-WRITE_MARGIN = 2.0
-"""A write must have this many times the recent average write time left to be worth starting."""
+WRITE_MARGIN = 1.0
+"""A write must have this many times the recent average write time left to be worth starting: less
+and it would likely commit after the deadline."""
 WRITE_AVERAGING = 0.05
 """Weight of the newest write in the moving average of write times."""
 
