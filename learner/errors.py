@@ -20,6 +20,10 @@ to do (exit 2), or are answers between the store and the service that never reac
      │    ├── QuoteIdTaken           a concurrent request took this quote id (the service re-reads)
      │    └── AlreadyClosed          a quote closed by another thread first (the service answers
      │                               as for a repeated report)
+     ├── DeadlinePassed              the caller's deadline passed before the   -> DEADLINE_EXCEEDED
+     │                               work was stored or learned (nothing was)
+     ├── RequestNotReceived          the request message never arrived (gRPC   -> RESOURCE_EXHAUSTED
+     │                               refused it as too large, or the caller left)
      ├── SnapshotError               a snapshot that cannot be loaded (wrong schema, corrupt, other
      │                               config)
      ├── ModelFileError              a value model file that cannot be served
@@ -110,3 +114,13 @@ class KeyFileError(PricingError):
 
 class LogError(PricingError, ValueError):
     """A behavior log that cannot be read; the message names the file, line and field."""
+
+
+class DeadlinePassed(PricingError):
+    """The caller's deadline passed before the call's work was stored: nothing was stored or learned,
+    so no work is done for a caller who has left (a retry with the same id starts afresh)."""
+
+
+class RequestNotReceived(PricingError):
+    """The request stream broke before its message arrived, with time left: gRPC refused the
+    message as larger than the server's limit (a caller cancelling in that instant looks the same)."""

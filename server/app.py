@@ -17,9 +17,11 @@ from prometheus_client import start_http_server
 from learner import Pricer, StoreFailed
 from learner.value import UserStates, ValueModel
 from learner.value import load as load_value_model
-from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from pricing.v1 import pricing_pb2
+from server.admission import AdmissionInterceptor
 from server.auth import BearerTokenInterceptor, read_token, server_credentials
 from server.config import ServerConfig
+from server.edge import add_pricing_service
 from server.logs import RequestIdInterceptor
 from server.metrics import Metrics, MetricsInterceptor, create_metrics
 from server.pseudonyms import user_id_key
@@ -55,6 +57,7 @@ class RunningServer:
     _metrics_http: object
     _housekeeper: threading.Thread
     _stopping: threading.Event
+    _admission: AdmissionInterceptor
     _watch: StoreWatch = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +96,7 @@ class RunningServer:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.service.stop_serving()
         self.server.stop(self.config.shutdown_grace_seconds).wait()
+        self._admission.close()
         self._stopping.set()
         if self._housekeeper.is_alive():
             self._housekeeper.join()
@@ -180,19 +184,21 @@ def build_server(config: ServerConfig) -> RunningServer:
         snapshot_interval_seconds=config.snapshot_interval_seconds,
         learn_responses=config.learn_responses,
     )
-    interceptors: list[grpc.ServerInterceptor] = [RequestIdInterceptor(), MetricsInterceptor(metrics)]
+    admission = AdmissionInterceptor(f"/{SERVICE_NAME}/", config.max_concurrent_rpcs,
+                                     metrics.count_refused)
+    interceptors: list[grpc.ServerInterceptor] = [admission, RequestIdInterceptor(),
+                                                  MetricsInterceptor(metrics)]
     token = config.auth_token or (read_token(config.auth_token_file) if config.auth_token_file else "")
     if token:
         interceptors.append(BearerTokenInterceptor(token))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[("grpc.max_receive_message_length", config.max_message_bytes),
                  ("grpc.so_reuseport", 0)],
     )
     reader = RequestReader(pricer.features, config.currency, config.max_batch, key.pseudonym)
-    pricing_pb2_grpc.add_PricingServiceServicer_to_server(PricingServicer(service, reader), server)
+    add_pricing_service(PricingServicer(service, reader), server, metrics.undecodable_requests)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
@@ -215,5 +221,5 @@ def build_server(config: ServerConfig) -> RunningServer:
     return RunningServer(
         config=config, server=server, port=port, metrics_port=metrics_http.server_address[1],
         service=service, metrics=metrics, health=health_servicer, _metrics_http=metrics_http,
-        _housekeeper=housekeeper, _stopping=stopping,
+        _housekeeper=housekeeper, _stopping=stopping, _admission=admission,
     )

@@ -101,6 +101,7 @@ class Metrics:
     price_to_reference: Histogram
     context_ignored: Counter
     context_protected: Counter
+    undecodable_requests: Counter
     _recent: collections.deque[float]
     _recent_lock: threading.Lock
     _ignored_labels: BoundedLabels
@@ -123,6 +124,11 @@ class Metrics:
             self.context_ignored.labels(self._ignored_labels(name)).inc()
         for name in decision.protected_context:
             self.context_protected.labels(name).inc()
+
+    def count_refused(self, method: str) -> None:
+        """Count a call refused for overload (``server/admission.py``); unknown methods are not."""
+        if method in RPC_METHODS:
+            self.rpc_requests.labels(method, "RESOURCE_EXHAUSTED").inc()
 
     def record_settled(self, purchased: bool) -> None:
         """Remember a learned outcome for the rolling conversion ratio."""
@@ -205,6 +211,10 @@ def create_metrics(
         context_protected=Counter("pricebandit_context_protected_total",
                                   "Quotes carrying a protected context feature (logged, never priced).",
                                   ["feature"], registry=registry),
+        undecodable_requests=Counter(
+            "pricebandit_undecodable_requests_total",
+            "Request messages whose bytes do not decode as the method's message type, by method.",
+            ["method"], registry=registry),
         _recent=collections.deque(maxlen=CONVERSION_WINDOW),
         _recent_lock=threading.Lock(),
         _ignored_labels=BoundedLabels(IGNORED_LABELS),
@@ -220,6 +230,7 @@ def create_metrics(
           registry=registry).set_function(metrics.conversion_ratio)
     for method in RPC_METHODS:
         metrics.rpc_duration.labels(method)
+        metrics.undecodable_requests.labels(method)
         for code in STATUS_CODES:
             metrics.rpc_requests.labels(method, code)
     for arm in range(n_arms):
@@ -241,7 +252,8 @@ def create_metrics(
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every RPC of the pricing service that answers once, by final status code."""
+    """Counts and times every RPC of the pricing service that a handler answers, by final status code
+    (those refused for overload are counted by ``Metrics.count_refused``)."""
 
     SERVICE_PREFIX = f"/{SERVICE.full_name}/"
 

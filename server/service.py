@@ -6,12 +6,18 @@ Ordering rules that make restarts exact:
   store runs that update once the entry is durable, in log order, before any later entry commits,
   so the learner always equals "latest snapshot + learned log entries after it" and concurrent
   closes share one fsync (the learn lock is never held across a commit);
-- snapshots are taken under the learn lock and record the last log entry they include.
+- snapshots are taken under the learn lock and record the last log entry they include;
+- a call whose caller's deadline has passed stores and learns nothing: ``time_left`` is checked
+  right before each write. The race: a deadline can pass during the commit that follows the check,
+  so the check asks for as much time as writes have lately taken (``WRITE_MARGIN`` times their
+  moving average); what still slips through is stored work the caller never hears of (a retry with
+  the same id finds it).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +40,7 @@ from learner import (
     judge_repeat,
     reward_of,
 )
+from learner.errors import DeadlinePassed
 from learner.stability import StableWindow
 from learner.value import BehaviorEvent, Observation
 from server.decision_log import dsjson_line
@@ -46,6 +53,19 @@ EXPIRY_BATCH = 500
 OBSERVE_BATCH = 500
 """Events of an Observe stream applied (and committed in one transaction) at a time."""
 T = TypeVar("T")
+TimeLeft = Callable[[], float]
+"""Seconds until the caller's deadline (gRPC's ``context.time_remaining``)."""
+
+
+WRITE_MARGIN = 1.0
+"""A write must have this many times the recent average write time left to be worth starting: less
+and it would likely commit after the deadline."""
+WRITE_AVERAGING = 0.05
+"""Weight of the newest write in the moving average of write times."""
+
+
+def no_deadline() -> float:
+    return math.inf
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,7 @@ class PricingService:
         self._snapshot_time = 0.0
         self._has_snapshot = False
         self.stable = StableWindow(pricer.config.stable_price_seconds)
+        self._write_seconds = 0.0  # moving average; races between threads only blur it
 
     # -- life cycle --------------------------------------------------------------------------
     def recover(self) -> int:
@@ -133,13 +154,15 @@ class PricingService:
             raise Unavailable("the pricing service is loading its state or shutting down; retry shortly")
 
     # -- quotes ------------------------------------------------------------------------------
-    def quote(self, requests: list[QuoteRequest], *, caller_ids: bool = True) -> list[Decision]:
+    def quote(self, requests: list[QuoteRequest], *, caller_ids: bool = True,
+              time_left: TimeLeft = no_deadline) -> list[Decision]:
         """Price each request; an id seen before returns its stored decision (idempotent retry).
 
         ``caller_ids=False`` says the ids were just generated here, so no lookup is needed; within the
         stable-price window such a request gets the user's open quote for the product back.
         """
         self._require_ready()
+        self._require_time(time_left, "pricing began")  # pricing may advance user states (recent_events)
         start = time.perf_counter()
         now = self.clock()
         decisions: list[Decision] = []
@@ -154,6 +177,7 @@ class PricingService:
             if is_new:
                 fresh.append(decision)
         if fresh:
+            self._require_time(time_left, "the quotes were stored")
             try:
                 self._write(lambda: self.store.put_pending(fresh, remember_prices=self.stable.enabled),
                             "quote")
@@ -195,9 +219,10 @@ class PricingService:
         return existing
 
     # -- rewards -----------------------------------------------------------------------------
-    def reward(self, quote_id: str, purchased: bool) -> RewardResult:
+    def reward(self, quote_id: str, purchased: bool, time_left: TimeLeft = no_deadline) -> RewardResult:
         """Learn a reported outcome, or say why not (duplicate, late); raise on unknown/conflict."""
         self._require_ready()
+        self._require_time(time_left, "the reward was read")
         reward = reward_of(purchased)
         now = self.clock()
         decision = self.store.pending(quote_id)
@@ -267,14 +292,25 @@ class PricingService:
             self.metrics.quotes_expired.inc()
 
     def _write(self, operation: Callable[[], T], name: str) -> T:
+        start = time.perf_counter()
         try:
             return operation()
         except Unavailable:
             self.metrics.store_errors.labels(name).inc()
             raise
+        finally:
+            self._write_seconds += WRITE_AVERAGING * (time.perf_counter() - start - self._write_seconds)
+
+    def _require_time(self, time_left: TimeLeft, work: str) -> None:
+        """Refuse to start ``work`` for a caller whose deadline has passed, or will have by the time a
+        write like the recent ones commits: no one would hear the answer."""
+        if time_left() <= WRITE_MARGIN * self._write_seconds:
+            raise DeadlinePassed(f"deadline: the caller's deadline passed before {work}, so that was not "
+                                 "done")
 
     # -- behavior events ---------------------------------------------------------------------
-    def observe(self, stream: Iterable[BehaviorEvent | InvalidInput]) -> Observation:
+    def observe(self, stream: Iterable[BehaviorEvent | InvalidInput],
+                time_left: TimeLeft = no_deadline) -> Observation:
         """Apply a stream of events (or the reasons they could not be read) in batches.
 
         Each batch is committed before the next is read, so memory stays bounded however long the
@@ -285,6 +321,7 @@ class PricingService:
         batch: list[tuple[int, BehaviorEvent | InvalidInput]] = []
 
         def apply() -> None:
+            self._require_time(time_left, "the next events were applied")
             valid = [(index, item) for index, item in batch if isinstance(item, BehaviorEvent)]
             result = self._write(lambda: self.pricer.observe([event for _, event in valid], self.clock()),
                                  "observe")

@@ -1,4 +1,8 @@
-"""The gRPC servicer: validate, call the service, build the response. Nothing else."""
+"""The gRPC servicer: validate, call the service, build the response. Nothing else.
+
+Its methods take decoded requests; ``server/edge.py`` registers them on raw bytes, decodes, and maps
+domain errors to status codes.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from learner import Decision, InvalidInput, ReportStatus
 from learner.value import BehaviorEvent
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.service import PricingService
-from server.status import maps_errors
 from server.validation import RequestReader
 
 REWARD_STATUS = {
@@ -54,32 +57,31 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
         self._service = service
         self._reader = reader
 
-    @maps_errors
     def Quote(self, request: pricing_pb2.QuoteRequest, context: grpc.ServicerContext
               ) -> pricing_pb2.QuoteResponse:
         (decision,) = self._service.quote([self._reader.quote(request)],
-                                          caller_ids=bool(request.quote_id))
+                                          caller_ids=bool(request.quote_id),
+                                          time_left=context.time_remaining)
         return quote_response(decision)
 
-    @maps_errors
     def QuoteBatch(self, request: pricing_pb2.QuoteBatchRequest, context: grpc.ServicerContext
                    ) -> pricing_pb2.QuoteBatchResponse:
-        decisions = self._service.quote(self._reader.batch(request), caller_ids=bool(request.request_id))
+        decisions = self._service.quote(self._reader.batch(request), caller_ids=bool(request.request_id),
+                                        time_left=context.time_remaining)
         return pricing_pb2.QuoteBatchResponse(quotes=[quote_response(d) for d in decisions])
 
-    @maps_errors
     def Reward(self, request: pricing_pb2.RewardRequest, context: grpc.ServicerContext
                ) -> pricing_pb2.RewardResponse:
-        result = self._service.reward(self._reader.reward(request), request.purchased)
+        result = self._service.reward(self._reader.reward(request), request.purchased,
+                                      context.time_remaining)
         return pricing_pb2.RewardResponse(
             quote_id=result.quote_id, learned=result.learned, status=REWARD_STATUS[result.status],
             model_version=result.model_version,
         )
 
-    @maps_errors
-    def Observe(self, request_iterator: Iterable[pricing_pb2.BehaviorEvent], context: grpc.ServicerContext
-                ) -> pricing_pb2.ObserveResponse:
-        result = self._service.observe(_read_events(self._reader, request_iterator))
+    def Observe(self, request_iterator: Iterable[pricing_pb2.BehaviorEvent | InvalidInput],
+                context: grpc.ServicerContext) -> pricing_pb2.ObserveResponse:
+        result = self._service.observe(_read_events(self._reader, request_iterator), context.time_remaining)
         users = self._service.pricer.users
         return pricing_pb2.ObserveResponse(
             accepted=result.accepted, rejected=result.rejected,
@@ -89,9 +91,13 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
         )
 
 
-def _read_events(reader: RequestReader, messages: Iterable[pricing_pb2.BehaviorEvent]
+def _read_events(reader: RequestReader, messages: Iterable[pricing_pb2.BehaviorEvent | InvalidInput]
                  ) -> Iterator[BehaviorEvent | InvalidInput]:
+    """Each event read, or why it cannot be (undecodable bytes arrive as their InvalidInput)."""
     for message in messages:
+        if isinstance(message, InvalidInput):
+            yield message
+            continue
         try:
             yield reader.event(message, "")
         except InvalidInput as error:

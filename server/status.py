@@ -1,4 +1,4 @@
-"""The one table from domain errors to gRPC status codes, and the decorator that applies it."""
+"""The one table from domain errors to gRPC status codes, and the wrapper that applies it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from learner import (
     Unavailable,
     UnknownQuote,
 )
+from learner.errors import DeadlinePassed, RequestNotReceived
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,11 @@ STATUS_OF_ERROR: dict[type[PricingError], grpc.StatusCode] = {
     ConflictingReport: grpc.StatusCode.ALREADY_EXISTS,
     Unavailable: grpc.StatusCode.UNAVAILABLE,  # with StoreFailed: disk full, read-only, corrupt, ...
     StoreCorrupt: grpc.StatusCode.DATA_LOSS,  # a stored row that cannot be read: restore a backup
+    DeadlinePassed: grpc.StatusCode.DEADLINE_EXCEEDED,
+    RequestNotReceived: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
+Behavior = TypeVar("Behavior", bound=Callable[..., Any])
 
 
 def status_of(error: PricingError) -> grpc.StatusCode:
@@ -38,20 +41,25 @@ def status_of(error: PricingError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def maps_errors(handler: Handler) -> Handler:
-    """Abort the RPC with the mapped status for domain errors; INTERNAL (logged) for bugs."""
+def maps_errors(behavior: Behavior) -> Behavior:
+    """``behavior(request, context)`` that aborts with the mapped status for domain errors, and
+    INTERNAL (logged) for bugs; a client stream that breaks is DEADLINE_EXCEEDED if the deadline
+    passed, else CANCELLED (the caller went away; no one hears the answer)."""
 
-    @functools.wraps(handler)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+    @functools.wraps(behavior)
+    def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return handler(self, request, context)
+            return behavior(request, context)
         except PricingError as error:
             context.abort(status_of(error), str(error))
-        except grpc.RpcError:  # reading a client stream: the caller went away; no one to answer
-            log.info("%s: the caller cancelled the stream", handler.__name__)
-            context.abort(grpc.StatusCode.CANCELLED, "the caller cancelled the stream")
+        except grpc.RpcError:
+            if context.time_remaining() <= 0:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller's deadline passed")
+            else:
+                log.info("%s: the caller cancelled the stream", behavior.__name__)
+                context.abort(grpc.StatusCode.CANCELLED, "the caller cancelled the stream")
         except Exception:
-            log.exception("unexpected error in %s", handler.__name__)
+            log.exception("unexpected error in %s", behavior.__name__)
             context.abort(grpc.StatusCode.INTERNAL, "internal error; the request was not completed")
 
     return wrapper  # type: ignore[return-value]

@@ -10,6 +10,8 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from learner import FeatureBuilder, InvalidInput, Product, QuoteRequest
 from learner.arms import check_spread_limit
 from learner.value import TRACKED_EVENT_TYPES, BehaviorEvent
@@ -21,6 +23,8 @@ QUOTE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,120}")
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 MAX_RECENT_EVENTS = 100
+TIMESTAMP_SECONDS = (-62135596800, 253402300799)
+"""The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z."""
 EVENT_TYPES = {pricing_pb2.BehaviorEvent.EventType.Value(name.upper()): name for name in TRACKED_EVENT_TYPES}
 
 
@@ -146,6 +150,16 @@ def spread_limit(request: pricing_pb2.QuoteRequest | pricing_pb2.QuoteBatchReque
     return check_spread_limit("spread_limit", request.spread_limit)
 
 
+def timestamp_seconds(stamp: Timestamp) -> float:
+    """Seconds since 1970 of a Timestamp inside its documented range; InvalidInput otherwise."""
+    low, high = TIMESTAMP_SECONDS
+    if not (low <= stamp.seconds <= high and 0 <= stamp.nanos <= 999_999_999):
+        raise InvalidInput("timestamp", f"seconds {stamp.seconds}, nanos {stamp.nanos} is not a valid "
+                                        f"Timestamp (seconds {low}..{high}, i.e. years 1 to 9999; "
+                                        "nanos 0..999999999)")
+    return (stamp.seconds * 1_000_000_000 + stamp.nanos) / 1e9
+
+
 def _event_of(message: pricing_pb2.BehaviorEvent, user_id: str) -> BehaviorEvent:
     """A wire event as a learner event of ``user_id``; InvalidInput names the field in the event."""
     if not message.HasField("timestamp"):
@@ -155,7 +169,7 @@ def _event_of(message: pricing_pb2.BehaviorEvent, user_id: str) -> BehaviorEvent
                                          f"({', '.join(name.upper() for name in TRACKED_EVENT_TYPES)})")
     return BehaviorEvent(
         user_id=user_id,
-        timestamp=message.timestamp.ToNanoseconds() / 1e9,
+        timestamp=timestamp_seconds(message.timestamp),
         event_type=EVENT_TYPES[message.event_type],
         product_id=check_text("product_id", message.product_id, max_length=MAX_ID_LENGTH,
                               required=False),

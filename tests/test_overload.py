@@ -1,5 +1,5 @@
-"""Past its limits the server says so quickly (RESOURCE_EXHAUSTED) and skips work nobody awaits
-(gRPC drops a call whose deadline passed while it waited for a worker, before the handler runs)."""
+"""Past its limits the server says so quickly (RESOURCE_EXHAUSTED) and skips work nobody awaits (a
+call whose deadline passed while it waited for a worker); both are counted with their code."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def test_calls_past_the_concurrency_limit_get_resource_exhausted(
     assert codes["OK"] >= 2
     metrics = handle.server.metrics.rpc_requests
     assert metrics.labels("QuoteBatch", "OK")._value.get() == codes["OK"]
+    assert metrics.labels("QuoteBatch", "RESOURCE_EXHAUSTED")._value.get() == codes["RESOURCE_EXHAUSTED"]
     assert handle.quote().price > 0  # and it serves again once the burst is over
 
 
@@ -53,8 +54,14 @@ def test_a_call_whose_deadline_passed_in_the_queue_does_no_work(
         assert time.monotonic() < deadline
         time.sleep(0.001)
     hurried = [handle.stub.Quote.future(pricing_pb2.QuoteRequest(
-        user_id="user-1", product=product(), quote_id=f"hurried-{i}"), timeout=0.005) for i in range(5)]
+        user_id="user-1", product=product(), quote_id=f"hurried-{i}"), timeout=0.05) for i in range(5)]
     assert [outcome(f) for f in hurried] == ["DEADLINE_EXCEEDED"] * 5
     assert [outcome(f) for f in slow] == ["OK"] * 4
     assert store.pending_count() == 800
     assert all(store.find_decision(f"hurried-{i}") is None for i in range(5))
+    counted = handle.server.metrics.rpc_requests.labels("Quote", "DEADLINE_EXCEEDED")
+    deadline = time.monotonic() + DEADLINE
+    while counted._value.get() < 5:  # the server answers them when a worker reaches them
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert counted._value.get() == 5

@@ -1,0 +1,165 @@
+"""The SIGKILL ledger run: kill the server at random moments under load, restart it, and check the
+state file against a client-side ledger of everything the server acknowledged.
+
+Shared by ``tests/test_crash_safety.py`` (a few restarts) and ``python -m bench.attack`` (many).
+Nothing acknowledged may be lost or doubled, every acknowledged reward must be logged with the
+reported outcome, and the final model must equal, bit for bit, a clean replay of the decision log.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from learner import Decision, Pricer, PricerConfig, snapshot
+from learner.value import UserStates
+from learner.value import load as load_value_model
+from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from server.process import ServerProcess
+
+RewardStatus = pricing_pb2.RewardResponse
+PRODUCT = pricing_pb2.Product(product_id="sku-1", category="shoes", unit_cost=40.0, list_price=100.0,
+                              currency="EUR")
+
+
+class UnexpectedAnswer(RuntimeError):
+    """A call failed with something other than UNAVAILABLE (what a killed server answers)."""
+
+
+@dataclass
+class ClientLedger:
+    """What the client was told: the quotes it got and the rewards the server acknowledged."""
+
+    quotes: set[str] = field(default_factory=set)
+    rewards: dict[str, tuple[bool, int]] = field(default_factory=dict)  # id -> (purchased, status)
+    unanswered: list[tuple[str, str, bool]] = field(default_factory=list)  # (kind, id, purchased)
+
+
+@dataclass
+class LedgerReport:
+    restarts: int = 0
+    killed_by_sigkill: int = 0  # restarts whose server did die of the SIGKILL
+    acknowledged_quotes: int = 0
+    acknowledged_rewards: int = 0
+    lost: int = 0  # acknowledged quotes never closed in the log
+    doubled: int = 0  # quotes closed more than once
+    wrong_rewards: int = 0  # acknowledged rewards logged with another outcome, or not at all
+    unknown_closed: int = 0  # closed quotes the client was never told of (not an error: kills)
+    model_equals_replay: bool = False
+    final_exit_code: int = -1
+
+
+def call_once(stub: pricing_pb2_grpc.PricingServiceStub, kind: str, quote_id: str, purchased: bool,
+              ledger: ClientLedger) -> bool:
+    """One quote or reward; True if answered (and ledgered), False if the server was gone."""
+    try:
+        if kind == "quote":
+            stub.Quote(pricing_pb2.QuoteRequest(
+                quote_id=quote_id, user_id=f"u-{quote_id}", product=PRODUCT,
+                context={"is_mobile": float(len(quote_id) % 2)}), timeout=5)
+            ledger.quotes.add(quote_id)
+        else:
+            answer = stub.Reward(pricing_pb2.RewardRequest(quote_id=quote_id, purchased=purchased),
+                                 timeout=5)
+            ledger.rewards[quote_id] = (purchased, answer.status)
+        return True
+    except grpc.RpcError as error:
+        if error.code() is not grpc.StatusCode.UNAVAILABLE:
+            raise UnexpectedAnswer(f"{kind} {quote_id}: {error.code().name} {error.details()}") from None
+        ledger.unanswered.append((kind, quote_id, purchased))
+        return False
+
+
+def drive_until_killed(address: str, cycle: int, rng: random.Random, ledger: ClientLedger) -> None:
+    """Quote and reward as fast as possible; stop at the first call the dead server cannot answer."""
+    with grpc.insecure_channel(address) as channel:
+        stub = pricing_pb2_grpc.PricingServiceStub(channel)
+        for kind, quote_id, purchased in ledger.unanswered:  # a real client retries what it lost
+            call_once(stub, kind, quote_id, purchased, ledger)
+        ledger.unanswered.clear()
+        for i in range(100_000):
+            quote_id = f"c{cycle}-{i}"
+            if not call_once(stub, "quote", quote_id, False, ledger):
+                return
+            if rng.random() < 0.7 and not call_once(stub, "reward", quote_id, rng.random() < 0.4, ledger):
+                return
+
+
+def check_state(state_file: Path, ledger: ClientLedger, window_seconds: float,
+                report: LedgerReport) -> None:
+    """Fill ``report`` from the state file of a cleanly stopped server and the client's ledger."""
+    with sqlite3.connect(state_file) as db:
+        pending = db.execute("SELECT quote_id FROM pending").fetchall()
+        entries = db.execute(
+            "SELECT seq, quote_id, kind, reward, learned, decision FROM decision_log ORDER BY seq"
+        ).fetchall()
+        blob = db.execute("SELECT blob FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()[0]
+    closed = Counter(quote_id for _, quote_id, kind, *_ in entries if kind != "late")
+    report.acknowledged_quotes, report.acknowledged_rewards = len(ledger.quotes), len(ledger.rewards)
+    report.lost = len(ledger.quotes - set(closed)) + len(pending)
+    report.doubled = sum(1 for count in closed.values() if count > 1)
+    report.unknown_closed = len(set(closed) - ledger.quotes)
+    logged = {quote_id: reward for _, quote_id, kind, reward, _, _ in entries if kind == "reward"}
+    settled = (RewardStatus.LEARNED, RewardStatus.DUPLICATE)
+    report.wrong_rewards = sum(1 for quote_id, (purchased, status) in ledger.rewards.items()
+                               if status in settled and logged.get(quote_id) != float(purchased))
+    model = load_value_model("default")  # the server's default: the user embedding is in the features
+    replayed = Pricer(PricerConfig(reward_window_seconds=window_seconds,
+                                   user_embedding_dim=model.embedding_dim), UserStates(model))
+    for _, _, _, reward, learned, decision in entries:
+        if learned:
+            replayed.update(Decision.from_dict(json.loads(decision)), reward)
+    _, final = snapshot.decode(bytes(blob))
+    _, clean = snapshot.decode(replayed.snapshot())
+    report.model_equals_replay = (
+        int(final["counts"].sum()) == sum(learned for *_, learned, _ in entries)
+        and all(np.array_equal(final[key], clean[key]) for key in clean))
+
+
+def run_sigkill(data_dir: Path, restarts: int, seed: int = 20261129, window_seconds: float = 2.0
+                ) -> LedgerReport:
+    """``restarts`` servers on ``data_dir``, each SIGKILLed 0.3-1.5 s into a full-speed client; then
+    one more that takes the retries, lets every window close and stops cleanly; then the check."""
+    rng = random.Random(seed)
+    ledger = ClientLedger()
+    report = LedgerReport(restarts=restarts)
+    args = ("--reward-window-seconds", str(window_seconds), "--snapshot-every-updates", "50")
+    children: list[ServerProcess] = []
+    try:
+        for cycle in range(restarts):
+            child = ServerProcess(data_dir, *args)
+            children.append(child)
+            address = child.wait_until_serving()
+            killer = threading.Timer(rng.uniform(0.3, 1.5), child.process.send_signal, (signal.SIGKILL,))
+            killer.start()
+            drive_until_killed(address, cycle, rng, ledger)
+            killer.join()
+            child.process.wait(timeout=10)
+            report.killed_by_sigkill += child.process.returncode == -signal.SIGKILL
+        last = ServerProcess(data_dir, *args)
+        children.append(last)
+        with grpc.insecure_channel(last.wait_until_serving()) as channel:
+            stub = pricing_pb2_grpc.PricingServiceStub(channel)
+            for kind, quote_id, purchased in ledger.unanswered:
+                if not call_once(stub, kind, quote_id, purchased, ledger):
+                    raise UnexpectedAnswer(f"{kind} {quote_id}: UNAVAILABLE from a healthy server")
+        time.sleep(window_seconds + 0.5)  # every pending quote's window closes
+        last.process.send_signal(signal.SIGTERM)
+        report.final_exit_code, _ = last.finish()
+    finally:
+        for child in children:
+            if child.process.poll() is None:
+                child.process.kill()
+            child.finish()
+    check_state(data_dir / "pricebandit.sqlite3", ledger, window_seconds, report)
+    return report
