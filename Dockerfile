@@ -8,6 +8,7 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY learner learner
 COPY server server
 COPY simulator simulator
+COPY evaluation evaluation
 COPY proto proto
 # The sim extra too: the image ships pricebandit-sim (e.g. `live` against this server), which needs
 # it. Versions pinned by constraints.txt, so a rebuild installs what was tested.

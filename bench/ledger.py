@@ -21,11 +21,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from bench.process import ServerProcess
 from learner import Decision, Pricer, PricerConfig, snapshot
 from learner.value import UserStates
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
-from server.process import ServerProcess
 
 RewardStatus = pricing_pb2.RewardResponse
 PRODUCT = pricing_pb2.Product(product_id="sku-1", category="shoes", unit_cost=40.0, list_price=100.0,

@@ -27,9 +27,9 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from bench.process import ServerProcess
 from bench.soak import rss_mib
 from pricing.v1 import pricing_pb2
-from server.process import ServerProcess
 
 SERVICE = "/pricing.v1.PricingService/"
 REQUEST_TYPES: dict[str, type[Message]] = {

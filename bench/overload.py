@@ -21,8 +21,8 @@ from pathlib import Path
 import grpc
 
 from bench.load import cpu_seconds
+from bench.process import ServerProcess
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
-from server.process import ServerProcess
 
 PRODUCT = pricing_pb2.Product(product_id="sku-1", category="shoes", unit_cost=40.0, list_price=100.0)
 

@@ -92,17 +92,14 @@ class RequestReader:
     def user_id(self, user_id: str) -> str:
         return self.pseudonym(check_text("user_id", user_id, max_length=MAX_ID_LENGTH, required=True))
 
-    def event(self, message: pricing_pb2.BehaviorEvent, field: str, quoted_user: str = "") -> BehaviorEvent:
-        """A wire event; ``quoted_user`` (the raw id of the quote it came with) is its default user."""
-        user_id = message.user_id or quoted_user
+    def event(self, message: pricing_pb2.BehaviorEvent, field: str, default_user: str = "") -> BehaviorEvent:
+        """A wire event of its user, or of ``default_user`` (the raw id) when it names none."""
         try:
-            event = _event_of(message, self.pseudonym(check_text("user_id", user_id,
-                                                                 max_length=MAX_ID_LENGTH, required=True)))
+            user_id = check_text("user_id", message.user_id or default_user, max_length=MAX_ID_LENGTH,
+                                 required=True)
+            return _event_of(message, self.pseudonym(user_id))
         except InvalidInput as exc:
             raise InvalidInput(f"{field}.{exc.field}" if field else exc.field, exc.problem) from None
-        if quoted_user and user_id != quoted_user:
-            raise InvalidInput(f"{field}.user_id", f"{user_id!r} is not the quoted user {quoted_user!r}")
-        return event
 
     def quote(self, request: pricing_pb2.QuoteRequest) -> QuoteRequest:
         user_id = self.user_id(request.user_id)
@@ -114,8 +111,12 @@ class RequestReader:
         if len(request.recent_events) > MAX_RECENT_EVENTS:
             raise InvalidInput("recent_events", f"{len(request.recent_events)} events; at most "
                                                 f"{MAX_RECENT_EVENTS} (send more through Observe)")
-        events = tuple(self.event(message, f"recent_events[{i}]", quoted_user=request.user_id)
+        events = tuple(self.event(message, f"recent_events[{i}]", default_user=request.user_id)
                        for i, message in enumerate(request.recent_events))
+        for i, message in enumerate(request.recent_events):  # checked on raw ids, to name them
+            if message.user_id and message.user_id != request.user_id:
+                raise InvalidInput(f"recent_events[{i}].user_id",
+                                   f"{message.user_id!r} is not the quoted user {request.user_id!r}")
         return QuoteRequest(user_id=user_id, product=self.product(request.product, "product"),
                             quote_id=quote_id, context=self.context(request.context), recent_events=events,
                             spread_limit=spread_limit(request))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from learner import Product, QuoteRequest
 from pricing.v1 import pricing_pb2
 
@@ -28,3 +32,12 @@ def quote_request(**fields: object) -> pricing_pb2.QuoteRequest:
     return pricing_pb2.QuoteRequest(**values)  # type: ignore[arg-type]
 
 
+def behavior(seconds_ago: float, kind: int = pricing_pb2.BehaviorEvent.VIEW, user_id: str = "shopper",
+             **fields: object) -> pricing_pb2.BehaviorEvent:
+    """A wire behavior event ``seconds_ago`` before now: a view of an amplifier unless told."""
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int((time.time() - seconds_ago) * 1e9))
+    values: dict[str, object] = {"category": "audio", "price": 300.0, "unit_cost": 250.0,
+                                 "list_price": 300.0, "dwell_seconds": 240.0, "product_id": "amp-1"}
+    values.update(fields)
+    return pricing_pb2.BehaviorEvent(user_id=user_id, timestamp=stamp, event_type=kind, **values)  # type: ignore[arg-type]

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from test_observe import behavior
 
 from bench.malformed import SERVICE, run_malformed
+from builders import behavior
 from conftest import DEADLINE, ServerHandle
 from pricing.v1 import pricing_pb2
 

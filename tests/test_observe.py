@@ -16,26 +16,17 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.process import ServerProcess
+from builders import behavior
 from conftest import DEADLINE, ServerHandle, drive, rewrite_header
 from learner.value import artifact, load
 from pricing.v1 import pricing_pb2
 
 Event = pricing_pb2.BehaviorEvent
 DEFAULT = load("default")
-
-
-def behavior(seconds_ago: float, kind: int = Event.VIEW, user_id: str = "shopper", **fields: object) -> Event:
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int((time.time() - seconds_ago) * 1e9))
-    values: dict[str, object] = {"category": "audio", "price": 300.0, "unit_cost": 250.0,
-                                 "list_price": 300.0, "dwell_seconds": 240.0, "product_id": "amp-1"}
-    values.update(fields)
-    return Event(user_id=user_id, timestamp=stamp, event_type=kind, **values)  # type: ignore[arg-type]
 
 
 def bargain_hunter(user_id: str = "shopper") -> list[Event]:
@@ -143,7 +134,7 @@ SERVE_AND_QUOTE = textwrap.dedent("""
     from server.config import ServerConfig
     from pricing.v1 import pricing_pb2, pricing_pb2_grpc
     sys.path.insert(0, "tests")
-    from builders import quote_request
+    from builders import behavior, quote_request
     running = build_server(ServerConfig(port=0, metrics_port=0, data_dir=tempfile.mkdtemp()))
     running.load()
     with grpc.insecure_channel(running.address) as channel:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from test_observe import behavior
 
+from builders import behavior
 from conftest import DEADLINE, ServerHandle
 from pricing.v1 import pricing_pb2
 
