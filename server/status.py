@@ -8,6 +8,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from learner import (
     ConflictingReport,
@@ -41,6 +44,17 @@ def status_of(error: PricingError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def field_refusal(error: InvalidInput) -> grpc.Status:
+    """INVALID_ARGUMENT with the standard machine-readable detail, a ``google.rpc.BadRequest`` whose
+    one field violation names the field as the caller spells it: a client maps a refusal to its
+    form field without parsing the message (``grpc_status.rpc_status.from_call``)."""
+    violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.problem)
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    return rpc_status.to_status(status_pb2.Status(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                                  message=str(error), details=[detail]))
+
+
 def maps_errors(behavior: Behavior) -> Behavior:
     """``behavior(request, context)`` that aborts with the mapped status for domain errors, and
     INTERNAL (logged) for bugs; a client stream that breaks is DEADLINE_EXCEEDED if the deadline
@@ -50,6 +64,8 @@ def maps_errors(behavior: Behavior) -> Behavior:
     def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return behavior(request, context)
+        except InvalidInput as error:
+            context.abort_with_status(field_refusal(error))
         except PricingError as error:
             context.abort(status_of(error), str(error))
         except grpc.RpcError:

@@ -9,8 +9,10 @@ from collections.abc import Callable
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 
 from builders import product, quote_request
 from conftest import DEADLINE, ServerHandle, series, wait_for
@@ -261,3 +263,19 @@ def test_decision_log_is_dsjson(pricing: ServerHandle) -> None:
     assert line["o"] == [{"v": 1.0, "EventId": quote.quote_id}]
     assert line["Timestamp"].endswith("Z")
     assert "user-1" not in json.dumps(line)
+
+
+def test_a_refused_field_comes_with_a_machine_readable_bad_request(pricing: ServerHandle) -> None:
+    """The standard google.rpc.BadRequest detail names the field, so a client needs no parsing."""
+    batch = pricing_pb2.QuoteBatchRequest(user_id="u", products=[
+        pricing_pb2.Product(product_id="ok", unit_cost=1, list_price=2),
+        pricing_pb2.Product(product_id="bad", unit_cost=-2, list_price=2)])
+    with pytest.raises(grpc.RpcError) as refused:
+        pricing.stub.QuoteBatch(batch, timeout=DEADLINE)
+    status = rpc_status.from_call(refused.value)
+    assert status is not None and status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    bad_request = error_details_pb2.BadRequest()
+    assert len(status.details) == 1 and status.details[0].Unpack(bad_request)
+    [violation] = bad_request.field_violations
+    assert violation.field == "products[1].unit_cost" and "must be >= 0" in violation.description
+    assert refused.value.details() == f"{violation.field}: {violation.description}"
