@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -21,6 +21,7 @@ from learner import (
     UnknownQuote,
 )
 from learner.errors import DeadlinePassed, RequestNotReceived
+from server.logs import REQUEST_ID_KEY, request_id
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,24 @@ def status_of(error: PricingError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def field_refusal(error: InvalidInput) -> grpc.Status:
+class _Status(NamedTuple):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def field_refusal(error: InvalidInput) -> _Status:
     """INVALID_ARGUMENT with the standard machine-readable detail, a ``google.rpc.BadRequest`` whose
     one field violation names the field as the caller spells it: a client maps a refusal to its
-    form field without parsing the message (``grpc_status.rpc_status.from_call``)."""
+    form field without parsing the message (``grpc_status.rpc_status.from_call``). Aborting with a
+    status replaces the trailing metadata, so the RPC's request id goes along again."""
     violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.problem)
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
-    return rpc_status.to_status(status_pb2.Status(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+    rich = rpc_status.to_status(status_pb2.Status(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
                                                   message=str(error), details=[detail]))
+    return _Status(rich.code, rich.details,
+                   (*rich.trailing_metadata, (REQUEST_ID_KEY, request_id.get())))
 
 
 def maps_errors(behavior: Behavior) -> Behavior:
@@ -65,7 +75,7 @@ def maps_errors(behavior: Behavior) -> Behavior:
         try:
             return behavior(request, context)
         except InvalidInput as error:
-            context.abort_with_status(field_refusal(error))
+            context.abort_with_status(field_refusal(error))  # type: ignore[arg-type]
         except PricingError as error:
             context.abort(status_of(error), str(error))
         except grpc.RpcError:
