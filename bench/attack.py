@@ -6,6 +6,8 @@
    payloads, codes counted (0 INTERNAL, 0 UNKNOWN), RSS around 20,000 undecodable calls, SIGTERM after.
 3. Overload (``bench/overload.py``): 200 callers with 100 ms deadlines; the share of the quotes the
    server stored whose caller had already left.
+4. Store fault (``bench/store_fault.py``): the state file deleted under a running server; the time
+   until health says NOT_SERVING, the code of the next write, and SIGTERM's exit code (3).
 
     python -m bench.attack           # the full form (several minutes)
     python -m bench.attack --short   # the short form CI runs (tests/test_attack.py)
@@ -22,6 +24,10 @@ from pathlib import Path
 from bench.ledger import LedgerReport, run_sigkill
 from bench.malformed import MalformedReport, run_malformed
 from bench.overload import OverloadReport, run_overload
+from bench.store_fault import StoreFaultReport, run_store_fault
+
+STORE_FAULT_EXIT_CODE = 3
+"""``pricebandit-server``'s documented code for a stop whose final snapshot the store refused."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class AttackReport:
     sigkill: LedgerReport
     malformed: MalformedReport
     overload: OverloadReport
+    store_fault: StoreFaultReport
 
     @property
     def holds(self) -> bool:
@@ -50,7 +57,11 @@ class AttackReport:
         ledger, garbage = self.sigkill, self.malformed
         return (ledger.lost == ledger.doubled == ledger.wrong_rewards == 0 and ledger.model_equals_replay
                 and ledger.final_exit_code == 0 and garbage.failures == 0 and garbage.tracebacks_logged == 0
-                and garbage.sigterm_exit_code == 0 and self.overload.exit_code == 0)
+                and garbage.sigterm_exit_code == 0 and self.overload.exit_code == 0
+                and 0 <= self.store_fault.seconds_to_not_serving <= 1.0
+                and self.store_fault.write_after_fault == "UNAVAILABLE"
+                and self.store_fault.exit_code == STORE_FAULT_EXIT_CODE
+                and self.store_fault.tracebacks_logged == 0)
 
 
 def run_attack(size: AttackSize) -> AttackReport:
@@ -60,11 +71,12 @@ def run_attack(size: AttackSize) -> AttackReport:
         sigkill=sigkill,
         malformed=run_malformed(size.malformed_calls, size.undecodable_calls),
         overload=run_overload(size.callers, size.deadline_seconds, size.overload_seconds),
+        store_fault=run_store_fault(),
     )
 
 
 def summary(report: AttackReport) -> list[str]:
-    ledger, garbage, overload = report.sigkill, report.malformed, report.overload
+    ledger, garbage, overload, fault = report.sigkill, report.malformed, report.overload, report.store_fault
     codes: dict[str, int] = {}
     for key, count in garbage.codes.items():
         code = key.split()[-1]
@@ -83,6 +95,9 @@ def summary(report: AttackReport) -> list[str]:
         f"{overload.seconds:.0f} s: told {overload.codes}; {overload.stored} quotes stored, "
         f"{overload.stored_for_departed} for departed callers ({overload.departed_share:.1%}); server CPU "
         f"{overload.server_cpu_seconds:.1f} s",
+        f"store fault: state file deleted; NOT_SERVING after {fault.seconds_to_not_serving:.3f} s, "
+        f"next write {fault.write_after_fault}, SIGTERM exit {fault.exit_code} "
+        f"(tracebacks logged {fault.tracebacks_logged})",
     ]
 
 
