@@ -178,7 +178,7 @@ class Pricer:
     def learn_response(self, decision: Decision, reward: float, at: float) -> Observation:
         """Apply ``response_change`` now (the simulator's ``+responses`` learners)."""
         change = self.response_change(decision, reward, at)
-        return Observation() if change is None or self.users is None else self.users.apply(change)
+        return Observation() if change is None else change.users.apply(change)
 
     def spread_limit(self, request: QuoteRequest) -> float | None:
         """The band of this quote: the deployment's, tightened (never loosened) by the request's."""

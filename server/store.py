@@ -114,12 +114,14 @@ class Store(Protocol):
     def log_after(self, seq: int) -> Iterator[LogEntry]: ...
     def last_seq(self) -> int: ...
     def load_user_state(self, user_id: str, model_version: str) -> bytes | None: ...
-    def save_user_states(self, change: StateChange, now: float) -> None: ...
+    def save_user_states(self, change: StateChange) -> None: ...
     def check(self) -> StoreFailed | None: ...
     def recover(self) -> StoreFailed | None: ...
     def close(self) -> None: ...
 
 
+_STATE_QUERY = "SELECT state FROM user_states WHERE user_id = ? AND model_version = ?"
+"""One user's stored state under one model: read by the cache, and inside a state change's write."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
@@ -532,7 +534,7 @@ class SQLiteStore:
             seq = int(cursor.lastrowid or 0)
             self._db.execute("DELETE FROM pending WHERE quote_id = ?", (decision.quote_id,))
             if states is not None:
-                self._write_states(states, closed_at)
+                self._write_states(states)
             return seq
 
         if states is None:
@@ -623,24 +625,22 @@ class SQLiteStore:
     def load_user_state(self, user_id: str, model_version: str) -> bytes | None:
         """The user's state as the model ``model_version`` left it; None if new to that model."""
         with self._lock:
-            row = self._execute("SELECT state FROM user_states WHERE user_id = ? AND model_version = ?",
-                                (user_id, model_version)).fetchone()
+            row = self._execute(_STATE_QUERY, (user_id, model_version)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def save_user_states(self, change: StateChange, now: float) -> None:
+    def save_user_states(self, change: StateChange) -> None:
         """Apply ``change`` to the stored states in a transaction; the cache follows after commit."""
-        self._commit(lambda: self._write_states(change, now), lambda _: change.remember())
+        self._commit(lambda: self._write_states(change), lambda _: change.remember())
 
-    def _write_states(self, change: StateChange, now: float) -> None:
+    def _write_states(self, change: StateChange) -> None:
         """Inside a transaction: run ``change`` on the states as this transaction sees them."""
         version = change.model_version
 
         def load(user_id: str) -> bytes | None:
-            row = self._db.execute("SELECT state FROM user_states WHERE user_id = ? AND model_version = ?",
-                                   (user_id, version)).fetchone()
+            row = self._db.execute(_STATE_QUERY, (user_id, version)).fetchone()
             return None if row is None else bytes(row[0])
 
-        rows = [(user_id, version, now, blob) for user_id, blob in change(load).items()]
+        rows = [(user_id, version, change.now, blob) for user_id, blob in change(load).items()]
         self._db.executemany("INSERT OR REPLACE INTO user_states VALUES (?, ?, ?, ?)", rows)
 
     def close(self) -> None:

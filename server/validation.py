@@ -95,9 +95,7 @@ class RequestReader:
     def event(self, message: pricing_pb2.BehaviorEvent, field: str, default_user: str = "") -> BehaviorEvent:
         """A wire event of its user, or of ``default_user`` (the raw id) when it names none."""
         try:
-            user_id = check_text("user_id", message.user_id or default_user, max_length=MAX_ID_LENGTH,
-                                 required=True)
-            return _event_of(message, self.pseudonym(user_id))
+            return _event_of(message, self.user_id(message.user_id or default_user))
         except InvalidInput as exc:
             raise InvalidInput(f"{field}.{exc.field}" if field else exc.field, exc.problem) from None
 

@@ -38,7 +38,7 @@ StateLoader = Callable[[str], "bytes | None"]
 
 class StateBackend(Protocol):
     def load_user_state(self, user_id: str, model_version: str) -> bytes | None: ...
-    def save_user_states(self, change: StateChange, now: float) -> None: ...
+    def save_user_states(self, change: StateChange) -> None: ...
 
 
 REJECTIONS_KEPT = 100
@@ -123,7 +123,7 @@ class UserStates:
     def apply(self, change: StateChange) -> Observation:
         """Make ``change`` durable (in the backend's transaction) and then visible in the cache."""
         if self.backend is not None:
-            self.backend.save_user_states(change, change.now)
+            self.backend.save_user_states(change)
         else:
             with self._lock:  # the cache is the whole truth: no other copy can change meanwhile
                 change.compute(lambda user_id: self._cache.get(user_id) or self.model.network.zero_state)
