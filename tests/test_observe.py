@@ -226,6 +226,13 @@ def test_any_event_stream_is_answered_event_by_event_and_states_stay_finite(
     assert math.isfinite(pricing.quote(user_id="shopper").user_value)
 
 
+def observe_calls_counted(handle: ServerHandle) -> float:
+    """Observe calls the server has finished, whatever their code."""
+    samples = handle.server.metrics.rpc_requests.collect()[0].samples
+    return sum(sample.value for sample in samples
+               if sample.name.endswith("_total") and sample.labels["method"] == "Observe")
+
+
 def test_a_stream_that_ends_early_keeps_whole_batches_and_a_resend_completes_it(
     pricing: ServerHandle,
 ) -> None:
@@ -238,6 +245,11 @@ def test_a_stream_that_ends_early_keeps_whole_batches_and_a_resend_completes_it(
 
     with pytest.raises(grpc.RpcError):
         pricing.stub.Observe(crashing_client(), timeout=DEADLINE)
+    # The caller hears of the break before the server's handler has finished with what it read; the
+    # resend starts once that call is counted, so the two streams never interleave their batches.
+    deadline = time.monotonic() + DEADLINE
+    while observe_calls_counted(pricing) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     resent = pricing.stub.Observe(iter(history["interrupted"]), timeout=DEADLINE)
     assert resent.rejected in (0, 500)  # only whole batches of 500 were applied, each once
     assert resent.accepted == 700 - resent.rejected
