@@ -251,7 +251,9 @@ def test_a_stream_that_ends_early_keeps_whole_batches_and_a_resend_completes_it(
     while observe_calls_counted(pricing) == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     resent = pricing.stub.Observe(iter(history["interrupted"]), timeout=DEADLINE)
-    assert resent.rejected in (0, 500)  # only whole batches of 500 were applied, each once
+    # Whole batches of 500 were applied, each once; or all 600 sent, where grpcio reported the
+    # client's death as a clean end of stream (it sometimes does: the server cannot tell).
+    assert resent.rejected in (0, 500, 600)
     assert resent.accepted == 700 - resent.rejected
     counted = pricing.server.metrics.behavior_events
     assert counted.labels("accepted")._value.get() == 700
