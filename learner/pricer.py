@@ -20,6 +20,7 @@ from learner import snapshot
 from learner.arms import DEFAULT_ALPHAS, PriceBounds, PriceGrid, check_spread_limit
 from learner.errors import InvalidInput, SnapshotError
 from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, FeatureBuilder
+from learner.inventory import StockBook
 from learner.objective import expected_profit, margin_payoffs
 from learner.policies import make_policy
 from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters, masked_argmax
@@ -121,6 +122,7 @@ class Pricer:
             l2=self.config.l2, decay=self.config.decay, demand_model=self.config.demand_model,
             alphas=self.grid.alphas,
         )
+        self.stock = StockBook()
         self._lock = threading.Lock()
 
     @property
@@ -203,7 +205,10 @@ class Pricer:
         rng = decision_rng(self.config.seed, request.quote_id)
         with self._lock:
             version = self.model_version
-            reference = self._reference(product, neutral)
+            stock = product.stock
+            opportunity = 0.0 if stock is None else self.stock.opportunity_cost(
+                product.product_id, product.unit_cost, product.list_price, stock)
+            reference = self._reference(product, neutral, opportunity)
             bounds = PriceBounds.of(product)
             unbanded = banded = self.grid.prices(product, value, bounds)
             if limit is not None:
@@ -213,7 +218,7 @@ class Pricer:
             pin = None if stable_of is None else \
                 bounds.intersect(PriceBounds(stable_of.price, stable_of.price))
             arm_prices = banded if pin is None else self.grid.prices(product, value, pin)
-            payoffs = margin_payoffs(arm_prices.prices, product.unit_cost, value)
+            payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + opportunity, value)
             levels = log_price_ratio(arm_prices.prices, product.list_price)
             if arm_prices.any_allowed:
                 choice = self.policy.select(x, levels, payoffs, arm_prices.allowed, rng)
@@ -247,19 +252,22 @@ class Pricer:
             spread_bound=bool((unbanded.allowed & ~banded.allowed).any()), input_effects=effects,
             stable_of="" if pin is None or stable_of is None else stable_of.quote_id,
             protected_context=dict(use.protected), ignored_context=use.ignored,
+            stock_units=0 if stock is None else stock.units, sell_by=0.0 if stock is None else stock.sell_by,
+            salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
         )
 
-    def _reference(self, product: Product, neutral: np.ndarray) -> float:
+    def _reference(self, product: Product, neutral: np.ndarray, opportunity: float) -> float:
         """The reference price: what the policy would quote a shopper with no history and neutral
         context (every context value 0, the value model's zero state, V the list margin) under the
-        product's floor and ceiling, now. Computed with each quote from the same model state, so it is
-        always current. A stochastic policy's reference is the most probable arm of its distribution
-        (drawn with a generator seeded by the product id), so it does not jitter from quote to quote."""
+        product's floor and ceiling and the stock's opportunity cost, now. Computed with each quote
+        from the same model state, so it is always current. A stochastic policy's reference is the most
+        probable arm of its distribution (drawn with a generator seeded by the product id), so it does
+        not jitter from quote to quote."""
         value = product.list_price - product.unit_cost
         arm_prices = self.grid.prices(product, value)
         if not arm_prices.any_allowed:
             return PriceGrid.nearest_bound(PriceBounds.of(product), arm_prices.prices)[1]
-        payoffs = margin_payoffs(arm_prices.prices, product.unit_cost, value)
+        payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + opportunity, value)
         levels = log_price_ratio(arm_prices.prices, product.list_price)
         rng = decision_rng(self.config.seed, f"reference\x00{product.product_id}")
         choice = self.policy.select(neutral, levels, payoffs, arm_prices.allowed, rng)
@@ -295,6 +303,10 @@ class Pricer:
         level = float(log_price_ratio(decision.price, decision.list_price))
         with self._lock:
             self.policy.learn_one(x, decision.arm, level, reward, decision.propensity)
+            if decision.stock_units:
+                self.stock.learn(decision.product_id, decision.unit_cost, decision.list_price,
+                                 decision.stock_units, decision.sell_by, decision.salvage,
+                                 decision.created_at, reward > 0)
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self) -> bytes:
@@ -302,6 +314,8 @@ class Pricer:
             header = {"pricer": self.config.decision_config(),
                       "policy": self.policy.hyperparameters(),
                       "model_version": self.model_version}
+            if len(self.stock):  # absent without stock, so older snapshots and their readers agree
+                header["stock"] = self.stock.state()
             return snapshot.encode(header, self.policy.state())
 
     def restore(self, blob: bytes) -> None:
@@ -311,6 +325,7 @@ class Pricer:
         check_hyperparameters(self.policy.hyperparameters(), header.get("policy") or {})
         with self._lock:
             self.policy.load(arrays)
+            self.stock.load(header.get("stock") or {})
         if self.model_version != header.get("model_version"):
             raise SnapshotError("snapshot model version does not match its statistics; corrupt")
 

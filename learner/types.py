@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from learner.errors import InvalidInput
+from learner.inventory import Stock
 from learner.primitives import check_money
 from learner.value.events import BehaviorEvent
 
@@ -23,6 +24,8 @@ class Product:
     floor_price: float | None = None
     ceiling_price: float | None = None
     currency: str = "USD"
+    stock: Stock | None = None
+    """Stock to sell by a time (None: supply is unlimited, priced for margin alone)."""
 
     def __post_init__(self) -> None:
         if not self.product_id:
@@ -115,6 +118,10 @@ class Decision:
     purchase logit at the quoted price away from the neutral shopper's, largest first; ``stable_of``
     the earlier quote whose price this one repeats. ``protected_context`` holds the inputs that were
     logged but may not price, ``ignored_context`` the unknown names that were ignored.
+
+    A product quoted with stock keeps it here (``stock_units`` 0: none): the units left, the sell-by
+    time and salvage value it was quoted with, and ``opportunity_cost``, the ``λ`` its arms were
+    weighed against (``learner.inventory``); its outcome teaches the stock's pace from exactly these.
     """
 
     quote_id: str
@@ -149,6 +156,10 @@ class Decision:
     stable_of: str = ""
     protected_context: Mapping[str, float] = field(default_factory=dict)
     ignored_context: tuple[str, ...] = ()
+    stock_units: int = 0
+    sell_by: float = 0.0
+    salvage: float = 0.0
+    opportunity_cost: float = 0.0
 
     @property
     def margin(self) -> float:

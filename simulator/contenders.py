@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from learner import Decision, FeatureBuilder, Pricer, PricerConfig, QuoteRequest
+from learner import Decision, FeatureBuilder, Pricer, PricerConfig, Product, QuoteRequest
 from learner.policies import POLICIES
 from learner.stability import StableWindow
 from learner.value import ValueModel
@@ -166,12 +166,15 @@ class PricerContender(Learning):
             history = [BehaviorEvent(**event) for event in user_history(market, user)]
             if history:
                 self.pricer.observe(history, float(block.times[row]))
-        product = market.catalog.products[int(block.products[row])]
-        request = QuoteRequest(user_id=block.user_ids[row], product=product,
+        request = QuoteRequest(user_id=block.user_ids[row], product=self.product(block, market, row),
                                quote_id=f"q-{block.start + row}", context=market.request_context(block, row))
         decision = self._quote(request, float(block.times[row]))
         self.price_ratios.append(decision.price / decision.reference_price)
         return (decision if self.pricer.learnable(decision) else None), decision.price
+
+    def product(self, block: Block, market: Market, row: int) -> Product:
+        """The product of ``row`` as the shop describes it to the Pricer."""
+        return market.catalog.products[int(block.products[row])]
 
     def _quote(self, request: QuoteRequest, now: float) -> Decision:
         if not self.stable.enabled:

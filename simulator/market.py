@@ -89,6 +89,12 @@ class Catalog:
     unit_cost: np.ndarray
     list_price: np.ndarray
 
+    @classmethod
+    def of(cls, products: tuple[Product, ...]) -> Catalog:
+        """A catalog of exactly ``products`` (their categories must be the market's)."""
+        return cls(products, np.array([CATEGORIES.index(p.category) for p in products]),
+                   np.array([p.unit_cost for p in products]), np.array([p.list_price for p in products]))
+
 
 def make_catalog(rng: np.random.Generator, n: int) -> Catalog:
     """``n`` products: list prices log-normal around $35, markups per category, a few near cost."""
@@ -189,9 +195,13 @@ class Market:
     drift: Drift = no_drift
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     context_names: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
+    products: tuple[Product, ...] = ()
+    """What the shop sells (empty: ``config.products`` generated ones). Shoppers still browse by taste:
+    a round whose category the catalog lacks shows one of its products at random."""
 
     def __post_init__(self) -> None:
-        self.catalog = make_catalog(generator(self.seed, RandomStream.CATALOG), self.config.products)
+        self.catalog = Catalog.of(self.products) if self.products else \
+            make_catalog(generator(self.seed, RandomStream.CATALOG), self.config.products)
         self.traits = make_traits(generator(self.seed, RandomStream.TRAITS), self.config, self.config.users)
         self._rng = generator(self.seed, RandomStream.ROUNDS)
         self._alphas = np.asarray(self.alphas, dtype=float)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from learner import Product
 from simulator.market import START_TIME, Block, Market, MarketConfig, make_traits
 from simulator.seeds import RandomStream, generator
 
@@ -113,14 +114,15 @@ class Scenario:
         """The round at which the market changes abruptly in a run of ``rounds`` (None: it never does)."""
         return None if self.step is None else self.step.round(rounds)
 
-    def stream(self, seed: int, rounds: int) -> Stream:
-        return Stream(self, seed, rounds)
+    def stream(self, seed: int, rounds: int, products: tuple[Product, ...] = ()) -> Stream:
+        return Stream(self, seed, rounds, products)
 
 
 class Stream:
     """Deals a scenario's ``rounds`` in blocks: the same seed gives the same shoppers and luck."""
 
-    def __init__(self, scenario: Scenario, seed: int, rounds: int) -> None:
+    def __init__(self, scenario: Scenario, seed: int, rounds: int,
+                 products: tuple[Product, ...] = ()) -> None:
         if rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {rounds}")
         self.scenario, self.rounds = scenario, rounds
@@ -133,7 +135,7 @@ class Stream:
             return shift
 
         self.market = Market(scenario.market, seed, seconds_per_round=scenario.seconds_per_round,
-                             drift=drift)
+                             drift=drift, products=products)
         self._rng = generator(seed, RandomStream.WAVE)
         self._wave_users: np.ndarray | None = None
 
