@@ -199,6 +199,16 @@ class Prometheus:
         assert answer["status"] == "success", (expr, answer)
         return list(answer["data"]["result"])
 
+    def ready(self) -> bool:
+        """Whether Prometheus serves queries (503 while it starts up)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=DEADLINE):
+                return True
+        except urllib.error.HTTPError as error:
+            if error.code == 503:
+                return False
+            raise
+
     def value(self, expr: str) -> float | None:
         """The single value of ``expr`` now, or None while it has no result."""
         result = self.query(expr)
@@ -230,7 +240,7 @@ class Prometheus:
 def prometheus(pricing: ServerHandle, tmp_path: Path) -> Iterator[Prometheus]:
     server = Prometheus(tmp_path, f"127.0.0.1:{pricing.server.metrics_port}")
     try:
-        server.wait_until("readiness", lambda: server.get("/-/ready") is not None)
+        server.wait_until("readiness", server.ready)
         yield server
     finally:
         server.stop()
