@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from learner.errors import InvalidInput, SnapshotError
@@ -59,14 +59,47 @@ class Stock:
         check_money("product.stock.salvage", self.salvage)
 
 
+LEFTOVER_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("none", 0.0), ("under_5pct", 0.05), ("5_to_25pct", 0.25), ("over_25pct", math.inf))
+"""Projected leftover shares by bucket name and upper bound: the metrics' labels (no product ids)."""
+WILL_NOT_CLEAR = 0.25
+"""A product priced at its salvage bound and projected to leave more than this share will not clear
+at the lowest price the stock rule quotes: the floor price or a lower one is the shop's call."""
+
+
+@dataclass
+class StockSummary:
+    """Products with stock by where their opportunity cost stands and what the pace would leave."""
+
+    products: int = 0
+    at_salvage: int = 0
+    at_margin: int = 0
+    leftover: dict[str, int] = field(default_factory=lambda: {name: 0 for name, _ in LEFTOVER_BUCKETS})
+    will_not_clear: int = 0
+
+
 @dataclass
 class StockPace:
-    """One product's dual price and what its pace is estimated from."""
+    """One product's dual price, what its pace is estimated from, and its latest stock terms."""
 
     mu: float = 0.0
     settled: int = 0
     first_quoted_at: float = math.nan
     last_quoted_at: float = math.nan
+    sold: int = 0
+    units: int = 0
+    sell_by: float = math.nan
+    mu_floor: float = 0.0
+    """The lower bound of ``mu`` under the latest terms (the salvage bound)."""
+
+    def projected_leftover(self, now: float) -> float | None:
+        """The share of the units left that the sales rate so far would leave unsold at the sell-by
+        time (None before ``MIN_QUOTES`` have settled)."""
+        span = self.last_quoted_at - self.first_quoted_at
+        if self.settled < MIN_QUOTES or not span > 0 or self.units <= 0:
+            return None
+        selling = self.sold / span * max(self.sell_by - now, 0.0)
+        return max(0.0, self.units - selling) / self.units
 
     def quote_rate(self) -> float | None:
         """Quotes per second so far; None until ``MIN_QUOTES`` have settled over some time."""
@@ -99,19 +132,45 @@ class StockBook:
         ``sell_by``: dual ascent on ``μ`` against the pace at its quote time."""
         pace = self._paces.setdefault(product_id, StockPace(first_quoted_at=quoted_at))
         pace.settled += 1
+        pace.sold += sold
+        pace.units, pace.sell_by = units, sell_by
+        pace.mu_floor = _bounded(-math.inf, unit_cost, list_price, salvage)
         pace.first_quoted_at = min(pace.first_quoted_at, quoted_at)
         pace.last_quoted_at = quoted_at if math.isnan(pace.last_quoted_at) else max(pace.last_quoted_at,
                                                                                       quoted_at)
-        rate = pace.quote_rate()
-        if rate is None:
+        target = _target(pace, units, sell_by, quoted_at)
+        if target is None:
             return
-        quotes_left = rate * max(sell_by - quoted_at, 0.0)
-        target = min(1.0, units / quotes_left) if quotes_left > 0 else 1.0
         pace.mu = _bounded(pace.mu + STEP * (float(sold) - target), unit_cost, list_price, salvage)
+
+    def sell_through_target(self, product_id: str, stock: Stock, now: float) -> float | None:
+        """The share of the quotes still to come that must buy to sell ``stock`` by its sell-by time
+        at the product's quote rate so far (None before the rate is known)."""
+        pace = self._paces.get(product_id)
+        return None if pace is None else _target(pace, stock.units, stock.sell_by, now)
 
     def mu(self, product_id: str) -> float:
         pace = self._paces.get(product_id)
         return 0.0 if pace is None else pace.mu
+
+    def summary(self, now: float) -> StockSummary:
+        """Where the products with stock stand now (those past their sell-by time are left out)."""
+        summary = StockSummary()
+        for pace in self._paces.values():
+            if not pace.sell_by > now:
+                continue
+            summary.products += 1
+            at_salvage = pace.mu <= pace.mu_floor
+            if at_salvage:
+                summary.at_salvage += 1
+            elif pace.mu >= MAX_SHARE:
+                summary.at_margin += 1
+            leftover = pace.projected_leftover(now)
+            if leftover is not None:
+                bucket = next(name for name, top in LEFTOVER_BUCKETS if leftover <= top)
+                summary.leftover[bucket] += 1
+                summary.will_not_clear += at_salvage and leftover > WILL_NOT_CLEAR
+        return summary
 
     # -- snapshots -------------------------------------------------------------------------------
     def state(self) -> dict[str, list[float]]:
@@ -122,8 +181,9 @@ class StockBook:
         paces: dict[str, StockPace] = {}
         for product, values in state.items():
             try:
-                mu, settled, first, last = values
-                paces[str(product)] = StockPace(float(mu), int(settled), float(first), float(last))
+                mu, settled, first, last, sold, units, sell_by, mu_floor = values
+                paces[str(product)] = StockPace(float(mu), int(settled), float(first), float(last), int(sold),
+                                                int(units), float(sell_by), float(mu_floor))
             except (TypeError, ValueError):
                 raise SnapshotError(f"snapshot stock state of {product!r} is unreadable; corrupt") from None
         self._paces = paces
@@ -134,3 +194,11 @@ def _bounded(mu: float, unit_cost: float, list_price: float, salvage: float) -> 
     margin = list_price - unit_cost
     low = min((salvage - unit_cost) / margin, 0.0) if margin > 0 else 0.0
     return min(max(mu, low), MAX_SHARE)
+
+
+def _target(pace: StockPace, units: int, sell_by: float, now: float) -> float | None:
+    rate = pace.quote_rate()
+    if rate is None:
+        return None
+    quotes_left = rate * max(sell_by - now, 0.0)
+    return min(1.0, units / quotes_left) if quotes_left > 0 else 1.0

@@ -20,7 +20,7 @@ from learner import snapshot
 from learner.arms import DEFAULT_ALPHAS, PriceBounds, PriceGrid, check_spread_limit
 from learner.errors import InvalidInput, SnapshotError
 from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, FeatureBuilder
-from learner.inventory import StockBook
+from learner.inventory import StockBook, StockSummary
 from learner.objective import expected_profit, margin_payoffs
 from learner.policies import make_policy
 from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters, masked_argmax
@@ -206,8 +206,9 @@ class Pricer:
         with self._lock:
             version = self.model_version
             stock = product.stock
-            opportunity = 0.0 if stock is None else self.stock.opportunity_cost(
-                product.product_id, product.unit_cost, product.list_price, stock)
+            opportunity, target = (0.0, None) if stock is None else (
+                self.stock.opportunity_cost(product.product_id, product.unit_cost, product.list_price, stock),
+                self.stock.sell_through_target(product.product_id, stock, now))
             reference = self._reference(product, neutral, opportunity)
             bounds = PriceBounds.of(product)
             unbanded = banded = self.grid.prices(product, value, bounds)
@@ -254,6 +255,7 @@ class Pricer:
             protected_context=dict(use.protected), ignored_context=use.ignored,
             stock_units=0 if stock is None else stock.units, sell_by=0.0 if stock is None else stock.sell_by,
             salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
+            sell_through_target=None if stock is None else target,
         )
 
     def _reference(self, product: Product, neutral: np.ndarray, opportunity: float) -> float:
@@ -307,6 +309,10 @@ class Pricer:
                 self.stock.learn(decision.product_id, decision.unit_cost, decision.list_price,
                                  decision.stock_units, decision.sell_by, decision.salvage,
                                  decision.created_at, reward > 0)
+
+    def stock_summary(self, now: float) -> StockSummary:
+        with self._lock:
+            return self.stock.summary(now)
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self) -> bytes:

@@ -120,8 +120,9 @@ class Decision:
     logged but may not price, ``ignored_context`` the unknown names that were ignored.
 
     A product quoted with stock keeps it here (``stock_units`` 0: none): the units left, the sell-by
-    time and salvage value it was quoted with, and ``opportunity_cost``, the ``λ`` its arms were
-    weighed against (``learner.inventory``); its outcome teaches the stock's pace from exactly these.
+    time and salvage value it was quoted with, ``opportunity_cost``, the ``λ`` its arms were weighed
+    against, and ``sell_through_target``, the pace aimed at (``learner.inventory``); its outcome
+    teaches the stock's pace from exactly these.
     """
 
     quote_id: str
@@ -160,6 +161,7 @@ class Decision:
     sell_by: float = 0.0
     salvage: float = 0.0
     opportunity_cost: float = 0.0
+    sell_through_target: float | None = None
 
     @property
     def margin(self) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -178,6 +179,7 @@ def build_server(config: ServerConfig) -> RunningServer:
         policy=config.policy, version=package_version(), n_arms=len(pricer.grid),
         pending_count=store.pending_count, model_updates_now=lambda: pricer.updates,
         protected_features=config.protected_features,
+        stock_summary=lambda: pricer.stock_summary(time.time()),
     )
     service = PricingService(
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,

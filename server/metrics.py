@@ -27,8 +27,11 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from learner import Decision
+from learner.inventory import StockSummary
 from pricing.v1 import pricing_pb2
 from server.interception import observe_single_answer
 
@@ -141,12 +144,41 @@ class Metrics:
             return sum(self._recent) / len(self._recent) if self._recent else math.nan
 
 
+class StockCollector(Collector):
+    """Products sold against a stock, read from the learner at scrape time (counts, no product ids)."""
+
+    def __init__(self, summary: Callable[[], StockSummary]) -> None:
+        self._summary = summary
+
+    def collect(self) -> Any:
+        summary = self._summary()
+        bounds = GaugeMetricFamily(
+            "pricebandit_stock_products", "Products with stock before their sell-by time, by where the "
+            "value of keeping a unit stands: at the salvage bound (priced as low as the stock rule goes), "
+            "at the list-margin bound (selling far too fast), or between.", labels=["opportunity_cost"])
+        bounds.add_metric(["at_salvage"], summary.at_salvage)
+        bounds.add_metric(["at_margin"], summary.at_margin)
+        bounds.add_metric(["between"], summary.products - summary.at_salvage - summary.at_margin)
+        leftover = GaugeMetricFamily(
+            "pricebandit_stock_projected_leftover_products", "Products with stock by the share of their "
+            "units the sales rate so far would leave unsold at the sell-by time.", labels=["leftover"])
+        for bucket, count in summary.leftover.items():
+            leftover.add_metric([bucket], count)
+        stuck = GaugeMetricFamily(
+            "pricebandit_stock_will_not_clear_products", "Products priced at their salvage bound yet "
+            "projected to leave over a quarter of their stock: they will not clear at the prices allowed.")
+        stuck.add_metric([], summary.will_not_clear)
+        return [bounds, leftover, stuck]
+
+
 def create_metrics(
     *, policy: str, version: str, n_arms: int, pending_count: Callable[[], float],
     model_updates_now: Callable[[], float], protected_features: tuple[str, ...] = (),
+    stock_summary: Callable[[], StockSummary] = StockSummary,
 ) -> Metrics:
     """Build every metric in a fresh registry, with gauges that read live values at scrape time."""
     registry = CollectorRegistry(auto_describe=True)
+    registry.register(StockCollector(stock_summary))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

@@ -48,6 +48,8 @@ def quote_response(decision: Decision) -> pricing_pb2.QuoteResponse:
             value_factor=decision.value_factor, spread_limit=decision.spread_limit,
             spread_bound=decision.spread_bound, stable_of=decision.stable_of,
             ignored_context=decision.ignored_context,
+            opportunity_cost=decision.opportunity_cost if decision.stock_units else None,
+            sell_through_target=decision.sell_through_target,
         ),
     )
 

@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from learner import FeatureBuilder, InvalidInput, Product, QuoteRequest
 from learner.arms import check_spread_limit
+from learner.inventory import Stock
 from learner.value import TRACKED_EVENT_TYPES, BehaviorEvent
 from pricing.v1 import pricing_pb2
 
@@ -78,6 +79,7 @@ class RequestReader:
                 currency=check_pattern(f"{field}.currency", message.currency,
                                        CURRENCY_PATTERN, "an ISO 4217 code like 'EUR'")
                 if message.currency else self.default_currency,
+                stock=stock(message.stock) if message.HasField("stock") else None,
             )
         except InvalidInput as exc:
             if exc.field.startswith("product.") and field != "product":
@@ -147,6 +149,17 @@ def spread_limit(request: pricing_pb2.QuoteRequest | pricing_pb2.QuoteBatchReque
     if not request.HasField("spread_limit"):
         return None
     return check_spread_limit("spread_limit", request.spread_limit)
+
+
+def stock(message: pricing_pb2.Stock) -> Stock:
+    """A product's stock; InvalidInput names the field as ``product.stock.<field>``."""
+    if not message.HasField("sell_by"):
+        raise InvalidInput("product.stock.sell_by", "is required")
+    try:
+        sell_by = timestamp_seconds(message.sell_by)
+    except InvalidInput as exc:
+        raise InvalidInput("product.stock.sell_by", exc.problem) from None
+    return Stock(units=message.units, sell_by=sell_by, salvage=message.salvage)
 
 
 def timestamp_seconds(stamp: Timestamp) -> float:

@@ -151,3 +151,15 @@ def test_an_overstocked_item_is_priced_down_to_clear_and_earns_more(seasons: dic
     assert ours.units_left < 0.8 * today.units_left
     assert ours.profit > today.profit
     assert np.nanmedian(ours.prices) < np.nanmedian(today.prices)
+
+
+def test_the_summary_flags_stock_that_will_not_clear_and_leaves_out_ended_seasons() -> None:
+    book = StockBook()
+    sell_by = NOW + 1000 * 60.0
+    settle(book, 400, 0.0, units=500, sell_by=sell_by, salvage=4.0)  # nothing sells: to the salvage bound
+    settle(book, 400, 0.5, units=100, sell_by=sell_by, product_id="hot")  # far ahead of pace
+    now = NOW + 400 * 60.0
+    summary = book.summary(now)
+    assert (summary.products, summary.at_salvage, summary.at_margin, summary.will_not_clear) == (2, 1, 1, 1)
+    assert summary.leftover == {"none": 1, "under_5pct": 0, "5_to_25pct": 0, "over_25pct": 1}
+    assert book.summary(sell_by).products == 0

@@ -296,7 +296,7 @@ def test_prometheus_scrapes_the_server_and_evaluates_the_dashboard_and_alerts(
     prometheus.wait_until("the alert rules evaluated", lambda: all(
         rule["lastEvaluation"] != never for rule in rules()))
     evaluated = rules()
-    assert len(evaluated) == 7
+    assert len(evaluated) == RULES.read_text().count("- alert: ")  # every rule loaded
     assert [(rule["name"], rule["lastError"]) for rule in evaluated if rule["health"] != "ok"] == []
     firing = [rule["name"] for rule in evaluated for alert in rule["alerts"] if alert["state"] == "firing"]
     assert firing == []

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Product(_message.Message):
-    __slots__ = ("product_id", "category", "unit_cost", "list_price", "floor_price", "ceiling_price", "currency")
+    __slots__ = ("product_id", "category", "unit_cost", "list_price", "floor_price", "ceiling_price", "currency", "stock")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     UNIT_COST_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class Product(_message.Message):
     FLOOR_PRICE_FIELD_NUMBER: _ClassVar[int]
     CEILING_PRICE_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STOCK_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     category: str
     unit_cost: float
@@ -26,7 +27,18 @@ class Product(_message.Message):
     floor_price: float
     ceiling_price: float
     currency: str
-    def __init__(self, product_id: _Optional[str] = ..., category: _Optional[str] = ..., unit_cost: _Optional[float] = ..., list_price: _Optional[float] = ..., floor_price: _Optional[float] = ..., ceiling_price: _Optional[float] = ..., currency: _Optional[str] = ...) -> None: ...
+    stock: Stock
+    def __init__(self, product_id: _Optional[str] = ..., category: _Optional[str] = ..., unit_cost: _Optional[float] = ..., list_price: _Optional[float] = ..., floor_price: _Optional[float] = ..., ceiling_price: _Optional[float] = ..., currency: _Optional[str] = ..., stock: _Optional[_Union[Stock, _Mapping]] = ...) -> None: ...
+
+class Stock(_message.Message):
+    __slots__ = ("units", "sell_by", "salvage")
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    SELL_BY_FIELD_NUMBER: _ClassVar[int]
+    SALVAGE_FIELD_NUMBER: _ClassVar[int]
+    units: int
+    sell_by: _timestamp_pb2.Timestamp
+    salvage: float
+    def __init__(self, units: _Optional[int] = ..., sell_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., salvage: _Optional[float] = ...) -> None: ...
 
 class QuoteRequest(_message.Message):
     __slots__ = ("user_id", "product", "context", "quote_id", "recent_events", "spread_limit")
@@ -127,7 +139,7 @@ class ArmEstimate(_message.Message):
     def __init__(self, arm: _Optional[int] = ..., alpha: _Optional[float] = ..., price: _Optional[float] = ..., allowed: _Optional[bool] = ..., purchase_probability: _Optional[float] = ..., expected_profit: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("arms", "guardrail_bound", "policy", "deterministic", "value_source", "value_model_version", "reference_price", "personalized", "price_change", "inputs", "value_factor", "spread_limit", "spread_bound", "stable_of", "ignored_context")
+    __slots__ = ("arms", "guardrail_bound", "policy", "deterministic", "value_source", "value_model_version", "reference_price", "personalized", "price_change", "inputs", "value_factor", "spread_limit", "spread_bound", "stable_of", "ignored_context", "opportunity_cost", "sell_through_target")
     ARMS_FIELD_NUMBER: _ClassVar[int]
     GUARDRAIL_BOUND_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +155,8 @@ class Explanation(_message.Message):
     SPREAD_BOUND_FIELD_NUMBER: _ClassVar[int]
     STABLE_OF_FIELD_NUMBER: _ClassVar[int]
     IGNORED_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    OPPORTUNITY_COST_FIELD_NUMBER: _ClassVar[int]
+    SELL_THROUGH_TARGET_FIELD_NUMBER: _ClassVar[int]
     arms: _containers.RepeatedCompositeFieldContainer[ArmEstimate]
     guardrail_bound: bool
     policy: str
@@ -158,7 +172,9 @@ class Explanation(_message.Message):
     spread_bound: bool
     stable_of: str
     ignored_context: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, arms: _Optional[_Iterable[_Union[ArmEstimate, _Mapping]]] = ..., guardrail_bound: _Optional[bool] = ..., policy: _Optional[str] = ..., deterministic: _Optional[bool] = ..., value_source: _Optional[str] = ..., value_model_version: _Optional[str] = ..., reference_price: _Optional[float] = ..., personalized: _Optional[bool] = ..., price_change: _Optional[float] = ..., inputs: _Optional[_Iterable[_Union[InputEffect, _Mapping]]] = ..., value_factor: _Optional[float] = ..., spread_limit: _Optional[float] = ..., spread_bound: _Optional[bool] = ..., stable_of: _Optional[str] = ..., ignored_context: _Optional[_Iterable[str]] = ...) -> None: ...
+    opportunity_cost: float
+    sell_through_target: float
+    def __init__(self, arms: _Optional[_Iterable[_Union[ArmEstimate, _Mapping]]] = ..., guardrail_bound: _Optional[bool] = ..., policy: _Optional[str] = ..., deterministic: _Optional[bool] = ..., value_source: _Optional[str] = ..., value_model_version: _Optional[str] = ..., reference_price: _Optional[float] = ..., personalized: _Optional[bool] = ..., price_change: _Optional[float] = ..., inputs: _Optional[_Iterable[_Union[InputEffect, _Mapping]]] = ..., value_factor: _Optional[float] = ..., spread_limit: _Optional[float] = ..., spread_bound: _Optional[bool] = ..., stable_of: _Optional[str] = ..., ignored_context: _Optional[_Iterable[str]] = ..., opportunity_cost: _Optional[float] = ..., sell_through_target: _Optional[float] = ...) -> None: ...
 
 class InputEffect(_message.Message):
     __slots__ = ("name", "effect")
