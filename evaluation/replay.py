@@ -35,6 +35,7 @@ from evaluation.candidates import Candidate, CandidateError
 from evaluation.estimators import Estimate, doubly_robust, effective_sample_size, ips, snips
 from evaluation.logs import LoggedDecision, LogReading
 from learner import Pricer, Product
+from learner.arms import same_price
 from learner.policies.shared import SharedLogit
 from learner.primitives import log_price_ratio
 from learner.seeding import decision_rng
@@ -46,12 +47,6 @@ LOGGED_VALUE_SOURCE = "lstm"
 """``Decision.value_source`` of a V that the value model computed."""
 ACCEPT_STREAM = "\x00explore_eval"
 """Appended to the quote id to seed the acceptance draw apart from the decision's own draws."""
-
-
-def same_price(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """Prices equal up to the grid's rounding (a relative 1e-9, as ``PriceGrid.prices`` clamps).
-    Written out: ``np.isclose`` costs a fifth of a whole replay step."""
-    return np.abs(np.subtract(a, b)) <= 1e-9 * np.maximum(1.0, np.abs(b))
 
 
 def guardrails(decision: LoggedDecision) -> Product:

@@ -11,7 +11,7 @@ import json
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,7 +26,7 @@ from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters, m
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
-from learner.types import ArmView, Decision, Product, QuoteRequest
+from learner.types import SHADOW, ArmView, Decision, Product, QuoteRequest
 from learner.value.events import BehaviorEvent
 from learner.value.states import Observation, StateChange, UserStates
 
@@ -207,13 +207,19 @@ class Pricer:
         limits = [limit for limit in (self.config.spread_limit, request.spread_limit) if limit is not None]
         return min(limits) if limits else None
 
-    def quote(self, request: QuoteRequest, now: float, *, stable_of: Decision | None = None) -> Decision:
+    def quote(self, request: QuoteRequest, now: float, *, stable_of: Decision | None = None,
+              follow: bool = False) -> Decision:
         """Price ``request``: mask arms outside the guardrails, let the policy choose, record why.
 
         The guardrails are the product's floor and ceiling, the spread band around the reference
         price and, with ``stable_of`` (an earlier quote whose price this user keeps), that one price;
         a pin that no longer fits the floor, ceiling or band is dropped and the quote priced afresh.
+        With ``follow`` (shadow mode) the answer is ``request.incumbent_price`` instead, the policy's
+        choice kept beside it (``Decision.proposed_*``; see ``Decision``).
         """
+        if follow and request.incumbent_price is None:
+            raise InvalidInput("incumbent_price", "is required in shadow mode: the shop's own price, which "
+                                                  "the quote answers")
         product = request.product
         use = self.features.read_context(request.context)  # a refused quote applies no event
         if request.recent_events and self.users is not None:
@@ -230,11 +236,13 @@ class Pricer:
                                   stable_price=None if stable_of is None else stable_of.price)
             arm_prices, arm, estimates = pricing.arm_prices, pricing.arm, pricing.estimates
             effects = self._input_effects(x, neutral, pricing.levels, arm)
+            incumbent = request.incumbent_price if follow else None
+            shown = None if incumbent is None else self._follow(x, product, pricing, incumbent)
         profits = expected_profit(estimates, arm_prices.prices, product.unit_cost)
         arms = tuple(map(ArmView, range(len(self.grid)), self.grid.alphas.tolist(),  # one per arm
                          arm_prices.prices.tolist(), arm_prices.allowed.tolist(), estimates.tolist(),
                          profits.tolist(), pricing.pmf.tolist()))
-        return Decision(
+        decision = Decision(
             quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
             category=product.category, currency=product.currency, unit_cost=product.unit_cost,
             list_price=product.list_price,
@@ -252,6 +260,22 @@ class Pricer:
             stable_of="" if not pricing.pinned or stable_of is None else stable_of.quote_id,
             protected_context=dict(use.protected), ignored_context=use.ignored,
         )
+        if shown is None or incumbent is None:
+            return decision
+        arm, estimate = shown
+        return replace(decision, mode=SHADOW, price=float(incumbent), arm=arm,
+                       alpha=float(self.grid.alphas[arm]), propensity=1.0, explored=False,
+                       guardrail_bound=False, proposed_arm=decision.arm, proposed_price=decision.price,
+                       proposed_propensity=decision.propensity, incumbent_estimate=estimate)
+
+    def _follow(self, x: np.ndarray, product: Product, pricing: Pricing, incumbent: float
+                ) -> tuple[int, float]:
+        """The grid arm nearest the incumbent's price, and the demand model's purchase probability at
+        that price (at its own level, so off the grid too); called under the lock of the quote."""
+        arm = int(np.argmin(np.abs(pricing.arm_prices.prices - incumbent)))
+        levels = pricing.levels.copy()
+        levels[arm] = log_price_ratio(incumbent, product.list_price)
+        return arm, float(self.policy.estimates(x, levels)[arm])
 
     def neutral_features(self, x: np.ndarray) -> np.ndarray:
         """``x`` for the neutral shopper of the same product: every context value 0 and, with a value
@@ -367,4 +391,6 @@ def fingerprint(request: QuoteRequest) -> str:
                        sorted(request.context.items())]
     if request.spread_limit is not None:  # appended only when set: older fingerprints stay valid
         data.append(request.spread_limit)
+    if request.incumbent_price is not None:  # likewise
+        data.append(["incumbent_price", request.incumbent_price])
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()

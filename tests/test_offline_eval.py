@@ -144,7 +144,9 @@ def test_a_candidates_spread_band_masks_the_prices_outside_it(
     ``--spread-limit 0`` may quote its reference price only, so of a uniform logger's prices it
     could have taken about one in eleven, where the same candidate without a band takes them all."""
     server = start_server(value_model="none", policy="egreedy", policy_options={"epsilon": 1.0})
-    serve_quotes(server, 24)
+    for i in range(33):  # the quote ids seed the logger's draws: fixed, so are the logged prices
+        quote = server.quote(quote_id=f"band-{i}", context=CONTEXTS[i % len(CONTEXTS)])
+        server.reward(quote.quote_id, purchased=i % 3 != 1)
     reading = read_state(server.config.data_dir)
     free, banded = evaluate(reading, [parse_candidate("--value-model none"),
                                       parse_candidate("band: --spread-limit 0 --value-model none")]).results
