@@ -66,11 +66,16 @@ def snips(reward: np.ndarray, weight: np.ndarray) -> Estimate:
     return Estimate(value, value - half, value + half)
 
 
+def doubly_robust_terms(reward: np.ndarray, weight: np.ndarray, model_value: np.ndarray,
+                        model_factual: np.ndarray) -> np.ndarray:
+    """DR's per-decision terms. ``model_value``: the reward model's expectation under the candidate;
+    ``model_factual``: its prediction for the action that was logged."""
+    return model_value + weight * (reward - model_factual)
+
+
 def doubly_robust(reward: np.ndarray, weight: np.ndarray, model_value: np.ndarray,
                   model_factual: np.ndarray) -> Estimate:
-    """``model_value``: the reward model's expectation under the candidate; ``model_factual``: its
-    prediction for the action that was logged."""
-    return Estimate.of_terms(model_value + weight * (reward - model_factual))
+    return Estimate.of_terms(doubly_robust_terms(reward, weight, model_value, model_factual))
 
 
 def effective_sample_size(weight: np.ndarray) -> float:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from learner import Decision
+from learner.arms import same_price
 from server.store import SQLiteStore, StoreCorrupt
 
 
@@ -182,14 +183,24 @@ def from_decision(line: int, decision: Decision, reward: float) -> LoggedDecisio
     if reward not in (0.0, 1.0):
         raise BadRecord(line, "reward", f"0 or 1, got {reward!r}")
     names = decision.feature_names[1:]  # the bias is implicit, as in DSJSON
+    prices = [view.price for view in decision.arms]
+    allowed = [view.allowed for view in decision.arms]
+    pmf = [view.probability for view in decision.arms]
+    if decision.shadow:  # the incumbent logged: its price with probability 1, on the grid or beside it
+        pmf = [0.0] * len(prices)
+        at = [view.arm for view in decision.arms if view.allowed and same_price(view.price, decision.price)]
+        if at:
+            pmf[at[0]] = 1.0
+        else:
+            prices.append(decision.price)
+            allowed.append(True)
+            pmf.append(1.0)
     return LoggedDecision(
         line=line, quote_id=decision.quote_id,
         features=dict(zip(names, decision.features[1:], strict=True)), feature_names=names,
         unit_cost=decision.unit_cost, list_price=decision.list_price, value=decision.user_value,
         value_source=decision.value_source,
-        prices=np.array([view.price for view in decision.arms]),
-        allowed=np.array([view.allowed for view in decision.arms]),
-        pmf=np.array([view.probability for view in decision.arms]),
+        prices=np.array(prices), allowed=np.array(allowed), pmf=np.array(pmf),
         price=decision.price, propensity=propensity, purchased=reward == 1.0,
     )
 

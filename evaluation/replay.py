@@ -18,7 +18,9 @@ also covers prices the log never tried.
 
 Limits, said in the report: the guardrails (floor, ceiling) are not logged; a bound is taken where
 the log shows it (an arm refused beyond the nearest offered price), and a side with no refused arm
-takes the default (floor at unit cost, no ceiling). A candidate with the value model uses the
+takes the default (floor at unit cost, no ceiling). A candidate's own ``--spread-limit`` applies,
+around its own reference price (``Pricer.choose``, the server's pricing step); the logger's band shows
+only as such bounds, and a stable price is not replayed. A candidate with the value model uses the
 logged V and embedding: it is the logging model, not another one.
 """
 
@@ -33,7 +35,7 @@ from evaluation.candidates import Candidate, CandidateError
 from evaluation.estimators import Estimate, doubly_robust, effective_sample_size, ips, snips
 from evaluation.logs import LoggedDecision, LogReading
 from learner import Pricer, Product
-from learner.objective import margin_payoffs
+from learner.arms import same_price
 from learner.policies.shared import SharedLogit
 from learner.primitives import log_price_ratio
 from learner.seeding import decision_rng
@@ -45,12 +47,6 @@ LOGGED_VALUE_SOURCE = "lstm"
 """``Decision.value_source`` of a V that the value model computed."""
 ACCEPT_STREAM = "\x00explore_eval"
 """Appended to the quote id to seed the acceptance draw apart from the decision's own draws."""
-
-
-def same_price(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """Prices equal up to the grid's rounding (a relative 1e-9, as ``PriceGrid.prices`` clamps).
-    Written out: ``np.isclose`` costs a fifth of a whole replay step."""
-    return np.abs(np.subtract(a, b)) <= 1e-9 * np.maximum(1.0, np.abs(b))
 
 
 def guardrails(decision: LoggedDecision) -> Product:
@@ -164,14 +160,13 @@ class _Run:
         pricer, config = self.pricer, self.candidate.config
         value = (decision.value if self.candidate.uses_value_model
                  else decision.list_price - decision.unit_cost)
-        arm_prices = pricer.grid.prices(product, value)
-        prices, allowed = arm_prices.prices, arm_prices.allowed
-        levels = log_price_ratio(prices, decision.list_price)
-        if arm_prices.any_allowed:
-            pmf = pricer.policy.select(x, levels, margin_payoffs(prices, decision.unit_cost, value), allowed,
-                                       decision_rng(config.seed, decision.quote_id)).pmf
-        else:  # the candidate would quote a guardrail bound: no arm, nothing the log can weigh
-            pmf = np.zeros(len(prices))
+        limit = config.spread_limit
+        reference = None if limit is None else pricer.reference(product, pricer.neutral_features(x))
+        pricing = pricer.choose(product, value, x, decision_rng(config.seed, decision.quote_id),
+                                limit=limit, reference=reference)
+        prices, allowed, levels = pricing.arm_prices.prices, pricing.arm_prices.allowed, pricing.levels
+        # A guardrail-bound quote is no arm's price: nothing the log can weigh.
+        pmf = np.zeros(len(prices)) if pricing.guardrail_bound else pricing.pmf
         match = np.flatnonzero(same_price(prices, decision.price) & allowed)
         arm = int(match[0]) if match.size else -1
         probability = float(pmf[arm]) if arm >= 0 else 0.0

@@ -22,13 +22,13 @@ from learner.features import DEFAULT_CONTEXT_FEATURES, FeatureBuilder
 from learner.policies import POLICIES, Choice, Policy, make_policy
 from learner.pricer import Pricer, PricerConfig, fingerprint
 from learner.rewards import ReportStatus, RewardWindow, Settlement, judge_repeat, reward_of
-from learner.types import ArmView, Decision, Product, QuoteRequest
+from learner.types import MODES, ONLINE, SHADOW, ArmView, Decision, Product, QuoteRequest
 
 __all__ = [
-    "DEFAULT_ALPHAS", "DEFAULT_CONTEXT_FEATURES", "POLICIES", "AlreadyClosed", "ArmView", "Choice",
-    "ConflictingReport", "DataDirInUse", "Decision", "FeatureBuilder", "InvalidInput", "Policy",
-    "PriceGrid", "Pricer", "PricerConfig", "PricingError", "Product", "QuoteIdTaken", "QuoteRequest",
-    "ReportStatus", "RewardWindow", "Settlement", "SnapshotError", "StoreCorrupt", "StoreError",
-    "StoreFailed", "Unavailable", "UnknownQuote", "fingerprint", "judge_repeat", "make_policy",
-    "reward_of",
+    "DEFAULT_ALPHAS", "DEFAULT_CONTEXT_FEATURES", "MODES", "ONLINE", "POLICIES", "SHADOW", "AlreadyClosed",
+    "ArmView", "Choice", "ConflictingReport", "DataDirInUse", "Decision", "FeatureBuilder", "InvalidInput",
+    "Policy", "PriceGrid", "Pricer", "PricerConfig", "PricingError", "Product", "QuoteIdTaken",
+    "QuoteRequest", "ReportStatus", "RewardWindow", "Settlement", "SnapshotError", "StoreCorrupt",
+    "StoreError", "StoreFailed", "Unavailable", "UnknownQuote", "fingerprint", "judge_repeat",
+    "make_policy", "reward_of",
 ]

@@ -52,6 +52,12 @@ class PriceBounds:
         return self.low - _slack(self.low) <= price <= self.high + _slack(self.high)
 
 
+def same_price(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """Prices equal up to the grid's rounding (a relative 1e-9, as ``PriceGrid.prices`` clamps).
+    Written out: ``np.isclose`` costs a fifth of a whole replay step."""
+    return np.abs(np.subtract(a, b)) <= 1e-9 * np.maximum(1.0, np.abs(b))
+
+
 def _slack(bound: float) -> float:
     """A price within a relative 1e-9 of a bound counts as on it (``cost + 0.3 * V`` may round past a
     floor set at exactly that price)."""

@@ -129,6 +129,15 @@ class FeatureBuilder:
         """Raise InvalidInput naming the first bad entry (see ``read_context``)."""
         self.read_context(context, field)
 
+    def neutral(self, x: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
+        """``x`` with every context value 0 and, with an embedding, that one in its place: the same
+        vector as ``build({}, product, embedding)`` for the product ``x`` was built for."""
+        neutral = x.copy()
+        neutral[1:1 + len(self.context_names)] = 0.0
+        if self.embedding_dim and embedding is not None:
+            neutral[-self.embedding_dim:] = embedding
+        return neutral
+
     def build(self, context: Mapping[str, float], product: Product,
               embedding: np.ndarray | None = None) -> np.ndarray:
         """The feature vector for one decision: only the configured names price (validated first)."""

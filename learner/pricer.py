@@ -11,13 +11,13 @@ import json
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from learner import snapshot
-from learner.arms import DEFAULT_ALPHAS, PriceBounds, PriceGrid, check_spread_limit
+from learner.arms import DEFAULT_ALPHAS, ArmPrices, PriceBounds, PriceGrid, check_spread_limit
 from learner.errors import InvalidInput, SnapshotError
 from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, FeatureBuilder
 from learner.inventory import StockBook, StockSummary
@@ -27,7 +27,7 @@ from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters, m
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
-from learner.types import ArmView, Decision, Product, QuoteRequest
+from learner.types import SHADOW, ArmView, Decision, Product, QuoteRequest
 from learner.value.events import BehaviorEvent
 from learner.value.states import Observation, StateChange, UserStates
 
@@ -90,6 +90,28 @@ class PricerConfig:
         return data
 
 
+@dataclass(frozen=True)
+class Pricing:
+    """One pricing step (``Pricer.choose``): what the guardrails allow, and the policy's choice."""
+
+    arm_prices: ArmPrices
+    levels: np.ndarray
+    """``log(price_a / list price)`` of every arm: what the demand model reads."""
+    spread_bound: bool
+    """Whether the spread band masked an arm that the floor and ceiling allowed."""
+    pinned: bool
+    """Whether a stable price pinned the quote."""
+    arm: int
+    price: float
+    pmf: np.ndarray
+    propensity: float
+    explored: bool
+    guardrail_bound: bool
+    """No arm fit: ``price`` is the bound nearest the grid, ``arm`` the arm nearest it."""
+    estimates: np.ndarray
+    """The demand model's purchase probability of every arm."""
+
+
 class Pricer:
     """Prices quotes and learns outcomes; with ``users`` (a value model's per-user states), ``V`` and
     the user embedding in the features come from the user's behavior, else ``V`` is the list margin."""
@@ -123,7 +145,7 @@ class Pricer:
             alphas=self.grid.alphas,
         )
         self.stock = StockBook()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: quote holds it across choose and reference
 
     @property
     def model_version(self) -> str:
@@ -187,20 +209,26 @@ class Pricer:
         limits = [limit for limit in (self.config.spread_limit, request.spread_limit) if limit is not None]
         return min(limits) if limits else None
 
-    def quote(self, request: QuoteRequest, now: float, *, stable_of: Decision | None = None) -> Decision:
+    def quote(self, request: QuoteRequest, now: float, *, stable_of: Decision | None = None,
+              follow: bool = False) -> Decision:
         """Price ``request``: mask arms outside the guardrails, let the policy choose, record why.
 
         The guardrails are the product's floor and ceiling, the spread band around the reference
         price and, with ``stable_of`` (an earlier quote whose price this user keeps), that one price;
         a pin that no longer fits the floor, ceiling or band is dropped and the quote priced afresh.
+        With ``follow`` (shadow mode) the answer is ``request.incumbent_price`` instead, the policy's
+        choice kept beside it (``Decision.proposed_*``; see ``Decision``).
         """
+        if follow and request.incumbent_price is None:
+            raise InvalidInput("incumbent_price", "is required in shadow mode: the shop's own price, which "
+                                                  "the quote answers")
         product = request.product
         use = self.features.read_context(request.context)  # a refused quote applies no event
         if request.recent_events and self.users is not None:
             self.users.observe(request.recent_events, now, strict=True)
         value, embedding = self.user_value(request)
         x = self.features.build(use.priced, product, embedding)
-        neutral = self.features.build({}, product, self._neutral_embedding)
+        neutral = self.neutral_features(x)
         limit = self.spread_limit(request)
         rng = decision_rng(self.config.seed, request.quote_id)
         with self._lock:
@@ -209,40 +237,25 @@ class Pricer:
             opportunity, target = (0.0, None) if stock is None else (
                 self.stock.opportunity_cost(product.product_id, product.unit_cost, product.list_price, stock),
                 self.stock.sell_through_target(product.product_id, stock, now))
-            reference = self._reference(product, neutral, opportunity)
-            bounds = PriceBounds.of(product)
-            unbanded = banded = self.grid.prices(product, value, bounds)
-            if limit is not None:
-                band = PriceBounds.band(reference, limit)  # holds the reference, inside floor and ceiling
-                bounds = bounds.intersect(band) or PriceBounds(reference, reference)
-                banded = self.grid.prices(product, value, bounds)
-            pin = None if stable_of is None else \
-                bounds.intersect(PriceBounds(stable_of.price, stable_of.price))
-            arm_prices = banded if pin is None else self.grid.prices(product, value, pin)
-            payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + opportunity, value)
-            levels = log_price_ratio(arm_prices.prices, product.list_price)
-            if arm_prices.any_allowed:
-                choice = self.policy.select(x, levels, payoffs, arm_prices.allowed, rng)
-                arm, price, pmf = choice.arm, float(arm_prices.prices[choice.arm]), choice.pmf
-                propensity, explored, bound = choice.probability, choice.explored, False
-                estimates = choice.estimates
-            else:
-                estimates = self.policy.estimates(x, levels)
-                arm, price = PriceGrid.nearest_bound(pin or bounds, arm_prices.prices)
-                pmf = np.eye(len(self.grid))[arm]
-                propensity, explored, bound = 1.0, False, True
-            effects = self._input_effects(x, neutral, levels, arm)
+            reference = self.reference(product, neutral, opportunity)
+            pricing = self.choose(product, value, x, rng, limit=limit, reference=reference,
+                                  stable_price=None if stable_of is None else stable_of.price,
+                                  opportunity=opportunity)
+            arm_prices, arm, estimates = pricing.arm_prices, pricing.arm, pricing.estimates
+            effects = self._input_effects(x, neutral, pricing.levels, arm)
+            incumbent = request.incumbent_price if follow else None
+            shown = None if incumbent is None else self._follow(x, product, pricing, incumbent)
         profits = expected_profit(estimates, arm_prices.prices, product.unit_cost)
         arms = tuple(map(ArmView, range(len(self.grid)), self.grid.alphas.tolist(),  # one per arm
                          arm_prices.prices.tolist(), arm_prices.allowed.tolist(), estimates.tolist(),
-                         profits.tolist(), pmf.tolist()))
-        return Decision(
+                         profits.tolist(), pricing.pmf.tolist()))
+        decision = Decision(
             quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
             category=product.category, currency=product.currency, unit_cost=product.unit_cost,
             list_price=product.list_price,
-            arm=arm, alpha=float(self.grid.alphas[arm]), price=price, user_value=value,
-            propensity=float(propensity), explored=bool(explored),
-            deterministic=self.policy.deterministic, guardrail_bound=bound,
+            arm=arm, alpha=float(self.grid.alphas[arm]), price=pricing.price, user_value=value,
+            propensity=pricing.propensity, explored=pricing.explored,
+            deterministic=self.policy.deterministic, guardrail_bound=pricing.guardrail_bound,
             policy=self.policy.name, model_version=version,
             value_source=self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE,
             value_model_version="" if self.users is None else self.users.model.version,
@@ -250,15 +263,72 @@ class Pricer:
             created_at=now, expires_at=self.window.expires_at(now),
             request_fingerprint=fingerprint(request),
             reference_price=reference, spread_limit=limit,
-            spread_bound=bool((unbanded.allowed & ~banded.allowed).any()), input_effects=effects,
-            stable_of="" if pin is None or stable_of is None else stable_of.quote_id,
+            spread_bound=pricing.spread_bound, input_effects=effects,
+            stable_of="" if not pricing.pinned or stable_of is None else stable_of.quote_id,
             protected_context=dict(use.protected), ignored_context=use.ignored,
             stock_units=0 if stock is None else stock.units, sell_by=0.0 if stock is None else stock.sell_by,
             salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
             sell_through_target=None if stock is None else target,
         )
+        if shown is None or incumbent is None:
+            return decision
+        arm, estimate = shown
+        return replace(decision, mode=SHADOW, price=float(incumbent), arm=arm,
+                       alpha=float(self.grid.alphas[arm]), propensity=1.0, explored=False,
+                       guardrail_bound=False, proposed_arm=decision.arm, proposed_price=decision.price,
+                       proposed_propensity=decision.propensity, incumbent_estimate=estimate)
 
-    def _reference(self, product: Product, neutral: np.ndarray, opportunity: float) -> float:
+    def _follow(self, x: np.ndarray, product: Product, pricing: Pricing, incumbent: float
+                ) -> tuple[int, float]:
+        """The grid arm nearest the incumbent's price, and the demand model's purchase probability at
+        that price (at its own level, so off the grid too); called under the lock of the quote."""
+        arm = int(np.argmin(np.abs(pricing.arm_prices.prices - incumbent)))
+        levels = pricing.levels.copy()
+        levels[arm] = log_price_ratio(incumbent, product.list_price)
+        return arm, float(self.policy.estimates(x, levels)[arm])
+
+    def neutral_features(self, x: np.ndarray) -> np.ndarray:
+        """``x`` for the neutral shopper of the same product: every context value 0 and, with a value
+        model, the embedding of its zero state (what the reference price is quoted for)."""
+        return self.features.neutral(x, self._neutral_embedding)
+
+    def choose(self, product: Product, value: float, x: np.ndarray, rng: np.random.Generator, *,
+               limit: float | None = None, reference: float | None = None,
+               stable_price: float | None = None, opportunity: float = 0.0) -> Pricing:
+        """The pricing step the server (``quote``) and the offline replay share: each arm's price at
+        ``V = value``, masked outside the guardrails, and the policy's choice among the rest.
+
+        The guardrails are the product's floor and ceiling, the spread band ``limit`` around
+        ``reference`` (``Pricer.reference``; needed with a limit) and, with ``stable_price`` (a
+        price this user keeps), that one price; a pin that no longer fits is dropped. With no arm
+        allowed, the price is the bound nearest the grid (``guardrail_bound``, propensity 1). Arms are
+        weighed against the unit cost plus ``opportunity``, the value of a unit of stock kept
+        (``learner.inventory``; 0 without stock).
+        """
+        with self._lock:
+            bounds = PriceBounds.of(product)
+            unbanded = banded = self.grid.prices(product, value, bounds)
+            if limit is not None:
+                if reference is None:
+                    raise ValueError("a spread limit needs the reference price it is around")
+                band = PriceBounds.band(reference, limit)  # holds the reference, inside floor and ceiling
+                bounds = bounds.intersect(band) or PriceBounds(reference, reference)
+                banded = self.grid.prices(product, value, bounds)
+            pin = None if stable_price is None else bounds.intersect(PriceBounds(stable_price, stable_price))
+            arm_prices = banded if pin is None else self.grid.prices(product, value, pin)
+            payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + opportunity, value)
+            levels = log_price_ratio(arm_prices.prices, product.list_price)
+            spread_bound = bool((unbanded.allowed & ~banded.allowed).any())
+            if arm_prices.any_allowed:
+                choice = self.policy.select(x, levels, payoffs, arm_prices.allowed, rng)
+                return Pricing(arm_prices, levels, spread_bound, pin is not None, choice.arm,
+                               float(arm_prices.prices[choice.arm]), choice.pmf, float(choice.probability),
+                               bool(choice.explored), False, choice.estimates)
+            arm, price = PriceGrid.nearest_bound(pin or bounds, arm_prices.prices)
+            return Pricing(arm_prices, levels, spread_bound, pin is not None, arm, price,
+                           np.eye(len(self.grid))[arm], 1.0, False, True, self.policy.estimates(x, levels))
+
+    def reference(self, product: Product, neutral: np.ndarray, opportunity: float = 0.0) -> float:
         """The reference price: what the policy would quote a shopper with no history and neutral
         context (every context value 0, the value model's zero state, V the list margin) under the
         product's floor and ceiling and the stock's opportunity cost, now. Computed with each quote
@@ -272,7 +342,8 @@ class Pricer:
         payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + opportunity, value)
         levels = log_price_ratio(arm_prices.prices, product.list_price)
         rng = decision_rng(self.config.seed, f"reference\x00{product.product_id}")
-        choice = self.policy.select(neutral, levels, payoffs, arm_prices.allowed, rng)
+        with self._lock:
+            choice = self.policy.select(neutral, levels, payoffs, arm_prices.allowed, rng)
         return float(arm_prices.prices[masked_argmax(choice.pmf, arm_prices.allowed, payoffs)])
 
     def _input_effects(self, x: np.ndarray, neutral: np.ndarray, levels: np.ndarray,
@@ -344,4 +415,6 @@ def fingerprint(request: QuoteRequest) -> str:
                        sorted(request.context.items())]
     if request.spread_limit is not None:  # appended only when set: older fingerprints stay valid
         data.append(request.spread_limit)
+    if request.incumbent_price is not None:  # likewise
+        data.append(["incumbent_price", request.incumbent_price])
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()

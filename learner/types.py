@@ -12,6 +12,11 @@ from learner.inventory import Stock
 from learner.primitives import check_money
 from learner.value.events import BehaviorEvent
 
+ONLINE, SHADOW = "online", "shadow"
+MODES = (ONLINE, SHADOW)
+"""What a server answers: its policy's price (online), or the shop's incumbent price while the policy's
+choice is logged and the incumbent's outcomes learned (shadow)."""
+
 
 @dataclass(frozen=True)
 class Product:
@@ -80,6 +85,8 @@ class QuoteRequest:
     context: Mapping[str, float] = field(default_factory=dict)
     recent_events: tuple[BehaviorEvent, ...] = ()
     spread_limit: float | None = None
+    incumbent_price: float | None = None
+    """The shop's own price (its incumbent rule), which a shadow quote answers (``Pricer.quote``)."""
 
     def __post_init__(self) -> None:
         if not self.user_id:
@@ -90,6 +97,10 @@ class QuoteRequest:
             if event.user_id != self.user_id:
                 raise InvalidInput(f"recent_events[{i}].user_id",
                                    f"{event.user_id!r} is not the quoted user {self.user_id!r}")
+        if self.incumbent_price is not None:
+            check_money("incumbent_price", self.incumbent_price)
+            if self.incumbent_price <= 0:  # the demand model learns it at log(price / list price)
+                raise InvalidInput("incumbent_price", f"{self.incumbent_price} must be above 0")
 
 
 class ArmView(NamedTuple):
@@ -123,6 +134,12 @@ class Decision:
     time and salvage value it was quoted with, ``opportunity_cost``, the ``λ`` its arms were weighed
     against, and ``sell_through_target``, the pace aimed at (``learner.inventory``); its outcome
     teaches the stock's pace from exactly these.
+
+    A shadow quote (``mode == "shadow"``) answered the shop's incumbent price: ``price`` is that
+    price, ``arm`` the grid arm nearest it (what a per-arm model learns it as), ``propensity`` 1
+    (the incumbent's rule is deterministic as far as the log knows); what the policy would have
+    done is ``proposed_arm``, ``proposed_price``, ``proposed_propensity`` and ``arms`` (its
+    distribution), and ``incumbent_estimate`` its purchase probability at the incumbent's price.
     """
 
     quote_id: str
@@ -162,6 +179,16 @@ class Decision:
     salvage: float = 0.0
     opportunity_cost: float = 0.0
     sell_through_target: float | None = None
+    mode: str = ONLINE
+    proposed_arm: int = -1
+    proposed_price: float = 0.0
+    proposed_propensity: float = 0.0
+    incumbent_estimate: float = 0.0
+
+    @property
+    def shadow(self) -> bool:
+        """Whether this quote answered the incumbent's price, the policy's choice only logged."""
+        return self.mode == SHADOW
 
     @property
     def margin(self) -> float:

@@ -184,7 +184,7 @@ def build_server(config: ServerConfig) -> RunningServer:
     service = PricingService(
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,
         snapshot_interval_seconds=config.snapshot_interval_seconds,
-        learn_responses=config.learn_responses,
+        learn_responses=config.learn_responses, mode=config.mode,
     )
     admission = AdmissionInterceptor(f"/{SERVICE_NAME}/", config.max_concurrent_rpcs,
                                      metrics.count_refused)

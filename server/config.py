@@ -15,6 +15,8 @@ from typing import Any
 from learner import (
     DEFAULT_ALPHAS,
     DEFAULT_CONTEXT_FEATURES,
+    MODES,
+    ONLINE,
     POLICIES,
     InvalidInput,
     Pricer,
@@ -43,6 +45,7 @@ class ServerConfig:
     seed: int = 0
     log_level: str = "INFO"
     log_format: str = "text"
+    mode: str = ONLINE
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
     protected_features: tuple[str, ...] = ()
@@ -131,6 +134,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "user_id_key_file": cliargs.input_file,
     "protected_features": cliargs.names, "unknown_context": cliargs.choice(UNKNOWN_CONTEXT_MODES),
     "spread_limit": _spread_limit, "stable_price_seconds": cliargs.non_negative,
+    "mode": cliargs.choice(MODES),
 }
 """How each flag's text (and its environment variable's) becomes a value: one rule for both."""
 ENVIRONMENT_ONLY = {"auth_token"}
@@ -148,6 +152,8 @@ HELP = {
     "seed": "seed of every random choice (decisions are seeded by it and the quote id)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (DEBUG adds one access line per RPC)",
     "log_format": "text for people, or json: one object per line with the RPC's request id",
+    "mode": "online: answer the policy's prices; shadow: answer each quote's incumbent_price (the shop's "
+            "own rule), log the policy's choice beside it and learn from the incumbent's outcomes",
     "alphas": "comma-separated price grid; arm a quotes cost + alpha[a] * V",
     "context_features": "comma-separated names of the numeric context features that price",
     "protected_features": "comma-separated context names accepted and logged that may never price "

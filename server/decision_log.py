@@ -7,7 +7,9 @@ the chosen action first in ``a``/``p``, and ``cost = -reward``. Our own bookkeep
 (``evaluation/``) needs to price another grid and to count profit. The disclosure
 (``_reference_price``, ``_spread_limit``) and the protected inputs (``_protected``: logged so that
 prices can be audited by them, never priced on) ride along under such keys too. No user id is
-written: the log is for evaluating policies, not for identifying shoppers.
+written: the log is for evaluating policies, not for identifying shoppers. A shadow quote's line
+logs the incumbent's price as the action taken (probability 1) and the policy's choice under
+``_mode``/``_proposed``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 from datetime import UTC, datetime
 
 from learner import Decision
+from learner.arms import same_price
 
 
 def iso_utc(seconds: float) -> str:
@@ -38,13 +41,34 @@ def shared_context(decision: Decision) -> dict[str, dict[str, float]]:
     return namespaces
 
 
+def logged_actions(decision: Decision) -> tuple[list[float], int, list[float]]:
+    """The offered actions' alphas, the chosen one's index among them, and each one's probability.
+
+    Online: the allowed arms and the policy's distribution. Shadow: the incumbent was the logging
+    policy, so its price is the action taken with probability 1 (an alpha off the grid where it is
+    no arm's price), beside the allowed arms with probability 0.
+    """
+    offered = [view for view in decision.arms if view.allowed] or [decision.arms[decision.arm]]
+    if not decision.shadow:
+        chosen = next(i for i, view in enumerate(offered) if view.arm == decision.arm)
+        return [view.alpha for view in offered], chosen, [view.probability for view in offered]
+    alphas = [view.alpha for view in offered]
+    same = [i for i, view in enumerate(offered) if same_price(view.price, decision.price)]
+    if same:
+        chosen = same[0]
+    else:
+        alphas.append((decision.price - decision.unit_cost) / decision.user_value if decision.user_value > 0
+                      else 0.0)
+        chosen = len(alphas) - 1
+    return alphas, chosen, [1.0 if i == chosen else 0.0 for i in range(len(alphas))]
+
+
 def dsjson_line(decision: Decision, reward: float | None, *, learned: bool, late: bool) -> str:
     """The DSJSON line for a closed decision; ``reward`` None means it expired unreported."""
-    offered = [view for view in decision.arms if view.allowed] or [decision.arms[decision.arm]]
-    chosen_index = next(i for i, view in enumerate(offered) if view.arm == decision.arm)
-    action_ids = list(range(1, len(offered) + 1))
-    order = [chosen_index] + [i for i in range(len(offered)) if i != chosen_index]
-    probabilities = [offered[i].probability for i in order]
+    alphas, chosen_index, offered_probabilities = logged_actions(decision)
+    action_ids = list(range(1, len(alphas) + 1))
+    order = [chosen_index] + [i for i in range(len(alphas)) if i != chosen_index]
+    probabilities = [offered_probabilities[i] for i in order]
     line = {
         "_label_cost": -(reward or 0.0),
         "_label_probability": decision.propensity,
@@ -53,7 +77,7 @@ def dsjson_line(decision: Decision, reward: float | None, *, learned: bool, late
         "a": [action_ids[i] for i in order],
         "p": probabilities,
         "c": {**shared_context(decision),
-              "_multi": [{"Price": {"alpha": view.alpha}} for view in offered]},
+              "_multi": [{"Price": {"alpha": alpha}} for alpha in alphas]},
         "EventId": decision.quote_id,
         "Timestamp": iso_utc(decision.created_at),
         "VWState": {"m": decision.model_version},
@@ -74,6 +98,11 @@ def dsjson_line(decision: Decision, reward: float | None, *, learned: bool, late
     }
     if decision.protected_context:
         line["_protected"] = dict(decision.protected_context)
+    if decision.shadow:  # what the policy would have done instead
+        line["_mode"] = decision.mode
+        line["_proposed"] = {"arm": decision.proposed_arm, "price": decision.proposed_price,
+                             "p": decision.proposed_propensity,
+                             "pmf": [view.probability for view in decision.arms]}
     if reward is not None:
         line["o"] = [{"v": reward, "EventId": decision.quote_id}]
     return json.dumps(line, separators=(",", ":"))

@@ -9,6 +9,7 @@ scrape shows what the process costs. The dashboard and alert rules in ``ops/`` r
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import threading
 import time
@@ -31,9 +32,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from learner import Decision
+from learner.arms import PriceBounds
 from learner.inventory import StockSummary
 from pricing.v1 import pricing_pb2
 from server.interception import observe_single_answer
+from server.shadow import AGREEMENTS, LEDGER_WINDOW, ShadowLedger, agreement
 
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -55,6 +58,12 @@ SPREAD_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0, 1.01, 1.02, 1.05, 1.1, 1
 IGNORED_LABELS = 16
 """Distinct unknown context names counted by name; later ones are counted as ``other``."""
 OTHER = "other"
+SHADOW_GAUGES = (
+    ("pricebandit_shadow_incumbent_profit", "The incumbent's realised profit per shadow quote"),
+    ("pricebandit_shadow_policy_profit", "The policy's estimated profit per shadow quote (doubly robust)"),
+    ("pricebandit_shadow_lift", "The policy's estimated profit per quote minus the incumbent's"),
+)
+"""In the order of ``ShadowLedger.estimates``."""
 
 
 class BoundedLabels:
@@ -105,6 +114,9 @@ class Metrics:
     context_ignored: Counter
     context_protected: Counter
     undecodable_requests: Counter
+    shadow_quotes: Counter
+    shadow_outside_bounds: Counter
+    shadow: ShadowLedger
     _recent: collections.deque[float]
     _recent_lock: threading.Lock
     _ignored_labels: BoundedLabels
@@ -127,6 +139,13 @@ class Metrics:
             self.context_ignored.labels(self._ignored_labels(name)).inc()
         for name in decision.protected_context:
             self.context_protected.labels(name).inc()
+
+    def record_shadow_quote(self, decision: Decision, bounds: PriceBounds) -> None:
+        """Count a shadow quote by agreement, and whether the incumbent's price is outside the
+        product's floor and ceiling (answered all the same: the shop's rule is in force)."""
+        self.shadow_quotes.labels(agreement(decision)).inc()
+        if not bounds.contains(decision.price):
+            self.shadow_outside_bounds.inc()
 
     def count_refused(self, method: str) -> None:
         """Count a call refused for overload (``server/admission.py``); unknown methods are not."""
@@ -247,6 +266,15 @@ def create_metrics(
             "pricebandit_undecodable_requests_total",
             "Request messages whose bytes do not decode as the method's message type, by method.",
             ["method"], registry=registry),
+        shadow_quotes=Counter(
+            "pricebandit_shadow_quotes_total",
+            "Shadow quotes (--mode shadow), by how the policy's price stands to the incumbent's: exact, "
+            "one_step (within one grid step) or apart.", ["agreement"], registry=registry),
+        shadow_outside_bounds=Counter(
+            "pricebandit_shadow_incumbent_outside_bounds_total",
+            "Shadow quotes whose incumbent price was outside the product's floor and ceiling (answered "
+            "unchanged).", registry=registry),
+        shadow=ShadowLedger(),
         _recent=collections.deque(maxlen=CONVERSION_WINDOW),
         _recent_lock=threading.Lock(),
         _ignored_labels=BoundedLabels(IGNORED_LABELS),
@@ -260,6 +288,13 @@ def create_metrics(
           f"Share of the last {CONVERSION_WINDOW} learned quotes that were purchased (NaN before the "
           "first since start-up).",
           registry=registry).set_function(metrics.conversion_ratio)
+    for agreed in AGREEMENTS:
+        metrics.shadow_quotes.labels(agreed)
+    for which, (name, text) in enumerate(SHADOW_GAUGES):
+        gauge = Gauge(name, f"{text}, over the last {LEDGER_WINDOW} settled shadow quotes; bound: the "
+                            "estimate or its 95% interval (NaN before two).", ["bound"], registry=registry)
+        for bound in ("estimate", "low", "high"):
+            gauge.labels(bound).set_function(functools.partial(metrics.shadow.value, which, bound))
     for method in RPC_METHODS:
         metrics.rpc_duration.labels(method)
         metrics.undecodable_requests.labels(method)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from learner import (
+    ONLINE,
+    SHADOW,
     AlreadyClosed,
     ConflictingReport,
     Decision,
@@ -40,6 +42,7 @@ from learner import (
     judge_repeat,
     reward_of,
 )
+from learner.arms import PriceBounds
 from learner.errors import DeadlinePassed
 from learner.stability import StableWindow
 from learner.value import BehaviorEvent, Observation
@@ -89,9 +92,12 @@ class PricingService:
         snapshot_every_updates: int = 1000,
         snapshot_interval_seconds: float = 60.0,
         learn_responses: bool = True,
+        mode: str = ONLINE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.pricer, self.store, self.metrics, self.clock = pricer, store, metrics, clock
+        self.mode = mode
+        """``online``: the policy's prices; ``shadow``: the incumbent's (``learner.types.MODES``)."""
         self.learn_responses = learn_responses  # a closed quote advances its shopper's value state
         self.snapshot_every_updates = snapshot_every_updates
         self.snapshot_interval_seconds = snapshot_interval_seconds
@@ -155,27 +161,37 @@ class PricingService:
 
     # -- quotes ------------------------------------------------------------------------------
     def quote(self, requests: list[QuoteRequest], *, caller_ids: bool = True,
-              time_left: TimeLeft = no_deadline) -> list[Decision]:
+              time_left: TimeLeft = no_deadline, incumbent_field: str = "incumbent_price") -> list[Decision]:
         """Price each request; an id seen before returns its stored decision (idempotent retry).
 
         ``caller_ids=False`` says the ids were just generated here, so no lookup is needed; within the
-        stable-price window such a request gets the user's open quote for the product back.
+        stable-price window such a request gets the user's open quote for the product back. In shadow
+        mode every request must carry its incumbent price (else InvalidInput naming
+        ``incumbent_field``, before anything is priced), which each answers; the stable window does
+        not apply (the shop's rule sets the price shown).
         """
         self._require_ready()
+        shadow = self.mode == SHADOW
+        if shadow and any(request.incumbent_price is None for request in requests):
+            raise InvalidInput(incumbent_field, "is required in shadow mode (--mode shadow): the shop's own "
+                                                "price, which the quote answers")
         self._require_time(time_left, "pricing began")  # pricing may advance user states (recent_events)
         start = time.perf_counter()
         now = self.clock()
         decisions: list[Decision] = []
         fresh: list[Decision] = []
+        fresh_bounds: list[PriceBounds] = []
         for request in requests:
             existing = self.store.find_decision(request.quote_id) if caller_ids else None
             if existing is not None:
                 decisions.append(self._same_request(existing, request))
                 continue
-            decision, is_new = self._price(request, now, caller_ids)
+            decision, is_new = ((self.pricer.quote(request, now, follow=True), True) if shadow
+                                else self._price(request, now, caller_ids))
             decisions.append(decision)
             if is_new:
                 fresh.append(decision)
+                fresh_bounds.append(PriceBounds.of(request.product))
         if fresh:
             self._require_time(time_left, "the quotes were stored")
             try:
@@ -183,8 +199,10 @@ class PricingService:
                             "quote")
             except QuoteIdTaken:  # a concurrent retry with the same caller id won the race
                 return [self._same_request(self._stored(r.quote_id), r) for r in requests]
-        for decision in fresh:
+        for decision, bounds in zip(fresh, fresh_bounds, strict=True):
             self.metrics.record_quote(decision)
+            if decision.shadow:
+                self.metrics.record_shadow_quote(decision, bounds)
         if fresh:
             elapsed = (time.perf_counter() - start) / len(fresh)
             for _ in fresh:
@@ -283,6 +301,8 @@ class PricingService:
         if learned:
             self.metrics.model_updates.inc()
             self.metrics.record_settled(reward > 0)
+            if decision.shadow:
+                self.metrics.shadow.add(decision, reward)
         if kind == "reward":
             self.metrics.reward_delay.observe(max(0.0, now - decision.created_at))
             if reward > 0:

@@ -69,7 +69,7 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
     def QuoteBatch(self, request: pricing_pb2.QuoteBatchRequest, context: grpc.ServicerContext
                    ) -> pricing_pb2.QuoteBatchResponse:
         decisions = self._service.quote(self._reader.batch(request), caller_ids=bool(request.request_id),
-                                        time_left=context.time_remaining)
+                                        time_left=context.time_remaining, incumbent_field="incumbent_prices")
         return pricing_pb2.QuoteBatchResponse(quotes=[quote_response(d) for d in decisions])
 
     def Reward(self, request: pricing_pb2.RewardRequest, context: grpc.ServicerContext

@@ -6,6 +6,7 @@ each InvalidInput starts with the field path as the caller spells it (``products
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -119,7 +120,9 @@ class RequestReader:
                                    f"{message.user_id!r} is not the quoted user {request.user_id!r}")
         return QuoteRequest(user_id=user_id, product=self.product(request.product, "product"),
                             quote_id=quote_id, context=self.context(request.context), recent_events=events,
-                            spread_limit=spread_limit(request))
+                            spread_limit=spread_limit(request),
+                            incumbent_price=(request.incumbent_price if request.HasField("incumbent_price")
+                                             else None))
 
     def batch(self, request: pricing_pb2.QuoteBatchRequest) -> list[QuoteRequest]:
         user_id = self.user_id(request.user_id)
@@ -131,9 +134,17 @@ class RequestReader:
                   if request.request_id else new_quote_id())
         context = self.context(request.context)
         limit = spread_limit(request)
+        incumbents = list(request.incumbent_prices)
+        if incumbents and len(incumbents) != count:
+            raise InvalidInput("incumbent_prices", f"{len(incumbents)} prices for {count} products; send one "
+                                                   "per product, in product order, or none")
+        for i, price in enumerate(incumbents):
+            if not (math.isfinite(price) and price > 0):
+                raise InvalidInput(f"incumbent_prices[{i}]", f"{price} must be a finite price above 0")
         return [
             QuoteRequest(user_id=user_id, product=self.product(product, f"products[{i}]"),
-                         quote_id=f"{prefix}:{i}", context=context, spread_limit=limit)
+                         quote_id=f"{prefix}:{i}", context=context, spread_limit=limit,
+                         incumbent_price=incumbents[i] if incumbents else None)
             for i, product in enumerate(request.products)
         ]
 

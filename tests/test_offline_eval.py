@@ -138,6 +138,22 @@ def test_a_candidate_that_does_not_fit_the_log_is_named(start_server: Callable[.
         parse_candidate("bad: --policy nope")
 
 
+def test_a_candidates_spread_band_masks_the_prices_outside_it(
+        start_server: Callable[..., ServerHandle]) -> None:
+    """The replay prices through ``Pricer.choose``, as the server does: a candidate with
+    ``--spread-limit 0`` may quote its reference price only, so of a uniform logger's prices it
+    could have taken about one in eleven, where the same candidate without a band takes them all."""
+    server = start_server(value_model="none", policy="egreedy", policy_options={"epsilon": 1.0})
+    for i in range(33):  # the quote ids seed the logger's draws: fixed, so are the logged prices
+        quote = server.quote(quote_id=f"band-{i}", context=CONTEXTS[i % len(CONTEXTS)])
+        server.reward(quote.quote_id, purchased=i % 3 != 1)
+    reading = read_state(server.config.data_dir)
+    free, banded = evaluate(reading, [parse_candidate("--value-model none"),
+                                      parse_candidate("band: --spread-limit 0 --value-model none")]).results
+    assert free.could_not_take == 0.0
+    assert 0.5 < banded.could_not_take < 1.0
+
+
 @pytest.mark.slow
 def test_on_the_simulator_the_estimates_rank_and_cover_the_truth(tmp_path: Path) -> None:
     """A uniform logger's log; the truth of each candidate is its exact expected profit online."""

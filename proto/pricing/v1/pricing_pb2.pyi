@@ -41,7 +41,7 @@ class Stock(_message.Message):
     def __init__(self, units: _Optional[int] = ..., sell_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., salvage: _Optional[float] = ...) -> None: ...
 
 class QuoteRequest(_message.Message):
-    __slots__ = ("user_id", "product", "context", "quote_id", "recent_events", "spread_limit")
+    __slots__ = ("user_id", "product", "context", "quote_id", "recent_events", "spread_limit", "incumbent_price")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,13 +55,15 @@ class QuoteRequest(_message.Message):
     QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
     RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     SPREAD_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCUMBENT_PRICE_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     product: Product
     context: _containers.ScalarMap[str, float]
     quote_id: str
     recent_events: _containers.RepeatedCompositeFieldContainer[BehaviorEvent]
     spread_limit: float
-    def __init__(self, user_id: _Optional[str] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., context: _Optional[_Mapping[str, float]] = ..., quote_id: _Optional[str] = ..., recent_events: _Optional[_Iterable[_Union[BehaviorEvent, _Mapping]]] = ..., spread_limit: _Optional[float] = ...) -> None: ...
+    incumbent_price: float
+    def __init__(self, user_id: _Optional[str] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., context: _Optional[_Mapping[str, float]] = ..., quote_id: _Optional[str] = ..., recent_events: _Optional[_Iterable[_Union[BehaviorEvent, _Mapping]]] = ..., spread_limit: _Optional[float] = ..., incumbent_price: _Optional[float] = ...) -> None: ...
 
 class BehaviorEvent(_message.Message):
     __slots__ = ("user_id", "timestamp", "event_type", "product_id", "category", "price", "unit_cost", "dwell_seconds", "rating", "purchased", "list_price")
@@ -213,7 +215,7 @@ class QuoteResponse(_message.Message):
     def __init__(self, quote_id: _Optional[str] = ..., price: _Optional[float] = ..., alpha: _Optional[float] = ..., arm: _Optional[int] = ..., user_value: _Optional[float] = ..., propensity: _Optional[float] = ..., explored: _Optional[bool] = ..., model_version: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., currency: _Optional[str] = ..., product_id: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ...) -> None: ...
 
 class QuoteBatchRequest(_message.Message):
-    __slots__ = ("user_id", "products", "context", "request_id", "spread_limit")
+    __slots__ = ("user_id", "products", "context", "request_id", "spread_limit", "incumbent_prices")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -226,12 +228,14 @@ class QuoteBatchRequest(_message.Message):
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SPREAD_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCUMBENT_PRICES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     products: _containers.RepeatedCompositeFieldContainer[Product]
     context: _containers.ScalarMap[str, float]
     request_id: str
     spread_limit: float
-    def __init__(self, user_id: _Optional[str] = ..., products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., context: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., spread_limit: _Optional[float] = ...) -> None: ...
+    incumbent_prices: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, user_id: _Optional[str] = ..., products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., context: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., spread_limit: _Optional[float] = ..., incumbent_prices: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class QuoteBatchResponse(_message.Message):
     __slots__ = ("quotes",)
