@@ -21,8 +21,8 @@ from learner.arms import DEFAULT_ALPHAS, PriceBounds, PriceGrid, check_spread_li
 from learner.errors import InvalidInput, SnapshotError
 from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, FeatureBuilder
 from learner.objective import expected_profit, margin_payoffs
-from learner.policies import make_policy
-from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters, masked_argmax
+from learner.policies import DEFAULT_DEMAND_MODEL, make_policy
+from learner.policies.base import check_hyperparameters, masked_argmax
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
