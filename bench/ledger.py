@@ -22,8 +22,7 @@ import grpc
 import numpy as np
 
 from bench.process import ServerProcess
-from learner import Decision, Pricer, PricerConfig, snapshot
-from learner.value import UserStates
+from learner import Decision, PricerConfig, build_pricer, snapshot
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 
@@ -114,8 +113,7 @@ def check_state(state_file: Path, ledger: ClientLedger, window_seconds: float,
     report.wrong_rewards = sum(1 for quote_id, (purchased, status) in ledger.rewards.items()
                                if status in settled and logged.get(quote_id) != float(purchased))
     model = load_value_model("default")  # the server's default: the user embedding is in the features
-    replayed = Pricer(PricerConfig(reward_window_seconds=window_seconds,
-                                   user_embedding_dim=model.embedding_dim), UserStates(model))
+    replayed = build_pricer(PricerConfig(reward_window_seconds=window_seconds), model)
     for _, _, _, reward, learned, decision in entries:
         if learned:
             replayed.update(Decision.from_dict(json.loads(decision)), reward)

@@ -81,7 +81,7 @@ class LoggingContender(PricerContender):
 
 def pricer_config(flags: str) -> PricerConfig:
     """The Pricer the server would run with ``flags`` (and no value model)."""
-    return parse_config([*flags.split(), "--value-model", "none"], environ={}).pricer_config()
+    return parse_config([*flags.split(), "--value-model", "none"], environ={}).pricer
 
 
 def _blocks(spec: Scenario, seed: int, rounds: int, cut_every: int | None = None) -> Any:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.load import BENCH_KEY, quote_requests
-from learner import Pricer
+from learner import Pricer, PricerConfig
 from learner.objective import margin_payoffs
 from learner.primitives import log_price_ratio
 from learner.seeding import decision_rng
@@ -51,8 +51,8 @@ def per_call(function: Callable[[Any], object], inputs: Sequence[Any], repeats: 
 
 def measure(count: int, policy: str = "linucb") -> list[Stage]:
     """Stage costs in microseconds for ``count`` quotes and their rewards (the server's defaults)."""
-    config = ServerConfig(policy=policy)
-    pricer = Pricer(config.pricer_config())
+    config = ServerConfig(pricer=PricerConfig(policy=policy))
+    pricer = Pricer(config.pricer)
     reader = RequestReader(pricer.features, config.currency, config.max_batch, BENCH_KEY.pseudonym)
     wire = [message.SerializeToString() for message in quote_requests(count, seed=1)]
     requests = [reader.quote(pricing_pb2.QuoteRequest.FromString(data)) for data in wire]

@@ -1,5 +1,6 @@
-"""Candidate configurations, written as ``pricebandit-server`` flags and built by the server's own
-``ServerConfig.pricer_config()``, so a candidate evaluated offline is the Pricer the server would run.
+"""Candidate configurations, written as ``pricebandit-server`` flags, parsed by the server's own
+``parse_config`` and built by ``learner.build_pricer`` as the server builds its Pricer, so a candidate
+evaluated offline is the Pricer the server would run.
 
 A spec is ``[LABEL:] FLAGS``, e.g. ``"ts: --policy thompson --policy-options v=0.5 --decay 0.999"``;
 no flags is the server's defaults. Flags that do not shape decisions (ports, folders) are accepted and
@@ -13,10 +14,9 @@ from __future__ import annotations
 import contextlib
 import io
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from learner import Pricer, PricerConfig
-from learner.value import UserStates
+from learner import Pricer, PricerConfig, build_pricer
 from learner.value import load as load_value_model
 from server.config import parse_config
 
@@ -38,12 +38,10 @@ class Candidate:
         return self.value_model != "none"
 
     def pricer(self) -> Pricer:
-        """A fresh Pricer of this configuration, as ``server.app.build_pricer`` makes it. With a value
+        """A fresh Pricer of this configuration, built as the server builds its own. With a value
         model its user states stay empty: the replay reads V and the embedding from the log."""
-        if not self.uses_value_model:
-            return Pricer(self.config)
-        model = load_value_model(self.value_model)
-        return Pricer(replace(self.config, user_embedding_dim=model.embedding_dim), UserStates(model))
+        model = load_value_model(self.value_model) if self.uses_value_model else None
+        return build_pricer(self.config, model)
 
 
 def parse_candidate(spec: str) -> Candidate:
@@ -56,7 +54,7 @@ def parse_candidate(spec: str) -> Candidate:
     try:
         with contextlib.redirect_stderr(errors):
             config = parse_config(shlex.split(flags), environ={})
-        candidate = Candidate(label=label, config=config.pricer_config(), value_model=config.value_model)
+        candidate = Candidate(label=label, config=config.pricer, value_model=config.value_model)
         candidate.pricer()  # refuses an unknown policy, bad options, a bad grid or model, naming them
     except SystemExit:
         message = errors.getvalue().strip().splitlines()[-1:] or ["bad flags"]

@@ -20,7 +20,7 @@ from learner.errors import (
 )
 from learner.features import DEFAULT_CONTEXT_FEATURES, FeatureBuilder
 from learner.policies import POLICIES, Choice, Policy, make_policy
-from learner.pricer import Pricer, PricerConfig, fingerprint
+from learner.pricer import Pricer, PricerConfig, build_pricer, fingerprint
 from learner.rewards import ReportStatus, RewardWindow, Settlement, judge_repeat, reward_of
 from learner.types import MODES, ONLINE, SHADOW, ArmView, Decision, Product, QuoteRequest
 
@@ -29,6 +29,6 @@ __all__ = [
     "ArmView", "Choice", "ConflictingReport", "DataDirInUse", "Decision", "FeatureBuilder", "InvalidInput",
     "Policy", "PriceGrid", "Pricer", "PricerConfig", "PricingError", "Product", "QuoteIdTaken",
     "QuoteRequest", "ReportStatus", "RewardWindow", "Settlement", "SnapshotError", "StoreCorrupt",
-    "StoreError", "StoreFailed", "Unavailable", "UnknownQuote", "fingerprint", "judge_repeat",
+    "StoreError", "StoreFailed", "Unavailable", "UnknownQuote", "build_pricer", "fingerprint", "judge_repeat",
     "make_policy", "reward_of",
 ]

@@ -22,14 +22,21 @@ from learner.errors import InvalidInput, SnapshotError
 from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, FeatureBuilder
 from learner.inventory import StockBook, StockSummary
 from learner.objective import expected_profit, margin_payoffs
-from learner.policies import make_policy
-from learner.policies.base import DEFAULT_DEMAND_MODEL, check_hyperparameters, masked_argmax
+from learner.policies import DEFAULT_DEMAND_MODEL, make_policy
+from learner.policies.base import check_hyperparameters, masked_argmax
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
 from learner.types import SHADOW, ArmView, Decision, Product, QuoteRequest
+from learner.value.artifact import ValueModel
 from learner.value.events import BehaviorEvent
-from learner.value.states import Observation, StateChange, UserStates
+from learner.value.states import (
+    DEFAULT_CACHE_USERS,
+    Observation,
+    StateBackend,
+    StateChange,
+    UserStates,
+)
 
 DEFAULT_DECAY = 0.9995
 """All evidence ages by this much per learned outcome (a memory of about 2,000 outcomes). Chosen in the
@@ -418,3 +425,15 @@ def fingerprint(request: QuoteRequest) -> str:
     if request.incumbent_price is not None:  # likewise
         data.append(["incumbent_price", request.incumbent_price])
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+
+
+def build_pricer(config: PricerConfig, value_model: ValueModel | None = None,
+                 backend: StateBackend | None = None, *, cache_users: int = DEFAULT_CACHE_USERS) -> Pricer:
+    """The Pricer of ``config`` with ``value_model`` in the loop (None: it prices on the list margin):
+    per-user states cached for ``cache_users`` users in front of ``backend`` (the server's store;
+    None keeps them in memory only), and the features sized for the model's embedding. The server,
+    the simulator and the offline evaluation all build their Pricer here."""
+    if value_model is None:
+        return Pricer(config)
+    users = UserStates(value_model, backend, capacity=cache_users)
+    return Pricer(replace(config, user_embedding_dim=value_model.embedding_dim), users)

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -15,8 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from learner import Pricer, StoreFailed
-from learner.value import UserStates, ValueModel
+from learner import StoreFailed, build_pricer
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2
 from server.admission import AdmissionInterceptor
@@ -127,14 +126,6 @@ def _housekeeping(service: PricingService, interval: float, stopping: threading.
             log.exception("housekeeping failed; retrying in %.1f s", interval)
 
 
-def build_pricer(config: ServerConfig, value_model: ValueModel | None, store: SQLiteStore) -> Pricer:
-    """The Pricer, with per-user value-model states kept in ``store`` when there is a model."""
-    if value_model is None:
-        return Pricer(config.pricer_config())
-    users = UserStates(value_model, store, capacity=config.user_cache_size)
-    return Pricer(replace(config.pricer_config(), user_embedding_dim=value_model.embedding_dim), users)
-
-
 def _listen(server: grpc.Server, config: ServerConfig) -> int:
     """Bind the gRPC port; OSError names the flags when it cannot be bound."""
     address = f"{config.host}:{config.port}"
@@ -174,11 +165,11 @@ def build_server(config: ServerConfig) -> RunningServer:
         raise
     if migrated:
         log.info("replaced the raw user ids of %d stored rows by their keyed hashes", migrated)
-    pricer = build_pricer(config, value_model, store)
+    pricer = build_pricer(config.pricer, value_model, store, cache_users=config.user_cache_size)
     metrics = create_metrics(
-        policy=config.policy, version=package_version(), n_arms=len(pricer.grid),
+        policy=config.pricer.policy, version=package_version(), n_arms=len(pricer.grid),
         pending_count=store.pending_count, model_updates_now=lambda: pricer.updates,
-        protected_features=config.protected_features,
+        protected_features=config.pricer.protected_features,
         stock_summary=lambda: pricer.stock_summary(time.time()),
     )
     service = PricingService(

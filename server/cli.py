@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         running.stop()
         return EXIT_REFUSED
     log.info("serving pricing.v1 on %s (metrics on %s:%d, policy %s, state in %s)",
-             running.address, config.metrics_host, running.metrics_port, config.policy,
+             running.address, config.metrics_host, running.metrics_port, config.pricer.policy,
              config.data_dir)
     stop.wait()
     log.info("shutting down")

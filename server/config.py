@@ -1,6 +1,9 @@
 """Server configuration: one dataclass, read from command-line flags or PRICEBANDIT_* variables.
 
-A flag wins over its environment variable, which wins over the default.
+A flag wins over its environment variable, which wins over the default. The learner's settings are
+a ``PricerConfig`` held whole (``ServerConfig.pricer``): every one of its fields is a flag of the same
+name, so a field added to ``PricerConfig`` is a server flag (it needs a parse rule and a help line
+here, or no command parses), except ``SET_BY_SERVER``.
 """
 
 from __future__ import annotations
@@ -12,20 +15,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from learner import (
-    DEFAULT_ALPHAS,
-    DEFAULT_CONTEXT_FEATURES,
-    MODES,
-    ONLINE,
-    POLICIES,
-    InvalidInput,
-    Pricer,
-    PricerConfig,
-    cliargs,
-)
+from learner import MODES, ONLINE, POLICIES, InvalidInput, Pricer, PricerConfig, cliargs
 from learner.arms import check_spread_limit
-from learner.features import DEFAULT_UNKNOWN_CONTEXT, UNKNOWN_CONTEXT_MODES
-from learner.policies import DEFAULT_DEMAND_MODEL, DEMAND_MODELS, policy_options
+from learner.features import UNKNOWN_CONTEXT_MODES
+from learner.policies import DEMAND_MODELS, policy_options
+from learner.value.states import DEFAULT_CACHE_USERS
 from server.logs import parse_log_format
 from server.validation import CURRENCY_PATTERN, check_pattern
 
@@ -39,20 +33,11 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     data_dir: Path = Path("pricebandit-data")
-    reward_window_seconds: float = 600.0
-    policy: str = "linucb"
-    demand_model: str = DEFAULT_DEMAND_MODEL
-    seed: int = 0
+    pricer: PricerConfig = field(default_factory=PricerConfig)
+    """The learner's settings; each field is a flag of its own (``--policy``, ``--decay``, ...)."""
     log_level: str = "INFO"
     log_format: str = "text"
     mode: str = ONLINE
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS
-    context_features: tuple[str, ...] = DEFAULT_CONTEXT_FEATURES
-    protected_features: tuple[str, ...] = ()
-    unknown_context: str = DEFAULT_UNKNOWN_CONTEXT
-    spread_limit: float | None = None
-    stable_price_seconds: float = 0.0
-    decay: float = PricerConfig.decay
     currency: str = "USD"
     max_batch: int = 50
     workers: int = 16
@@ -62,9 +47,8 @@ class ServerConfig:
     snapshot_interval_seconds: float = 60.0
     sweep_interval_seconds: float = 1.0
     shutdown_grace_seconds: float = 5.0
-    policy_options: Mapping[str, float] = field(default_factory=dict)
     value_model: str = "default"
-    user_cache_size: int = 100_000
+    user_cache_size: int = DEFAULT_CACHE_USERS
     learn_responses: bool = True
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -80,17 +64,25 @@ class ServerConfig:
             raise ValueError("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
         if self.auth_token and self.auth_token_file is not None:
             raise ValueError("give the auth token by PRICEBANDIT_AUTH_TOKEN or --auth-token-file, not both")
-        self.pricer_config()  # its guardrail settings check themselves (a spread limit in [0, 1], ...)
 
-    def pricer_config(self) -> PricerConfig:
-        return PricerConfig(
-            policy=self.policy, demand_model=self.demand_model, alphas=self.alphas,
-            context_features=self.context_features,
-            decay=self.decay, seed=self.seed, reward_window_seconds=self.reward_window_seconds,
-            policy_options=dict(self.policy_options), spread_limit=self.spread_limit,
-            stable_price_seconds=self.stable_price_seconds, protected_features=self.protected_features,
-            unknown_context=self.unknown_context,
-        )
+
+SET_BY_SERVER = {"user_embedding_dim"}
+"""``PricerConfig`` fields that are no flag: the embedding size is the value model's (``--value-model``)."""
+PRICER_SETTINGS = tuple(spec.name for spec in fields(PricerConfig) if spec.name not in SET_BY_SERVER)
+"""The flags that set ``ServerConfig.pricer``, named as its fields."""
+
+
+def config_of(settings: Mapping[str, Any]) -> ServerConfig:
+    """A ServerConfig from settings named as the flags are: those of ``PRICER_SETTINGS`` go into its
+    ``PricerConfig``, which checks its own guardrail settings (a spread limit in [0, 1], ...)."""
+    pricer = {name: value for name, value in settings.items() if name in PRICER_SETTINGS}
+    server = {name: value for name, value in settings.items() if name not in PRICER_SETTINGS}
+    return ServerConfig(**server, pricer=PricerConfig(**pricer))
+
+
+def setting(config: ServerConfig, name: str) -> Any:
+    """The value of the setting ``name`` (a flag's), wherever ``config`` holds it."""
+    return getattr(config.pricer if name in PRICER_SETTINGS else config, name)
 
 
 def _spread_limit(text: str) -> float | None:
@@ -135,10 +127,14 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "protected_features": cliargs.names, "unknown_context": cliargs.choice(UNKNOWN_CONTEXT_MODES),
     "spread_limit": _spread_limit, "stable_price_seconds": cliargs.non_negative,
     "mode": cliargs.choice(MODES),
+    "l2": cliargs.positive, "category_buckets": cliargs.positive_int,
 }
 """How each flag's text (and its environment variable's) becomes a value: one rule for both."""
 ENVIRONMENT_ONLY = {"auth_token"}
 """Secrets never become flags: a flag's value shows in ``ps`` to every user of the machine."""
+FLAGS = tuple(name for spec in fields(ServerConfig) if spec.name not in ENVIRONMENT_ONLY
+              for name in (PRICER_SETTINGS if spec.name == "pricer" else (spec.name,)))
+"""Every setting that is a flag, in ``--help`` order: the learner's stand where ``pricer`` does."""
 HELP = {
     "host": "address to serve gRPC on",
     "port": "gRPC port (0 picks a free one)",
@@ -165,6 +161,9 @@ HELP = {
     "stable_price_seconds": "a user asking again for a product within this many seconds keeps the price "
                             "(0: off)",
     "decay": "per-outcome discount of all old evidence, in (0, 1]; 1 keeps everything",
+    "l2": "strength of the demand model's prior (its precision per coefficient); larger: slower to move "
+          "away from the prior demand curve",
+    "category_buckets": "one-hot slots the product categories are hashed into (a feature each)",
     "currency": "currency assumed when a product names none",
     "max_batch": "most products in one QuoteBatch",
     "workers": "gRPC worker threads",
@@ -214,11 +213,10 @@ def _parser() -> cliargs.CommandParser:
         description="Serve personalized prices over gRPC and learn from purchase outcomes.",
     )
     defaults = ServerConfig()
-    for spec in fields(ServerConfig):
-        if spec.name not in ENVIRONMENT_ONLY:
-            parser.add_argument(flag_name(spec.name), dest=spec.name, type=PARSERS[spec.name],
-                                help=f"{HELP[spec.name]} (env {env_name(spec.name)}; "
-                                     f"default {_render(getattr(defaults, spec.name))})")
+    for name in FLAGS:
+        parser.add_argument(flag_name(name), dest=name, type=PARSERS[name],
+                            help=f"{HELP[name]} (env {env_name(name)}; "
+                                 f"default {_render(setting(defaults, name))})")
     return parser
 
 
@@ -232,24 +230,24 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
     environ = os.environ if environ is None else environ
     parser = _parser()
     args = parser.parse_args(argv)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"auth_token": environ.get("PRICEBANDIT_AUTH_TOKEN", "")}
     source: dict[str, str] = {}
-    for name, parse in PARSERS.items():
+    for name in FLAGS:
         variable = env_name(name)
         # Read even when a flag overrides it: a bad variable is a mistake waiting for the next start.
-        from_environment = cliargs.environment_value(parser, environ, variable, parse)
+        from_environment = cliargs.environment_value(parser, environ, variable, PARSERS[name])
         if from_environment is not None:
             values[name], source[name] = from_environment, f"environment variable {variable}"
         if getattr(args, name) is not None:
             values[name], source[name] = getattr(args, name), f"argument {flag_name(name)}"
+    policy = values.get("policy", PricerConfig.policy)
     try:
-        config = ServerConfig(**values, auth_token=environ.get("PRICEBANDIT_AUTH_TOKEN", ""))
+        config = config_of(values)
+        Pricer(config.pricer)  # the learner's own rules (grid, decay, policy options), once
+    except InvalidInput as error:
+        parser.error(_blame(error, policy, source))
     except ValueError as error:
         parser.error(str(error))
-    try:
-        Pricer(config.pricer_config())  # the learner's own rules (grid, decay, policy options), once
-    except InvalidInput as error:
-        parser.error(_blame(error, config.policy, source))
     return config
 
 
@@ -257,6 +255,6 @@ def _blame(error: InvalidInput, policy: str, source: Mapping[str, str]) -> str:
     """The learner's complaint about a field, said of the flag or variable that set it."""
     if error.field in policy_options(policy):
         return f"{source['policy_options']}: {error}"
-    if error.field in HELP:
+    if error.field in FLAGS:
         return f"{source.get(error.field, 'argument ' + flag_name(error.field))}: {error.problem}"
     return str(error)

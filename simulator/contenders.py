@@ -16,13 +16,12 @@ from typing import Any, cast
 
 import numpy as np
 
-from learner import Decision, FeatureBuilder, Pricer, PricerConfig, Product, QuoteRequest
+from learner import Decision, FeatureBuilder, PricerConfig, Product, QuoteRequest, build_pricer
 from learner.policies import POLICIES
 from learner.stability import StableWindow
 from learner.value import ValueModel
 from learner.value import load as load_value_model
 from learner.value.events import BehaviorEvent
-from learner.value.states import UserStates
 from simulator.behavior import user_history
 from simulator.market import Block, Market
 from simulator.scenarios import Feedback
@@ -149,11 +148,7 @@ class PricerContender(Learning):
         super().__init__(feedback, seed)
         self.name = name
         self.responses = responses
-        if value_model is None:
-            self.pricer = Pricer(config)
-        else:
-            config = replace(config, user_embedding_dim=value_model.embedding_dim)
-            self.pricer = Pricer(config, UserStates(value_model))
+        self.pricer = build_pricer(config, value_model)
         self._observed: set[int] = set()
         self.stable = StableWindow(config.stable_price_seconds)
         self._recent: dict[tuple[str, str], tuple[Decision, float]] = {}

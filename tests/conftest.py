@@ -24,7 +24,7 @@ from bench.process import ServerProcess
 from builders import quote_request
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.app import RunningServer, build_server
-from server.config import ServerConfig
+from server.config import ServerConfig, config_of
 from server.pseudonyms import KEY_FILENAME, UserIdKey
 from server.store import SQLiteStore
 
@@ -32,9 +32,9 @@ DEADLINE = 10.0
 
 
 def make_config(data_dir: Path, **overrides: object) -> ServerConfig:
-    base = ServerConfig(host="127.0.0.1", port=0, metrics_port=0, data_dir=data_dir,
-                        sweep_interval_seconds=0.05, shutdown_grace_seconds=1.0)
-    return replace(base, **overrides)  # type: ignore[arg-type]
+    """A test server's configuration; ``overrides`` are named as the flags are (``policy=``, ``port=``)."""
+    return config_of({"host": "127.0.0.1", "port": 0, "metrics_port": 0, "data_dir": data_dir,
+                      "sweep_interval_seconds": 0.05, "shutdown_grace_seconds": 1.0, **overrides})
 
 
 class ServerHandle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sqlite3
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 from bench.process import ServerProcess
 from builders import quote_request
 from conftest import DEADLINE, ServerHandle, drive
+from learner import Pricer, PricerConfig
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.config import ServerConfig, parse_config
 from server.healthcheck import main as healthcheck
@@ -22,11 +24,44 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
     env = {"PRICEBANDIT_PORT": "6000", "PRICEBANDIT_POLICY": "squarecb",
            "PRICEBANDIT_ALPHAS": "0.2,0.4,0.6", "PRICEBANDIT_POLICY_OPTIONS": "v=0.3"}
     config = parse_config(["--policy", "thompson", "--reward-window-seconds", "30"], env)
-    assert (config.port, config.policy, config.reward_window_seconds) == (6000, "thompson", 30.0)
-    assert config.alphas == (0.2, 0.4, 0.6)
-    assert config.policy_options == {"v": 0.3}
+    assert (config.port, config.pricer.policy) == (6000, "thompson")
+    assert config.pricer.reward_window_seconds == 30.0
+    assert config.pricer.alphas == (0.2, 0.4, 0.6)
+    assert config.pricer.policy_options == {"v": 0.3}
     assert config.metrics_port == ServerConfig().metrics_port == 9464
     assert parse_config([], {}) == ServerConfig()
+
+
+def test_every_learner_setting_is_a_server_flag_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    """A field added to PricerConfig is a server flag, or no command parses: only the embedding size
+    is not (it is the value model's)."""
+    with pytest.raises(SystemExit):
+        parse_config(["--help"], {})
+    help_text = capsys.readouterr().out
+    for name in {spec.name for spec in dataclasses.fields(PricerConfig)} - {"user_embedding_dim"}:
+        assert f"--{name.replace('_', '-')} " in help_text and f"PRICEBANDIT_{name.upper()};" in help_text
+
+
+def test_the_prior_strength_and_category_buckets_reach_the_learner() -> None:
+    config = parse_config(["--l2", "2.5"], {"PRICEBANDIT_CATEGORY_BUCKETS": "3"})
+    pricer = Pricer(config.pricer)
+    assert pricer.policy.hyperparameters()["l2"] == 2.5
+    assert [name for name in pricer.features.names if name.startswith("category.")] == [
+        "category.0", "category.1", "category.2"]
+
+
+@pytest.mark.parametrize(("argv", "environ", "named"), [
+    (["--l2", "0"], {}, "argument --l2: '0' is not a finite number > 0"),
+    (["--l2", "inf"], {}, "argument --l2: 'inf' is not a finite number > 0"),
+    ([], {"PRICEBANDIT_CATEGORY_BUCKETS": "0"},
+     "environment variable PRICEBANDIT_CATEGORY_BUCKETS: '0' is not an integer >= 1"),
+])
+def test_a_bad_prior_strength_or_bucket_count_is_refused_in_one_line(
+        argv: list[str], environ: dict[str, str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_config(argv, environ)
+    assert stopped.value.code == 2
+    assert named in capsys.readouterr().err
 
 
 def probe(address: str) -> pricing_pb2.QuoteResponse:

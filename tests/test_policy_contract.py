@@ -1,14 +1,88 @@
-"""One contract every policy, on every demand model, must pass (after river's ``checks``)."""
+"""One contract every policy, on every demand model, must pass (after river's ``checks``).
+
+It runs over every registered policy and over ``CountingGreedy`` below: a policy with no demand
+model that meets the ``Policy`` protocol in one class, to show that the Pricer, its snapshots and the
+offline evaluation take any policy that does.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from builders import request
-from learner import POLICIES, InvalidInput, Policy, make_policy
-from learner.policies import DEMAND_MODELS
+from evaluation.candidates import Candidate
+from evaluation.logs import LogReading, from_decision
+from evaluation.replay import evaluate
+from learner import POLICIES, InvalidInput, Policy, SnapshotError, make_policy
+from learner.policies import DEMAND_MODELS, PolicySettings
+from learner.policies.base import Choice, check_decision, check_features, check_outcome, choose, masked_argmax
+from learner.policies.demand import check_levels
 from learner.pricer import Pricer, PricerConfig
+
+
+class CountingGreedy:
+    """ε-greedy over each arm's purchase rate, counted, whatever the context: a Beta prior per arm of
+    two pseudo-outcomes at ``1 - alpha`` (falling demand, so a fresh policy prices mid-grid)."""
+
+    name = "counting"
+    deterministic = False
+
+    def __init__(self, settings: PolicySettings, *, epsilon: float = 0.1) -> None:
+        self.n_arms, self.dim, self.epsilon = settings.n_arms, settings.dim, float(epsilon)
+        self._prior = 1.0 - np.asarray(settings.alphas, dtype=float)
+        self._shown = np.zeros(self.n_arms)
+        self._bought = np.zeros(self.n_arms)
+
+    @property
+    def updates(self) -> int:
+        return int(self._shown.sum())
+
+    def estimates(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        check_features(x, self.dim)
+        check_levels(levels, self.n_arms)
+        return (self._bought + 2.0 * self._prior) / (self._shown + 2.0)
+
+    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arm: int) -> np.ndarray:
+        return np.zeros(len(deltas))  # no input moves a count
+
+    def select(self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
+               rng: np.random.Generator) -> Choice:
+        x, levels, payoffs, allowed = check_decision(x, levels, payoffs, allowed, self.n_arms, self.dim)
+        estimates = self.estimates(x, levels)
+        greedy = masked_argmax(payoffs * estimates, allowed, payoffs)
+        pmf = np.where(allowed, self.epsilon / allowed.sum(), 0.0)
+        pmf[greedy] += 1.0 - self.epsilon
+        return choose(pmf, allowed, greedy, estimates, rng)
+
+    def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float, probability: float) -> None:
+        check_outcome(x, arm, level, reward, probability, self.n_arms, self.dim)
+        self._shown[arm] += 1.0
+        self._bought[arm] += reward
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"name": self.name, "n_arms": self.n_arms, "dim": self.dim, "epsilon": self.epsilon,
+                "prior": self._prior.tolist()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"shown": self._shown.copy(), "bought": self._bought.copy()}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        for key in ("shown", "bought"):
+            if key not in state or state[key].shape != (self.n_arms,) or not np.isfinite(state[key]).all():
+                raise SnapshotError(f"snapshot statistic {key!r} is missing or does not fit")
+        self._shown, self._bought = state["shown"].astype(float), state["bought"].astype(float)
+
+
+@pytest.fixture(autouse=True)
+def counting_is_registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Registered as a new policy is: one entry in ``POLICIES`` (for the length of each test)."""
+    monkeypatch.setitem(POLICIES, CountingGreedy.name, CountingGreedy)
+    yield
+
 
 N_ARMS, DIM = 6, 5
 PAYOFFS = np.linspace(0.0, 1.0, N_ARMS)
@@ -37,7 +111,7 @@ def trained(name: str, demand: str, rounds: int = 200) -> Policy:
     return policy
 
 
-@pytest.fixture(params=sorted(POLICIES))
+@pytest.fixture(params=[*sorted(POLICIES), CountingGreedy.name])
 def name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -155,3 +229,20 @@ def test_a_fresh_model_prices_mid_grid_never_at_cost_nor_at_the_top(name: str, d
     greedy = [view.expected_profit for view in pricer.quote(request("look"), now=0.0).arms]
     assert 0 < int(np.argmax(greedy)) < len(greedy) - 1
     assert sum(arm == 0 for arm in arms) <= 2  # exploration may touch the cost price, rarely
+
+
+def test_a_policy_with_no_demand_model_meets_the_protocol() -> None:
+    policy: Policy = make_policy(CountingGreedy.name, N_ARMS, DIM, {"epsilon": 0.2})
+    assert isinstance(policy, CountingGreedy) and policy.epsilon == 0.2
+    with pytest.raises(InvalidInput, match="takes no option 'beta'"):
+        make_policy(CountingGreedy.name, N_ARMS, DIM, {"beta": 1.0})
+
+
+def test_the_offline_evaluation_replays_a_policy_with_no_demand_model() -> None:
+    logger = Pricer(PricerConfig(policy="egreedy", policy_options={"epsilon": 0.5}))
+    decisions = [logger.quote(request(f"log{i}", is_mobile=float(i % 2)), now=0.0) for i in range(40)]
+    reading = LogReading([from_decision(i, d, float(i % 3 == 0)) for i, d in enumerate(decisions)])
+    (result,) = evaluate(reading, [Candidate("counting", PricerConfig(policy=CountingGreedy.name),
+                                             "none")]).results
+    assert result.decisions == 40 and result.could_not_take == 0.0
+    assert 0 < result.learned < 40  # learned what it would have chosen (rejection sampling)

@@ -1,28 +1,27 @@
-"""The policy protocol: estimate each arm, choose one with a known probability, learn from the outcome.
+"""The policy contract: estimate each arm, choose one with a known probability, learn from the outcome.
 
-A policy composes a demand model (``learner.policies.demand``: one logistic model shared across
-prices by default, or one ridge model per arm), which gives the purchase probability of every arm (a
-number in [0, 1]) and how sure it is, and adds a rule to choose: maximise expected profit
-``payoff[a] * P(purchase | x, a)``, where ``payoff`` is the arm's margin in units of the user value
-(the caller's objective). Masked arms (outside the price guardrails) get probability zero. Policies
-never touch global random state: the caller passes the generator for each decision.
+``Policy`` is a protocol: what the Pricer, its snapshots and the offline replay use of a policy, and
+all they use, so a policy of any kind (a demand model and a rule to choose, a counting rule, a tree)
+meets it in one file and is registered in ``learner.policies.POLICIES``. A registered policy is built
+as ``factory(settings, **options)``: ``settings`` what the Pricer sets for every policy, ``options``
+its own keyword-only hyperparameters. The behavior most policies share is here as functions they opt
+into (checking a decision's or an outcome's inputs, turning a distribution into a ``Choice``); the
+policies that compose a demand model share a base class as well (``demand_policy.DemandPolicy``).
+
+Masked arms (outside the price guardrails) get probability zero. Policies never touch global random
+state: the caller passes the generator for each decision.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from learner.errors import InvalidInput, SnapshotError
-from learner.policies.demand import DemandModel, check_levels
-from learner.policies.ridge import RidgeArms
-from learner.policies.shared import SharedLogit
-
-DEMAND_MODELS: dict[str, type[DemandModel]] = {cls.name: cls for cls in (SharedLogit, RidgeArms)}
-DEFAULT_DEMAND_MODEL = SharedLogit.name
+from learner.policies.demand import check_levels
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,76 @@ class Choice:
     estimates: np.ndarray
 
 
+@dataclass(frozen=True, eq=False)
+class PolicySettings:
+    """What the Pricer sets for every policy; a policy uses what it needs (``l2``, ``decay`` and
+    ``demand_model`` are for those that compose a demand model)."""
+
+    n_arms: int
+    dim: int
+    alphas: np.ndarray
+    """The price grid: arm ``a`` quotes ``cost + alphas[a] * V``."""
+    l2: float
+    decay: float
+    demand_model: str
+
+
+class Policy(Protocol):
+    """A contextual bandit over a price grid. Every decision and outcome says where each arm's price
+    sits against the list price (``levels``: ``learner.primitives.log_price_ratio``); ``payoffs`` are
+    the arms' margins in units of the user value. Decisions and updates must be deterministic given
+    the generator passed in and the outcomes learned, so a replay of the same log gives the same
+    policy, and a snapshot (``state``) restores it bit for bit."""
+
+    name: ClassVar[str]
+    deterministic: ClassVar[bool]
+    """True: every choice has probability 1 (what is logged)."""
+
+    @property
+    def updates(self) -> int:
+        """Outcomes learned (part of the model version)."""
+        ...
+
+    def select(self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
+               rng: np.random.Generator) -> Choice:
+        """Choose an allowed arm to maximise ``payoffs * P(purchase)``; report its probability (over
+        allowed arms only) and the distribution. Refuse bad input with InvalidInput
+        (``check_decision``)."""
+        ...
+
+    def estimates(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """Estimated purchase probability of every arm at ``x`` and its price level, in [0, 1]."""
+        ...
+
+    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arm: int) -> np.ndarray:
+        """How much each row of ``deltas`` (a change of the features) moves ``arm``'s purchase score:
+        the disclosure's input effects (zeros for a policy that does not read the features)."""
+        ...
+
+    def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float, probability: float) -> None:
+        """Learn that ``arm``, priced at ``level``, earned ``reward`` (1 purchase, 0 none) at ``x``, chosen
+        with the logged ``probability``; refuse bad input with InvalidInput and change nothing
+        (``check_outcome``)."""
+        ...
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Everything that must match for a snapshot to be valid in this policy (JSON values)."""
+        ...
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The learned statistics, as arrays (a snapshot stores them)."""
+        ...
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the statistics with a snapshot's, or raise SnapshotError saying what does not fit."""
+        ...
+
+
+PolicyFactory = Callable[..., Policy]
+"""A registered policy: called ``factory(settings: PolicySettings, **options)``; its keyword-only
+parameters are the options a user may set (``learner.policies.policy_options``)."""
+
+
 MAX_FEATURE = 1e100
 """Beyond this, ``x xᵀ`` overflows float64; the server refuses anything above 1e6 long before."""
 
@@ -48,6 +117,38 @@ def check_features(x: np.ndarray, dim: int) -> np.ndarray:
         raise InvalidInput("features", f"expected a vector of {dim} features, got shape {x.shape}")
     if not np.abs(x).max() <= MAX_FEATURE:  # also false for NaN (the max of a NaN is NaN)
         raise InvalidInput("features", f"every feature must be finite with magnitude <= {MAX_FEATURE:g}")
+    return x
+
+
+def check_decision(x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
+                   n_arms: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``select``'s inputs as float and bool arrays, or InvalidInput naming what is wrong."""
+    x = check_features(x, dim)
+    levels = check_levels(levels, n_arms)
+    payoffs = np.asarray(payoffs, dtype=float)
+    allowed = np.asarray(allowed, dtype=bool)
+    if payoffs.shape != (n_arms,) or allowed.shape != (n_arms,):
+        raise InvalidInput("payoffs", f"need one payoff and one mask entry per arm ({n_arms})")
+    if not allowed.any():
+        raise InvalidInput("allowed", "no arm is allowed")
+    if not np.isfinite(payoffs).all():
+        raise InvalidInput("payoffs", "every payoff must be finite")
+    return x, levels, payoffs, allowed
+
+
+def check_outcome(x: np.ndarray, arm: int, level: float, reward: float, probability: float,
+                  n_arms: int, dim: int) -> np.ndarray:
+    """``learn_one``'s inputs checked (``x`` returned as a float vector), or InvalidInput. The
+    probability is the logged propensity: checked so that a corrupt log cannot slip through."""
+    x = check_features(x, dim)
+    if not 0 <= arm < n_arms:
+        raise InvalidInput("arm", f"{arm} is not an arm index in [0, {n_arms})")
+    if not (np.isfinite(reward) and 0.0 <= reward <= 1.0):
+        raise InvalidInput("reward", f"{reward} must be in [0, 1]")
+    if not (np.isfinite(probability) and 0.0 < probability <= 1.0):
+        raise InvalidInput("probability", f"{probability} must be in (0, 1]")
+    if not np.isfinite(level):
+        raise InvalidInput("level", f"{level} must be finite")
     return x
 
 
@@ -68,6 +169,18 @@ def sample_arm(pmf: np.ndarray, rng: np.random.Generator) -> int:
     return arm
 
 
+def choose(pmf: np.ndarray, allowed: np.ndarray, greedy: int, estimates: np.ndarray,
+           rng: np.random.Generator, drawn: int | None = None) -> Choice:
+    """The Choice of a distribution over arms: masked arms zeroed, the rest normalised, the arm drawn
+    from it (``sample_arm``) unless the rule drew it already (``drawn``); ``explored`` when it is not
+    the ``greedy`` arm."""
+    pmf = np.where(allowed, pmf, 0.0)
+    pmf /= pmf.sum()
+    arm = sample_arm(pmf, rng) if drawn is None else drawn
+    return Choice(arm=arm, probability=float(pmf[arm]), pmf=pmf, explored=arm != greedy,
+                  estimates=estimates)
+
+
 def masked_argmax(values: np.ndarray, allowed: np.ndarray, payoffs: np.ndarray) -> int:
     """Index of the largest allowed value; a tie goes to the arm with the larger payoff (a model that
     sees no difference never gives the margin away), then to the lowest index."""
@@ -79,116 +192,6 @@ def masked_argmax(values: np.ndarray, allowed: np.ndarray, payoffs: np.ndarray) 
 def default_alphas(n_arms: int) -> np.ndarray:
     """A grid from 0 (cost) to 1 (the full value), when the caller names none."""
     return np.linspace(0.0, 1.0, n_arms)
-
-
-class Policy(ABC):
-    """Base of the policies: a demand model (``demand_model``; ``alphas`` is the price grid), plus a
-    rule to choose. Every decision and outcome says where each arm's price sits against the list
-    price (``levels``: ``learner.primitives.log_price_ratio``), which the shared demand model reads."""
-
-    name: ClassVar[str]
-    deterministic: ClassVar[bool] = False
-
-    def __init__(self, n_arms: int, dim: int, *, l2: float = 1.0, decay: float = 1.0,
-                 demand_model: str = DEFAULT_DEMAND_MODEL, alphas: np.ndarray | None = None) -> None:
-        try:
-            model = DEMAND_MODELS[demand_model]
-        except KeyError:
-            raise InvalidInput("demand_model", f"unknown demand model {demand_model!r}; choose one of "
-                                               f"{sorted(DEMAND_MODELS)}") from None
-        self.n_arms, self.dim = n_arms, dim
-        self.l2, self.decay = l2, decay
-        self._model = model(n_arms, dim, default_alphas(n_arms) if alphas is None else alphas,
-                            l2=l2, decay=decay)
-
-    # -- estimates -------------------------------------------------------------------------------
-    def estimates(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        """Estimated purchase probability of every arm at ``x`` and its price level, in [0, 1]."""
-        return self._model.probabilities(check_features(x, self.dim), check_levels(levels, self.n_arms))
-
-    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arm: int) -> np.ndarray:
-        """How much each row of ``deltas`` (a change of the features) moves ``arm``'s purchase score
-        (the logit, before the link). Every demand model's score is a matrix product with the
-        features, linear in them, so all rows go through one product (as the columns of one matrix)."""
-        deltas = np.asarray(deltas, dtype=float)
-        if deltas.ndim != 2 or deltas.shape[1] != self.dim or not np.isfinite(deltas).all():
-            raise InvalidInput("features", f"expected finite rows of {self.dim} features, got {deltas.shape}")
-        return np.asarray(self._model.scores(deltas.T, check_levels(levels, self.n_arms))[arm])
-
-    # -- choosing --------------------------------------------------------------------------------
-    def select(
-        self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
-        rng: np.random.Generator,
-    ) -> Choice:
-        """Choose an allowed arm to maximise ``payoffs * P(purchase)``; report its probability."""
-        x = check_features(x, self.dim)
-        levels = check_levels(levels, self.n_arms)
-        payoffs = np.asarray(payoffs, dtype=float)
-        allowed = np.asarray(allowed, dtype=bool)
-        if payoffs.shape != (self.n_arms,) or allowed.shape != (self.n_arms,):
-            raise InvalidInput("payoffs", f"need one payoff and one mask entry per arm ({self.n_arms})")
-        if not allowed.any():
-            raise InvalidInput("allowed", "no arm is allowed")
-        if not np.isfinite(payoffs).all():
-            raise InvalidInput("payoffs", "every payoff must be finite")
-        estimates = self._model.probabilities(x, levels)
-        greedy = masked_argmax(payoffs * estimates, allowed, payoffs)
-        pmf = self._pmf(x, levels, payoffs, allowed, greedy, estimates, rng)
-        pmf = np.where(allowed, pmf, 0.0)
-        pmf /= pmf.sum()
-        arm = self._draw(pmf, rng)
-        return Choice(arm=arm, probability=float(pmf[arm]), pmf=pmf, explored=arm != greedy,
-                      estimates=estimates)
-
-    def _draw(self, pmf: np.ndarray, rng: np.random.Generator) -> int:
-        return sample_arm(pmf, rng)
-
-    @abstractmethod
-    def _pmf(
-        self,
-        x: np.ndarray,
-        levels: np.ndarray,
-        payoffs: np.ndarray,
-        allowed: np.ndarray,
-        greedy: int,
-        estimates: np.ndarray,
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        """The distribution over arms (masked arms are zeroed by the caller)."""
-
-    # -- learning --------------------------------------------------------------------------------
-    def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float, probability: float) -> None:
-        """Learn that ``arm``, priced at ``level``, earned ``reward`` (1 purchase, 0 none) at ``x``.
-
-        ``probability`` is the logged propensity; the demand fit is on-policy and does not weight
-        by it, but it is checked so that a corrupt log cannot slip through.
-        """
-        x = check_features(x, self.dim)
-        if not 0 <= arm < self.n_arms:
-            raise InvalidInput("arm", f"{arm} is not an arm index in [0, {self.n_arms})")
-        if not (np.isfinite(reward) and 0.0 <= reward <= 1.0):
-            raise InvalidInput("reward", f"{reward} must be in [0, 1]")
-        if not (np.isfinite(probability) and 0.0 < probability <= 1.0):
-            raise InvalidInput("probability", f"{probability} must be in (0, 1]")
-        if not np.isfinite(level):
-            raise InvalidInput("level", f"{level} must be finite")
-        self._model.learn_one(x, arm, float(level), float(reward))
-
-    @property
-    def updates(self) -> int:
-        return self._model.total
-
-    # -- snapshots -------------------------------------------------------------------------------
-    def hyperparameters(self) -> dict[str, Any]:
-        """Everything that must match for a snapshot to be valid in this policy."""
-        return {"name": self.name, "n_arms": self.n_arms, "dim": self.dim, "l2": self.l2,
-                "decay": self.decay, **self._model.hyperparameters()}
-
-    def state(self) -> dict[str, np.ndarray]:
-        return self._model.state()
-
-    def load(self, state: dict[str, np.ndarray]) -> None:
-        self._model.load(state)
 
 
 def check_hyperparameters(expected: dict[str, Any], found: dict[str, Any]) -> None:

@@ -7,22 +7,23 @@ from typing import Any
 import numpy as np
 
 from learner.errors import InvalidInput
-from learner.policies.base import Policy
+from learner.policies.base import PolicySettings
+from learner.policies.demand_policy import DemandPolicy, Distribution
 
 
-class EpsilonGreedy(Policy):
+class EpsilonGreedy(DemandPolicy):
     name = "egreedy"
 
-    def __init__(self, n_arms: int, dim: int, *, epsilon: float = 0.05, **kwargs: Any) -> None:
+    def __init__(self, settings: PolicySettings, *, epsilon: float = 0.05) -> None:
         if not (np.isfinite(epsilon) and 0 <= epsilon <= 1):
             raise InvalidInput("epsilon", f"must be in [0, 1], got {epsilon}")
-        super().__init__(n_arms, dim, **kwargs)
+        super().__init__(settings)
         self.epsilon = float(epsilon)
 
-    def _pmf(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         pmf = np.where(allowed, self.epsilon / allowed.sum(), 0.0)
         pmf[greedy] += 1.0 - self.epsilon
-        return pmf
+        return Distribution(pmf)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "epsilon": self.epsilon}

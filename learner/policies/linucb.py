@@ -7,14 +7,15 @@ from typing import Any
 import numpy as np
 
 from learner.errors import InvalidInput
-from learner.policies.base import Policy, masked_argmax
+from learner.policies.base import PolicySettings, masked_argmax
+from learner.policies.demand_policy import DemandPolicy, Distribution
 
 DEFAULT_BETA = 0.3
 """Chosen in the simulator: with the value model, decay 0.9995, 50,000 rounds of every scenario,
 beta 0.3 earned 0.3-1.2 points more than beta 1 (issue 10's closing note has the table)."""
 
 
-class LinUCB(Policy):
+class LinUCB(DemandPolicy):
     """Upper confidence bound ``link(score + beta * sd(score))`` times the payoff.
 
     Deterministic given the state: the chosen arm has probability 1.0, which is what is logged. It
@@ -25,20 +26,20 @@ class LinUCB(Policy):
     name = "linucb"
     deterministic = True
 
-    def __init__(self, n_arms: int, dim: int, *, beta: float = DEFAULT_BETA, **kwargs: Any) -> None:
+    def __init__(self, settings: PolicySettings, *, beta: float = DEFAULT_BETA) -> None:
         if not (np.isfinite(beta) and beta >= 0):
             raise InvalidInput("beta", f"must be finite and >= 0, got {beta}")
-        super().__init__(n_arms, dim, **kwargs)
+        super().__init__(settings)
         self.beta = float(beta)
 
     def upper_bounds(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         model = self._model
         return model.link(model.scores(x, levels) + self.beta * np.sqrt(model.score_variance(x, levels)))
 
-    def _pmf(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         pmf = np.zeros(self.n_arms)
         pmf[masked_argmax(payoffs * self.upper_bounds(x, levels), allowed, payoffs)] = 1.0
-        return pmf
+        return Distribution(pmf)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "beta": self.beta}

@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 
 from learner.errors import InvalidInput
-from learner.policies.base import Policy
+from learner.policies.base import PolicySettings
+from learner.policies.demand_policy import DemandPolicy, Distribution
 
 
-class SquareCB(Policy):
+class SquareCB(DemandPolicy):
     """Foster & Rakhlin's inverse-gap weighting: arm ``a`` gets ``1 / (K + gamma * gap_a)``, where
     ``gap_a`` is how far its expected profit is below the best and ``K`` the number of allowed arms;
     the best arm takes the rest. ``gamma = gamma_scale * t ** gamma_exponent`` grows with the number
@@ -19,26 +20,26 @@ class SquareCB(Policy):
 
     name = "squarecb"
 
-    def __init__(self, n_arms: int, dim: int, *, gamma_scale: float = 10.0,
-                 gamma_exponent: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, settings: PolicySettings, *, gamma_scale: float = 10.0,
+                 gamma_exponent: float = 0.5) -> None:
         if not (np.isfinite(gamma_scale) and gamma_scale > 0):
             raise InvalidInput("gamma_scale", f"must be finite and > 0, got {gamma_scale}")
         if not (np.isfinite(gamma_exponent) and 0 <= gamma_exponent <= 1):
             raise InvalidInput("gamma_exponent", f"must be in [0, 1], got {gamma_exponent}")
-        super().__init__(n_arms, dim, **kwargs)
+        super().__init__(settings)
         self.gamma_scale, self.gamma_exponent = float(gamma_scale), float(gamma_exponent)
 
     @property
     def gamma(self) -> float:
         return self.gamma_scale * max(1, self.updates) ** self.gamma_exponent
 
-    def _pmf(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         profits = payoffs * estimates
         gaps = np.maximum(profits[greedy] - profits, 0.0)
         pmf = np.where(allowed, 1.0 / (allowed.sum() + self.gamma * gaps), 0.0)
         pmf[greedy] = 0.0
         pmf[greedy] = 1.0 - pmf.sum()
-        return pmf
+        return Distribution(pmf)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "gamma_scale": self.gamma_scale,

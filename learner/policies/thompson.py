@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 
 from learner.errors import InvalidInput
-from learner.policies.base import Policy
+from learner.policies.base import PolicySettings
+from learner.policies.demand_policy import DemandPolicy, Distribution
 
 
-class LinearThompson(Policy):
+class LinearThompson(DemandPolicy):
     """Posterior draw of every arm's score ``s = mean + v * L z``, with ``L Lᵀ`` the covariance of the
     arms' scores (the demand model's ``score_factor``) and ``z`` standard normals from the decision's
     seeded generator; the purchase probability is the model's link of the draw.
@@ -23,17 +24,15 @@ class LinearThompson(Policy):
 
     name = "thompson"
 
-    def __init__(self, n_arms: int, dim: int, *, v: float = 0.5, samples: int = 256,
-                 **kwargs: Any) -> None:
+    def __init__(self, settings: PolicySettings, *, v: float = 0.5, samples: int = 256) -> None:
         if not (np.isfinite(v) and v > 0):
             raise InvalidInput("v", f"must be finite and > 0, got {v}")
         if samples < 1:
             raise InvalidInput("samples", f"must be >= 1, got {samples}")
-        super().__init__(n_arms, dim, **kwargs)
+        super().__init__(settings)
         self.v, self.samples = float(v), int(samples)
-        self._drawn_arm = 0
 
-    def _pmf(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         model = self._model
         factor = self.v * model.score_factor(x, levels)
         draws = rng.standard_normal((self.samples, factor.shape[1])) @ factor.T
@@ -41,11 +40,7 @@ class LinearThompson(Policy):
         profits = model.link(draws) * payoffs
         profits[:, ~allowed] = -np.inf
         winners = profits.argmax(axis=1)
-        self._drawn_arm = int(winners[0])
-        return np.bincount(winners, minlength=self.n_arms) / self.samples
-
-    def _draw(self, pmf: np.ndarray, rng: np.random.Generator) -> int:
-        return self._drawn_arm
+        return Distribution(np.bincount(winners, minlength=self.n_arms) / self.samples, drawn=int(winners[0]))
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "v": self.v, "samples": self.samples}

@@ -1,0 +1,116 @@
+"""The policies that compose a demand model and add a rule to choose (LinUCB, Thompson, SquareCB,
+ε-greedy): what they share, so each writes only its rule.
+
+The demand model (``learner.policies.demand``: one logistic model shared across prices by default,
+or one ridge model per arm) gives the purchase probability of every arm (a number in [0, 1]) and how
+sure it is; the rule turns it into a distribution over arms to maximise expected profit
+``payoff[a] * P(purchase | x, a)``. A policy of another kind need not inherit this: it meets
+``base.Policy`` on its own.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from learner.errors import InvalidInput
+from learner.policies.base import (
+    Choice,
+    PolicySettings,
+    check_decision,
+    check_features,
+    check_outcome,
+    choose,
+    masked_argmax,
+)
+from learner.policies.demand import DemandModel, check_levels
+from learner.policies.ridge import RidgeArms
+from learner.policies.shared import SharedLogit
+
+DEMAND_MODELS: dict[str, type[DemandModel]] = {cls.name: cls for cls in (SharedLogit, RidgeArms)}
+DEFAULT_DEMAND_MODEL = SharedLogit.name
+
+
+class Distribution(NamedTuple):
+    """A rule's distribution over arms (masked arms are zeroed after), and the arm when the rule drew
+    it together with the distribution (Thompson's first posterior draw; None: drawn from ``pmf``)."""
+
+    pmf: np.ndarray
+    drawn: int | None = None
+
+
+class DemandPolicy(ABC):
+    """A demand model (``settings.demand_model``, over the grid's ``alphas``) plus a rule to choose,
+    ``_distribution``. Meets ``base.Policy``."""
+
+    name: ClassVar[str]
+    deterministic: ClassVar[bool] = False
+
+    def __init__(self, settings: PolicySettings) -> None:
+        try:
+            model = DEMAND_MODELS[settings.demand_model]
+        except KeyError:
+            raise InvalidInput("demand_model", f"unknown demand model {settings.demand_model!r}; choose one "
+                                               f"of {sorted(DEMAND_MODELS)}") from None
+        self.n_arms, self.dim = settings.n_arms, settings.dim
+        self.l2, self.decay = settings.l2, settings.decay
+        self._model = model(self.n_arms, self.dim, settings.alphas, l2=self.l2, decay=self.decay)
+
+    # -- estimates -------------------------------------------------------------------------------
+    def estimates(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        return self._model.probabilities(check_features(x, self.dim), check_levels(levels, self.n_arms))
+
+    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arm: int) -> np.ndarray:
+        """The moves of ``arm``'s logit. Every demand model's score is a matrix product with the
+        features, linear in them, so all rows go through one product (as the columns of one matrix)."""
+        deltas = np.asarray(deltas, dtype=float)
+        if deltas.ndim != 2 or deltas.shape[1] != self.dim or not np.isfinite(deltas).all():
+            raise InvalidInput("features", f"expected finite rows of {self.dim} features, got {deltas.shape}")
+        return np.asarray(self._model.scores(deltas.T, check_levels(levels, self.n_arms))[arm])
+
+    # -- choosing --------------------------------------------------------------------------------
+    def select(
+        self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
+        rng: np.random.Generator,
+    ) -> Choice:
+        x, levels, payoffs, allowed = check_decision(x, levels, payoffs, allowed, self.n_arms, self.dim)
+        estimates = self._model.probabilities(x, levels)
+        greedy = masked_argmax(payoffs * estimates, allowed, payoffs)
+        pmf, drawn = self._distribution(x, levels, payoffs, allowed, greedy, estimates, rng)
+        return choose(pmf, allowed, greedy, estimates, rng, drawn)
+
+    @abstractmethod
+    def _distribution(
+        self,
+        x: np.ndarray,
+        levels: np.ndarray,
+        payoffs: np.ndarray,
+        allowed: np.ndarray,
+        greedy: int,
+        estimates: np.ndarray,
+        rng: np.random.Generator,
+    ) -> Distribution:
+        """The rule: a distribution over arms, given the model's ``estimates`` and the ``greedy`` arm."""
+
+    # -- learning --------------------------------------------------------------------------------
+    def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float, probability: float) -> None:
+        """The demand fit is on-policy: it does not weight by ``probability``, only checks it."""
+        x = check_outcome(x, arm, level, reward, probability, self.n_arms, self.dim)
+        self._model.learn_one(x, arm, float(level), float(reward))
+
+    @property
+    def updates(self) -> int:
+        return self._model.total
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"name": self.name, "n_arms": self.n_arms, "dim": self.dim, "l2": self.l2,
+                "decay": self.decay, **self._model.hyperparameters()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self._model.state()
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self._model.load(state)
