@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -15,7 +16,6 @@ import pytest
 from conftest import ServerHandle, series
 from learner import Pricer
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
-from server.app import build_server
 from server.config import parse_config
 from server.gate_cli import main as gate_main
 from server.store import SQLiteStore
@@ -112,14 +112,23 @@ def test_without_an_operator_token_the_gate_is_closed(start_server: Callable[...
     assert handle.quote().price > 0
 
 
-def test_the_operator_token_is_a_secret_of_its_own(start_server: Callable[..., ServerHandle]) -> None:
+def test_the_command_says_why_a_call_failed(start_server: Callable[..., ServerHandle],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    handle = start_server(value_model="none")
+    assert gate_main(["online", "--address", handle.server.address], {}) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("pricebandit-gate: FAILED_PRECONDITION: operator calls need an operator token")
+
+
+def test_the_operator_token_is_a_secret_of_its_own(tmp_path: Path, refused_start: Callable[..., str]) -> None:
     config = parse_config([], {"PRICEBANDIT_OPERATOR_TOKEN": OPERATOR})
     assert config.operator_token == OPERATOR and OPERATOR not in repr(config)
-    handle = start_server(value_model="none", auth_token=OPERATOR)
-    with pytest.raises(ValueError, match="must not be the checkout's"):
-        both = {"PRICEBANDIT_AUTH_TOKEN": OPERATOR, "PRICEBANDIT_OPERATOR_TOKEN": OPERATOR}
-        build_server(parse_config(["--data-dir", str(handle.config.data_dir.parent / "other"),
-                                   "--port", "0", "--metrics-port", "0"], both))
+    token = tmp_path / "token"
+    token.write_text(OPERATOR + "\n")
+    assert parse_config(["--operator-token-file", str(token)], {}).operator_token_file == token
+    log = refused_start(tmp_path / "data", "--auth-token-file", str(token),
+                        "--operator-token-file", str(token))
+    assert "cannot start: the operator token must not be the checkout's auth token" in log
 
 
 def test_a_bad_candidate_is_named_and_changes_nothing(start_server: Callable[..., ServerHandle]) -> None:
