@@ -5,19 +5,24 @@ serves at once, learned what a restart would rebuild, and survives the restart),
 from __future__ import annotations
 
 import logging
+import shutil
+import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
-from conftest import ServerHandle, series
+from conftest import ServerHandle, make_config, series
 from learner import Pricer
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from server.adoption import Adoption
 from server.config import parse_config
 from server.gate_cli import main as gate_main
+from server.pseudonyms import KEY_FILENAME
 from server.store import SQLiteStore
 
 CHECKOUT = "checkout-token"
@@ -88,6 +93,18 @@ def rebuilt(handle: ServerHandle) -> bytes:
         if entry.learned and pricer.learnable(entry.decision):
             pricer.update(entry.decision, entry.reward)
     return pricer.snapshot()
+
+
+def crash_image(handle: ServerHandle) -> Path:
+    """What a crash of the running server would leave: its committed state, in a folder of its own."""
+    source = handle.config.data_dir
+    image = source.parent / f"{source.name}-crashed"
+    image.mkdir()
+    shutil.copy(source / KEY_FILENAME, image / KEY_FILENAME)
+    with sqlite3.connect(source / SQLiteStore.FILENAME) as live, \
+            sqlite3.connect(image / SQLiteStore.FILENAME) as copy:
+        live.backup(copy)
+    return image
 
 
 def test_operator_calls_need_the_operator_token(start_server: Callable[..., ServerHandle]) -> None:
@@ -204,6 +221,31 @@ def test_the_gate_refuses_worse_candidates_and_adopts_a_better_one_live(
     assert handle.server.service.pricer.model_version == version
     assert any("overrides the command line" in record.getMessage() and "asked by alice" in record.getMessage()
                for record in caplog.records)
+
+
+def test_after_a_grid_switch_old_quotes_are_learned_where_their_alpha_is_on_the_new_grid(
+        start_server: Callable[..., ServerHandle]) -> None:
+    handle = start_server(**POOR)
+    quotes = [handle.quote(quote_id=f"g-{i}", user_id=f"u{i}") for i in range(40)]
+    for quote in quotes[:20]:
+        handle.reward(quote.quote_id, purchased=quote.arm % 2 == 0)
+    service = handle.server.service
+    coarse = replace(service.pricer.config, alphas=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))
+    service.adopt(service.pricer.with_config(coarse), Adoption(coarse, "online", "test", 0.0).to_json())
+    # Arm k quoted alpha k/10: the odd arms are off the new grid.
+    assert service.pricer.updates == 20 - sum(quote.arm % 2 for quote in quotes[:20])
+    for quote in quotes[20:]:  # priced on the old grid, settled on the new one
+        handle.reward(quote.quote_id, purchased=True)
+    on_grid = sum(quote.arm % 2 == 0 for quote in quotes)
+    assert service.pricer.updates == on_grid and service.pricer.snapshot() == rebuilt(handle)
+    # A crash now: the start restores the switch's snapshot and replays the settlements after it.
+    crashed = ServerHandle(make_config(crash_image(handle), **POOR))
+    try:
+        assert crashed.server.config.pricer.alphas == coarse.alphas
+        assert crashed.server.service.pricer.snapshot() == service.pricer.snapshot()
+        assert len(crashed.quote().explanation.arms) == 6
+    finally:
+        crashed.stop()
 
 
 def test_shadow_switches_online_through_the_gate_and_stays_online(
