@@ -115,8 +115,11 @@ def plot(seasons: Seasons, out: Path) -> list[Path]:
             days = np.arange(result.prices.size) * SEASON_DAYS / result.prices.size
             stock_axes.plot(days, result.stock_left, label=result.contender)
             window = max(1, result.prices.size // 200)
-            smooth = np.convolve(np.nan_to_num(result.prices, nan=np.nan), np.ones(window) / window, "same")
-            price_axes.plot(days, smooth, label=result.contender)
+            quoted = ~np.isnan(result.prices)
+            kernel = np.ones(window)
+            smooth = np.convolve(np.where(quoted, result.prices, 0.0), kernel, "same") / np.maximum(
+                np.convolve(quoted, kernel, "same"), 1.0)  # a mean over the quotes in the window only
+            price_axes.plot(days, np.where(quoted, smooth, np.nan), label=result.contender)
         stock_axes.set_ylabel("units left")
         price_axes.set_ylabel(f"price (mean of {window} quotes)")
         price_axes.set_xlabel("day of the season")

@@ -163,3 +163,15 @@ def test_the_summary_flags_stock_that_will_not_clear_and_leaves_out_ended_season
     assert (summary.products, summary.at_salvage, summary.at_margin, summary.will_not_clear) == (2, 1, 1, 1)
     assert summary.leftover == {"none": 1, "under_5pct": 0, "5_to_25pct": 0, "over_25pct": 1}
     assert book.summary(sell_by).products == 0
+
+
+def test_the_benchmark_prints_the_table_and_judges_the_floors(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import inventory
+
+    code = inventory.main(["--scenario", "scarce", "--seed", "0", "--rounds", "1500"])
+    out = capsys.readouterr().out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| scarce")]
+    assert [row[1] for row in rows] == list(CONTENDERS)
+    verdicts = [line for line in out.splitlines() if line.startswith(("holds", "FAILS"))]
+    assert len(verdicts) == 3  # profit, above the others, the sell-out date
+    assert code == (0 if all(line.startswith("holds") for line in verdicts) else 1)
