@@ -26,7 +26,7 @@ import logging
 import shlex
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from evaluation.candidates import Candidate, CandidateError
 from evaluation.estimators import Estimate
@@ -130,8 +130,8 @@ class RolloutGate:
             config = pricer_over(running, shlex.split(flags))
         except ValueError as error:  # InvalidInput too: a setting PricerConfig refuses
             raise InvalidInput(CANDIDATE_FIELD, str(error)) from None
-        try:
-            Pricer(config)  # the learner's own rules (grid, decay, the policy's options), named
+        try:  # the learner's own rules (grid, decay, the policy's options), named; no value model here
+            Pricer(replace(config, user_embedding_dim=0))
         except ValueError as error:
             raise InvalidInput(CANDIDATE_FIELD, str(error)) from None
         for name in FIXED_SETTINGS:

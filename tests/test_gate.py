@@ -223,6 +223,15 @@ def test_the_gate_refuses_worse_candidates_and_adopts_a_better_one_live(
                for record in caplog.records)
 
 
+def test_a_server_with_the_value_model_evaluates_candidates_on_its_logged_values(
+        start_server: Callable[..., ServerHandle]) -> None:
+    handle = start_server(operator_token=OPERATOR)  # the shipped value model: V and embedding logged
+    serve(handle, 20, "vm", np.random.default_rng(3))
+    report = gate_call(handle, "Evaluate", candidate="--decay 0.999 --alphas 0,0.25,0.5,0.75,1")
+    assert report.result == pricing_pb2.GateResponse.EVALUATED and report.decisions == 20
+    assert report.candidate.low <= report.candidate.value <= report.candidate.high
+
+
 def test_after_a_grid_switch_old_quotes_are_learned_where_their_alpha_is_on_the_new_grid(
         start_server: Callable[..., ServerHandle]) -> None:
     handle = start_server(**POOR)
