@@ -24,7 +24,7 @@ import numpy as np
 
 from learner import Decision
 from learner.arms import same_price
-from server.store import SQLiteStore, StoreCorrupt
+from server.store import SQLiteStore, Store, StoreCorrupt
 
 
 class BadRecord(ValueError):
@@ -228,12 +228,23 @@ def read_dsjson(path: Path, *, skip_bad: bool = False) -> LogReading:
         return _collect(enumerate(lines, start=1), from_dsjson_line, skip_bad)
 
 
-def _state_entries(store: SQLiteStore, late: list[int]) -> Iterator[tuple[int, tuple[Decision, float]]]:
-    for entry in store.log_after(0):
+def _state_entries(store: Store, after: int, late: list[int]
+                   ) -> Iterator[tuple[int, tuple[Decision, float]]]:
+    for entry in store.log_after(after):
         if entry.kind == "late":
             late.append(entry.seq)
             continue
         yield entry.seq, (entry.decision, entry.reward)
+
+
+def read_store(store: Store, *, after: int = 0, skip_bad: bool = False) -> LogReading:
+    """The decision log entries of an open store after log entry ``after`` (the rollout gate reads
+    its server's own log this way)."""
+    late: list[int] = []
+    reading = _collect(_state_entries(store, after, late),
+                       lambda line, entry: from_decision(line, *entry), skip_bad)
+    reading.late_reports = len(late)
+    return reading
 
 
 def read_state(path: Path, *, skip_bad: bool = False) -> LogReading:
@@ -244,16 +255,12 @@ def read_state(path: Path, *, skip_bad: bool = False) -> LogReading:
     if path.name != SQLiteStore.FILENAME:
         raise ValueError(f"{path}: a state file is named {SQLiteStore.FILENAME} (pass it or its folder)")
     store = SQLiteStore(path.parent, reader=True)  # a running server's file too
-    late: list[int] = []
     try:
-        reading = _collect(_state_entries(store, late),
-                           lambda line, entry: from_decision(line, *entry), skip_bad)
+        return read_store(store, skip_bad=skip_bad)
     except StoreCorrupt as error:
         raise ValueError(str(error)) from None
     finally:
         store.close()
-    reading.late_reports = len(late)
-    return reading
 
 
 def read_log(path: Path, *, skip_bad: bool = False) -> LogReading:

@@ -24,6 +24,8 @@ to do (exit 2), or are answers between the store and the service that never reac
      │                               work was stored or learned (nothing was)
      ├── RequestNotReceived          the request message never arrived (gRPC   -> RESOURCE_EXHAUSTED
      │                               refused it as too large, or the caller left)
+     ├── NotNow                      an operator call the server's state does  -> FAILED_PRECONDITION
+     │                               not allow (online when not in shadow)
      ├── SnapshotError               a snapshot that cannot be loaded (wrong schema, corrupt, other
      │                               config)
      ├── ModelFileError              a value model file that cannot be served
@@ -124,3 +126,8 @@ class DeadlinePassed(PricingError):
 class RequestNotReceived(PricingError):
     """The request stream broke before its message arrived, with time left: gRPC refused the
     message as larger than the server's limit (a caller cancelling in that instant looks the same)."""
+
+
+class NotNow(PricingError):
+    """An operator call the server's state does not allow (FAILED_PRECONDITION): switching a server
+    online that is not in shadow mode, evaluating on a log with no decision."""

@@ -371,18 +371,31 @@ class Pricer:
         names = [groups[i][0] for i in moved]
         return tuple((names[i], float(effects[i])) for i in order)
 
+    def own_arm(self, decision: Decision) -> int | None:
+        """The arm of this Pricer's grid that ``decision``'s arm is: itself when the decision was made
+        on this grid, else the arm of the same alpha (a decision priced before the rollout gate
+        switched the grid); None when the grid has no such arm."""
+        if len(decision.arms) == len(self.grid) and all(
+                view.alpha == alpha for view, alpha in zip(decision.arms, self.grid.alphas, strict=True)):
+            return decision.arm
+        match = np.flatnonzero(np.abs(self.grid.alphas - decision.alpha) <= 1e-12)
+        return int(match[0]) if match.size else None
+
     def learnable(self, decision: Decision) -> bool:
-        """A guardrail-bound price was no arm's price, so its outcome says nothing about an arm."""
-        return not decision.guardrail_bound
+        """A guardrail-bound price was no arm's price, so its outcome says nothing about an arm; nor
+        does a price whose alpha is not on this grid."""
+        return not decision.guardrail_bound and self.own_arm(decision) is not None
 
     def update(self, decision: Decision, reward: float) -> None:
         """Learn the outcome of ``decision`` (1 purchase, 0 none)."""
-        if not self.learnable(decision):
-            raise InvalidInput("quote_id", "a guardrail-bound quote is not learned")
+        arm = None if decision.guardrail_bound else self.own_arm(decision)
+        if arm is None:
+            raise InvalidInput("quote_id", "a guardrail-bound quote, or one whose arm is not on this grid, "
+                                           "is not learned")
         x = np.asarray(decision.features, dtype=float)
         level = float(log_price_ratio(decision.price, decision.list_price))
         with self._lock:
-            self.policy.learn_one(x, decision.arm, level, reward, decision.propensity)
+            self.policy.learn_one(x, arm, level, reward, decision.propensity)
             if decision.stock_units:
                 self.stock.learn(decision.product_id, decision.unit_cost, decision.list_price,
                                  decision.stock_units, decision.sell_by, decision.salvage,
@@ -391,6 +404,11 @@ class Pricer:
     def stock_summary(self, now: float) -> StockSummary:
         with self._lock:
             return self.stock.summary(now)
+
+    def with_config(self, config: PricerConfig) -> Pricer:
+        """A fresh, untrained Pricer of ``config`` sharing this one's per-user value states (the rollout
+        gate's successor: the value model and the embedding size stay as they are)."""
+        return Pricer(replace(config, user_embedding_dim=self.config.user_embedding_dim), self.users)
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self) -> bytes:

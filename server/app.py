@@ -15,15 +15,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from learner import StoreFailed, build_pricer
+from learner import Pricer, StoreFailed, build_pricer
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2
 from server.admission import AdmissionInterceptor
-from server.auth import BearerTokenInterceptor, read_token, server_credentials
+from server.adoption import Adoption
+from server.auth import BearerTokenInterceptor, operator_interceptor, read_token, server_credentials
 from server.config import ServerConfig
-from server.edge import add_pricing_service
+from server.edge import add_pricing_service, add_service
+from server.gate import RolloutGate
 from server.logs import RequestIdInterceptor
 from server.metrics import Metrics, MetricsInterceptor, create_metrics
+from server.operator import OPERATOR_SERVICE, OperatorServicer
 from server.pseudonyms import user_id_key
 from server.service import PricingService
 from server.servicer import PricingServicer
@@ -153,6 +156,18 @@ def _serve_metrics(config: ServerConfig, metrics: Metrics) -> Any:
     return http
 
 
+def _tokens(config: ServerConfig) -> tuple[str, str]:
+    """The checkout's bearer token and the operator's ("" where none is configured); ValueError when
+    they are the same (a checkout could then change what the server does)."""
+    checkout = config.auth_token or (read_token(config.auth_token_file) if config.auth_token_file else "")
+    operator = config.operator_token or (read_token(config.operator_token_file)
+                                         if config.operator_token_file else "")
+    if operator and operator == checkout:
+        raise ValueError("the operator token must not be the checkout's auth token: a checkout could then "
+                         "switch the server's configuration")
+    return checkout, operator
+
+
 def build_server(config: ServerConfig) -> RunningServer:
     """Assemble and start a server (health NOT_SERVING until ``load()`` has recovered the state)."""
     value_model = None if config.value_model == "none" else load_value_model(config.value_model)
@@ -165,25 +180,41 @@ def build_server(config: ServerConfig) -> RunningServer:
         raise
     if migrated:
         log.info("replaced the raw user ids of %d stored rows by their keyed hashes", migrated)
-    pricer = build_pricer(config.pricer, value_model, store, cache_users=config.user_cache_size)
+    try:
+        adopted = store.adopted()
+        if adopted is not None:  # the rollout gate's switch outlives a restart (server/adoption.py)
+            config = Adoption.from_json(adopted).over(config)
+        pricer = build_pricer(config.pricer, value_model, store, cache_users=config.user_cache_size)
+        tokens = _tokens(config)
+    except BaseException:
+        store.close()
+        raise
+    serving: list[PricingService] = []
+
+    def live() -> Pricer:
+        """The Pricer serving now, for the gauges: the rollout gate may replace the service's."""
+        return serving[0].pricer if serving else pricer
+
     metrics = create_metrics(
         policy=config.pricer.policy, version=package_version(), n_arms=len(pricer.grid),
-        pending_count=store.pending_count, model_updates_now=lambda: pricer.updates,
+        pending_count=store.pending_count, model_updates_now=lambda: live().updates,
         protected_features=config.pricer.protected_features,
-        stock_summary=lambda: pricer.stock_summary(time.time()),
+        stock_summary=lambda: live().stock_summary(time.time()),
     )
     service = PricingService(
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,
         snapshot_interval_seconds=config.snapshot_interval_seconds,
         learn_responses=config.learn_responses, mode=config.mode,
     )
+    serving.append(service)
     admission = AdmissionInterceptor(f"/{SERVICE_NAME}/", config.max_concurrent_rpcs,
                                      metrics.count_refused)
     interceptors: list[grpc.ServerInterceptor] = [admission, RequestIdInterceptor(),
                                                   MetricsInterceptor(metrics)]
-    token = config.auth_token or (read_token(config.auth_token_file) if config.auth_token_file else "")
-    if token:
-        interceptors.append(BearerTokenInterceptor(token))
+    checkout_token, operator_token = tokens
+    if checkout_token:
+        interceptors.append(BearerTokenInterceptor(checkout_token))
+    interceptors.append(operator_interceptor(operator_token))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
@@ -192,12 +223,14 @@ def build_server(config: ServerConfig) -> RunningServer:
     )
     reader = RequestReader(pricer.features, config.currency, config.max_batch, key.pseudonym)
     add_pricing_service(PricingServicer(service, reader), server, metrics.undecodable_requests)
+    add_service(OperatorServicer(RolloutGate(service, config.value_model)), server,
+                metrics.undecodable_requests, OPERATOR_SERVICE)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, OPERATOR_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
         port = _listen(server, config)

@@ -1,8 +1,12 @@
-"""Who may call: an optional bearer-token check, and the TLS credentials of the listening port.
+"""Who may call: bearer-token checks, and the TLS credentials of the listening port.
 
-The token check runs in one server interceptor before any handler: no ``authorization`` metadata is
-UNAUTHENTICATED, a wrong token is PERMISSION_DENIED. The health service stays open so that load
-balancers and container health checks need no secret. Tokens are compared in constant time.
+Two credentials, each checked by a server interceptor before any handler: the checkout's token
+(optional) for the pricing service, and the operator's token for the rollout gate
+(``OperatorService``), which changes what the server does. No ``authorization`` metadata is
+UNAUTHENTICATED, another token (the checkout's on an operator call too) PERMISSION_DENIED. Without
+an operator token configured, operator calls are FAILED_PRECONDITION: the gate is never open by
+default. The health service stays open so that load balancers and container health checks need no
+secret. Tokens are compared in constant time.
 """
 
 from __future__ import annotations
@@ -15,6 +19,16 @@ from typing import Any
 import grpc
 
 OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+OPERATOR_PREFIX = "/pricing.v1.OperatorService/"
+"""The operator's methods: only the operator token opens them."""
+
+
+def is_operator_method(method: str) -> bool:
+    return method.startswith(OPERATOR_PREFIX)
+
+
+def is_checkout_method(method: str) -> bool:
+    return method not in OPEN_METHODS and not is_operator_method(method)
 
 
 def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> Any:
@@ -37,16 +51,18 @@ def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
 
 
 class BearerTokenInterceptor(grpc.ServerInterceptor):
-    """Lets a call through only with ``authorization: Bearer <token>`` for one configured token."""
+    """Lets a call to a method ``guards`` selects through only with ``authorization: Bearer <token>``
+    for one configured token; other methods pass untouched (another interceptor's)."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, guards: Callable[[str], bool] = is_checkout_method) -> None:
         if not token:
             raise ValueError("auth token must not be empty")
         self._expected = f"Bearer {token}".encode()
+        self._guards = guards
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None or details.method in OPEN_METHODS:
+        if handler is None or not self._guards(details.method):
             return handler
         supplied = dict(details.invocation_metadata or ()).get("authorization")
         if supplied is None:
@@ -56,6 +72,28 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED,
                             "authorization: the bearer token is not valid for this server")
         return handler
+
+
+class ClosedMethodsInterceptor(grpc.ServerInterceptor):
+    """Refuses every call to a method ``closes`` selects with FAILED_PRECONDITION and ``message``:
+    the operator's methods on a server started without an operator token."""
+
+    def __init__(self, closes: Callable[[str], bool], message: str) -> None:
+        self._closes, self._message = closes, message
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or not self._closes(details.method):
+            return handler
+        return _refusal(handler, grpc.StatusCode.FAILED_PRECONDITION, self._message)
+
+
+def operator_interceptor(token: str) -> grpc.ServerInterceptor:
+    """The operator methods' guard: the operator token, or closed when none is configured."""
+    if token:
+        return BearerTokenInterceptor(token, is_operator_method)
+    return ClosedMethodsInterceptor(is_operator_method, "operator calls need an operator token: start the "
+                                    "server with --operator-token-file (or PRICEBANDIT_OPERATOR_TOKEN)")
 
 
 def read_token(path: Path) -> str:

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logging.getLogger("pricebandit")
     try:
         running = build_server(config)
-    except (PricingError, OSError) as error:
+    except (PricingError, OSError, ValueError) as error:  # ValueError: a token or the adopted config
         log.error("cannot start: %s", error)
         return EXIT_REFUSED
     stop = threading.Event()
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         running.stop()
         return EXIT_REFUSED
     log.info("serving pricing.v1 on %s (metrics on %s:%d, policy %s, state in %s)",
-             running.address, config.metrics_host, running.metrics_port, config.pricer.policy,
+             running.address, config.metrics_host, running.metrics_port, running.config.pricer.policy,
              config.data_dir)
     stop.wait()
     log.info("shutting down")

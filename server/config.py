@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from learner import MODES, ONLINE, POLICIES, InvalidInput, Pricer, PricerConfig, cliargs
 from learner.arms import check_spread_limit
@@ -54,8 +54,10 @@ class ServerConfig:
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     auth_token_file: Path | None = None
+    operator_token_file: Path | None = None
     user_id_key_file: Path | None = None
     auth_token: str = field(default="", repr=False)
+    operator_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -64,6 +66,9 @@ class ServerConfig:
             raise ValueError("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
         if self.auth_token and self.auth_token_file is not None:
             raise ValueError("give the auth token by PRICEBANDIT_AUTH_TOKEN or --auth-token-file, not both")
+        if self.operator_token and self.operator_token_file is not None:
+            raise ValueError("give the operator token by PRICEBANDIT_OPERATOR_TOKEN or "
+                             "--operator-token-file, not both")
 
 
 SET_BY_SERVER = {"user_embedding_dim"}
@@ -122,7 +127,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "policy_options": cliargs.settings, "value_model": cliargs.file_or("default", "none"),
     "user_cache_size": cliargs.positive_int, "tls_cert_file": cliargs.input_file,
     "tls_key_file": cliargs.input_file, "tls_client_ca_file": cliargs.input_file,
-    "auth_token_file": cliargs.input_file, "learn_responses": cliargs.switch,
+    "auth_token_file": cliargs.input_file, "operator_token_file": cliargs.input_file,
+    "learn_responses": cliargs.switch,
     "user_id_key_file": cliargs.input_file,
     "protected_features": cliargs.names, "unknown_context": cliargs.choice(UNKNOWN_CONTEXT_MODES),
     "spread_limit": _spread_limit, "stable_price_seconds": cliargs.non_negative,
@@ -130,7 +136,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "l2": cliargs.positive, "category_buckets": cliargs.positive_int,
 }
 """How each flag's text (and its environment variable's) becomes a value: one rule for both."""
-ENVIRONMENT_ONLY = {"auth_token"}
+ENVIRONMENT_ONLY = {"auth_token", "operator_token"}
 """Secrets never become flags: a flag's value shows in ``ps`` to every user of the machine."""
 FLAGS = tuple(name for spec in fields(ServerConfig) if spec.name not in ENVIRONMENT_ONLY
               for name in (PRICER_SETTINGS if spec.name == "pricer" else (spec.name,)))
@@ -184,6 +190,9 @@ HELP = {
     "tls_client_ca_file": "PEM CA bundle: require client certificates it signed (mutual TLS)",
     "auth_token_file": "file holding the bearer token callers must send "
                        "(or set PRICEBANDIT_AUTH_TOKEN); unset: no token check",
+    "operator_token_file": "file holding the bearer token of operator calls (the rollout gate, "
+                           "pricebandit-gate; or set PRICEBANDIT_OPERATOR_TOKEN), another than the "
+                           "checkout's; unset: operator calls are refused",
     "user_id_key_file": "file holding the secret that user ids are hashed with before anything is stored "
                         "(hex, 32 bytes); unset: <data-dir>/user-id.key, created on first start",
 }
@@ -207,8 +216,8 @@ def flag_name(name: str) -> str:
     return f"--{name.replace('_', '-')}"
 
 
-def _parser() -> cliargs.CommandParser:
-    parser = cliargs.CommandParser(
+def _parser(kind: type[cliargs.CommandParser] = cliargs.CommandParser) -> cliargs.CommandParser:
+    parser = kind(
         prog="pricebandit-server", allow_abbrev=False,
         description="Serve personalized prices over gRPC and learn from purchase outcomes.",
     )
@@ -230,7 +239,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
     environ = os.environ if environ is None else environ
     parser = _parser()
     args = parser.parse_args(argv)
-    values: dict[str, Any] = {"auth_token": environ.get("PRICEBANDIT_AUTH_TOKEN", "")}
+    values: dict[str, Any] = {name: environ.get(env_name(name), "") for name in ENVIRONMENT_ONLY}
     source: dict[str, str] = {}
     for name in FLAGS:
         variable = env_name(name)
@@ -258,3 +267,35 @@ def _blame(error: InvalidInput, policy: str, source: Mapping[str, str]) -> str:
     if error.field in FLAGS:
         return f"{source.get(error.field, 'argument ' + flag_name(error.field))}: {error.problem}"
     return str(error)
+
+
+class _RaisingParser(cliargs.CommandParser):
+    """A parser for flags that come over the wire: a bad one is a ValueError, not an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)
+
+
+def pricer_flags(pricer: PricerConfig) -> list[str]:
+    """The learner settings of ``pricer`` that differ from the defaults, as flags: ``pricer_over`` of
+    ``PricerConfig()`` reads them back exactly."""
+    defaults = PricerConfig()
+    return [text for name in PRICER_SETTINGS if getattr(pricer, name) != getattr(defaults, name)
+            for text in (flag_name(name), _render(getattr(pricer, name)))]
+
+
+def pricer_over(base: PricerConfig, argv: Sequence[str]) -> PricerConfig:
+    """``base`` with the learner settings that ``argv`` (``pricebandit-server`` flags) names changed.
+
+    Another ``--policy`` without ``--policy-options`` takes its own defaults (options are per policy).
+    ValueError naming the flag for a bad value, or for a flag that is no learner setting (a port, a
+    folder, ``--value-model``: not what the rollout gate changes)."""
+    args = _parser(_RaisingParser).parse_args(list(argv))
+    given = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    if given.get("policy", base.policy) != base.policy:
+        given.setdefault("policy_options", {})
+    others = [flag_name(name) for name in given if name not in PRICER_SETTINGS]
+    if others:
+        raise ValueError(f"{', '.join(others)}: not a learner setting (the rollout gate changes only "
+                         f"those: {', '.join(flag_name(name) for name in PRICER_SETTINGS)})")
+    return replace(base, **given)

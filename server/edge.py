@@ -52,10 +52,12 @@ class Method:
     name: str
     behavior: Callable[[Any, grpc.ServicerContext], Any]
     undecodable: Counter
+    service: Any = SERVICE
+    """The service's descriptor (``PricingService``, or the operator's)."""
 
     @property
     def _descriptor(self) -> Any:
-        return SERVICE.methods_by_name[self.name]
+        return self.service.methods_by_name[self.name]
 
     def _type(self, descriptor: Any) -> type[Message]:
         return getattr(pricing_pb2, descriptor.name)  # type: ignore[no-any-return]
@@ -105,10 +107,15 @@ def _each_decoded(request_type: type[Message], raw: Iterator[bytes], undecodable
 
 def add_pricing_service(servicer: PricingServicer, server: grpc.Server, undecodable: Counter) -> None:
     """Register every PricingService method of ``servicer`` on ``server``, on raw bytes."""
+    add_service(servicer, server, undecodable, SERVICE)
+
+
+def add_service(servicer: object, server: grpc.Server, undecodable: Counter, service: Any) -> None:
+    """Register every method of the service ``service`` describes, as ``servicer`` implements them."""
     handlers = {
         method.name: Method(method.name, getattr(servicer, method.name),
-                            undecodable.labels(method.name)).handler()
-        for method in SERVICE.methods
+                            undecodable.labels(method.name), service).handler()
+        for method in service.methods
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
-    server.add_registered_method_handlers(SERVICE.full_name, handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)

@@ -58,6 +58,8 @@ SPREAD_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0, 1.01, 1.02, 1.05, 1.1, 1
 IGNORED_LABELS = 16
 """Distinct unknown context names counted by name; later ones are counted as ``other``."""
 OTHER = "other"
+GATE_RESULTS = ("evaluated", "accepted", "refused")
+GATE_POLICIES = ("running", "candidate", "logged")
 SHADOW_GAUGES = (
     ("pricebandit_shadow_incumbent_profit", "The incumbent's realised profit per shadow quote"),
     ("pricebandit_shadow_policy_profit", "The policy's estimated profit per shadow quote (doubly robust)"),
@@ -117,6 +119,8 @@ class Metrics:
     shadow_quotes: Counter
     shadow_outside_bounds: Counter
     shadow: ShadowLedger
+    gate_decisions: Counter
+    gate_estimate: Gauge
     _recent: collections.deque[float]
     _recent_lock: threading.Lock
     _ignored_labels: BoundedLabels
@@ -275,6 +279,15 @@ def create_metrics(
             "Shadow quotes whose incumbent price was outside the product's floor and ceiling (answered "
             "unchanged).", registry=registry),
         shadow=ShadowLedger(),
+        gate_decisions=Counter(
+            "pricebandit_gate_decisions_total",
+            "Rollout gate calls (OperatorService), by result: evaluated (Evaluate), accepted or refused "
+            "(Switch).", ["result"], registry=registry),
+        gate_estimate=Gauge(
+            "pricebandit_gate_estimate",
+            "The last rollout gate evaluation's profit per quote: the running configuration's and the "
+            "candidate's doubly robust estimates and what the log earned, each with its 95% interval "
+            "(bound); NaN before the first.", ["policy", "bound"], registry=registry),
         _recent=collections.deque(maxlen=CONVERSION_WINDOW),
         _recent_lock=threading.Lock(),
         _ignored_labels=BoundedLabels(IGNORED_LABELS),
@@ -290,6 +303,11 @@ def create_metrics(
           registry=registry).set_function(metrics.conversion_ratio)
     for agreed in AGREEMENTS:
         metrics.shadow_quotes.labels(agreed)
+    for result in GATE_RESULTS:
+        metrics.gate_decisions.labels(result)
+    for policy_name in GATE_POLICIES:
+        for bound in ("estimate", "low", "high"):
+            metrics.gate_estimate.labels(policy_name, bound).set(math.nan)
     for which, (name, text) in enumerate(SHADOW_GAUGES):
         gauge = Gauge(name, f"{text}, over the last {LEDGER_WINDOW} settled shadow quotes; bound: the "
                             "estimate or its 95% interval (NaN before two).", ["bound"], registry=registry)

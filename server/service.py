@@ -43,12 +43,12 @@ from learner import (
     reward_of,
 )
 from learner.arms import PriceBounds
-from learner.errors import DeadlinePassed
+from learner.errors import DeadlinePassed, NotNow
 from learner.stability import StableWindow
 from learner.value import BehaviorEvent, Observation
 from server.decision_log import dsjson_line
 from server.metrics import Metrics
-from server.store import Store
+from server.store import Store, StoredSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,8 @@ class PricingService:
         self._has_snapshot = False
         self.stable = StableWindow(pricer.config.stable_price_seconds)
         self._write_seconds = 0.0  # moving average; races between threads only blur it
+        self._tap: list[tuple[Decision, float]] | None = None
+        """While the rollout gate trains a successor Pricer: the outcomes learned meanwhile."""
 
     # -- life cycle --------------------------------------------------------------------------
     def recover(self) -> int:
@@ -127,7 +129,7 @@ class PricingService:
                 self._snapshot_time, self._has_snapshot = stored.created_at, True
                 self.metrics.snapshot_timestamp.set(stored.created_at)
             for entry in self.store.log_after(self._last_seq):
-                if entry.learned:
+                if entry.learned and self.pricer.learnable(entry.decision):
                     self._replay(entry.seq, entry.decision, entry.reward)
                     replayed += 1
                 self._last_seq = entry.seq
@@ -292,8 +294,12 @@ class PricingService:
         def learn(seq: int) -> None:
             with self._learn_lock:
                 self._last_seq = seq
-                if learned:
+                # The Pricer may have been switched since ``learned`` was judged (a quote priced on
+                # another grid): a restart's replay judges the entry again the same way.
+                if learned and self.pricer.learnable(decision):
                     self.pricer.update(decision, reward)
+                if learned and self._tap is not None:
+                    self._tap.append((decision, reward))
 
         states = self.pricer.response_change(decision, reward, now) if self.learn_responses else None
         self._write(lambda: self.store.close_quote(decision, kind, reward, learned, now, line,
@@ -362,6 +368,56 @@ class PricingService:
         if batch:
             apply()
         return total
+
+    # -- the rollout gate ----------------------------------------------------------------------
+    def adopt(self, successor: Pricer, record: str) -> None:
+        """Replace the running Pricer by ``successor`` (fresh, of the adopted configuration), which
+        then holds what a restart with that configuration would: every learned log entry its grid
+        can take, in log order.
+
+        It learns the log up to the last learned entry outside the learn lock (a store read must not
+        wait under it), taps the outcomes learned meanwhile, catches up on them under the lock, and
+        commits its snapshot with ``record`` (``server/adoption.py``) in one transaction before it
+        serves. A failure anywhere leaves the running Pricer and the state file as they were.
+        """
+        with self._snapshot_lock:  # no snapshot of the old Pricer may follow the new one's
+            with self._learn_lock:
+                upto, self._tap = self._last_seq, []
+            try:
+                for entry in self.store.log_after(0):
+                    if entry.seq > upto:
+                        break
+                    if entry.learned and successor.learnable(entry.decision):
+                        successor.update(entry.decision, entry.reward)
+                with self._learn_lock:
+                    self._catch_up(successor)
+                    snapshot = StoredSnapshot(successor.snapshot(), self._last_seq, self.clock())
+                self._write(lambda: self.store.adopt(record, snapshot), "snapshot")
+                with self._learn_lock:
+                    self._catch_up(successor)
+                    self.pricer = successor
+            finally:
+                with self._learn_lock:
+                    self._tap = None
+            self._snapshot_seq, self._snapshot_time = snapshot.last_seq, snapshot.created_at
+            self._has_snapshot = True
+        self.metrics.snapshots.inc()
+        self.metrics.snapshot_timestamp.set(snapshot.created_at)
+
+    def _catch_up(self, successor: Pricer) -> None:
+        """Teach ``successor`` the tapped outcomes; the caller holds the learn lock."""
+        assert self._tap is not None
+        for decision, reward in self._tap:
+            if successor.learnable(decision):
+                successor.update(decision, reward)
+        self._tap.clear()
+
+    def go_online(self, record: str) -> None:
+        """End shadow mode: the policy's prices from the next quote on, the mode kept in ``record``."""
+        if self.mode != SHADOW:
+            raise NotNow(f"mode: the server is already {self.mode}; only a shadow server switches online")
+        self._write(lambda: self.store.adopt(record, None), "snapshot")
+        self.mode = ONLINE
 
     # -- housekeeping ------------------------------------------------------------------------
     def expire_due(self) -> int:

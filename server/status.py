@@ -20,7 +20,7 @@ from learner import (
     Unavailable,
     UnknownQuote,
 )
-from learner.errors import DeadlinePassed, RequestNotReceived
+from learner.errors import DeadlinePassed, NotNow, RequestNotReceived
 from server.logs import REQUEST_ID_KEY, request_id
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ STATUS_OF_ERROR: dict[type[PricingError], grpc.StatusCode] = {
     StoreCorrupt: grpc.StatusCode.DATA_LOSS,  # a stored row that cannot be read: restore a backup
     DeadlinePassed: grpc.StatusCode.DEADLINE_EXCEEDED,
     RequestNotReceived: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NotNow: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 Behavior = TypeVar("Behavior", bound=Callable[..., Any])

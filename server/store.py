@@ -63,6 +63,8 @@ a small disk the log filled the disk before its first checkpoint, and pages free
 are reused only once checkpointed."""
 WAL_SIZE_LIMIT_BYTES = 1 << 20
 """After a checkpoint the log file is cut back to this size, so a burst does not keep its space."""
+ADOPTED_KEY = "adopted_configuration"
+"""The meta row holding the rollout gate's last adopted configuration (``server/adoption.py``)."""
 T = TypeVar("T")
 AfterCommit = Callable[[int], None]
 """Called with a log entry's sequence number once it is durable; calls come in sequence order."""
@@ -111,6 +113,8 @@ class Store(Protocol):
     def pending_count(self) -> int: ...
     def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> None: ...
     def latest_snapshot(self) -> StoredSnapshot | None: ...
+    def adopt(self, record: str, snapshot: StoredSnapshot | None) -> None: ...
+    def adopted(self) -> str | None: ...
     def log_after(self, seq: int) -> Iterator[LogEntry]: ...
     def last_seq(self) -> int: ...
     def load_user_state(self, user_id: str, model_version: str) -> bytes | None: ...
@@ -613,6 +617,23 @@ class SQLiteStore:
             )
 
         self._commit(insert)
+
+    def adopt(self, record: str, snapshot: StoredSnapshot | None) -> None:
+        """Keep the configuration the rollout gate adopted (``record``, its JSON) and, when it changed
+        the learner, the new learner's snapshot: one transaction, so a crash leaves the old
+        configuration with its snapshot or the new with its own, never one with the other's."""
+        def write() -> None:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ADOPTED_KEY, record))
+            if snapshot is not None:
+                self._db.execute("INSERT INTO snapshots (created_at, last_seq, blob) VALUES (?, ?, ?)",
+                                 (snapshot.created_at, snapshot.last_seq, snapshot.blob))
+
+        self._commit(write)
+
+    def adopted(self) -> str | None:
+        """The record of the configuration the rollout gate last adopted; None if it never did."""
+        with self._lock:
+            return self._meta(ADOPTED_KEY)
 
     def latest_snapshot(self) -> StoredSnapshot | None:
         with self._lock:

@@ -10,6 +10,64 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GateRequest(_message.Message):
+    __slots__ = ("candidate", "online", "last_n", "requested_by")
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    LAST_N_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    candidate: str
+    online: bool
+    last_n: int
+    requested_by: str
+    def __init__(self, candidate: _Optional[str] = ..., online: _Optional[bool] = ..., last_n: _Optional[int] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
+class ProfitEstimate(_message.Message):
+    __slots__ = ("value", "low", "high")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    value: float
+    low: float
+    high: float
+    def __init__(self, value: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ...) -> None: ...
+
+class GateResponse(_message.Message):
+    __slots__ = ("result", "reason", "running", "candidate", "logged", "decisions", "effective_sample_size", "could_not_take", "model_version", "mode", "configuration")
+    class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        RESULT_UNSPECIFIED: _ClassVar[GateResponse.Result]
+        EVALUATED: _ClassVar[GateResponse.Result]
+        ACCEPTED: _ClassVar[GateResponse.Result]
+        REFUSED: _ClassVar[GateResponse.Result]
+    RESULT_UNSPECIFIED: GateResponse.Result
+    EVALUATED: GateResponse.Result
+    ACCEPTED: GateResponse.Result
+    REFUSED: GateResponse.Result
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    LOGGED_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    COULD_NOT_TAKE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    result: GateResponse.Result
+    reason: str
+    running: ProfitEstimate
+    candidate: ProfitEstimate
+    logged: ProfitEstimate
+    decisions: int
+    effective_sample_size: float
+    could_not_take: float
+    model_version: str
+    mode: str
+    configuration: str
+    def __init__(self, result: _Optional[_Union[GateResponse.Result, str]] = ..., reason: _Optional[str] = ..., running: _Optional[_Union[ProfitEstimate, _Mapping]] = ..., candidate: _Optional[_Union[ProfitEstimate, _Mapping]] = ..., logged: _Optional[_Union[ProfitEstimate, _Mapping]] = ..., decisions: _Optional[int] = ..., effective_sample_size: _Optional[float] = ..., could_not_take: _Optional[float] = ..., model_version: _Optional[str] = ..., mode: _Optional[str] = ..., configuration: _Optional[str] = ...) -> None: ...
+
 class Product(_message.Message):
     __slots__ = ("product_id", "category", "unit_cost", "list_price", "floor_price", "ceiling_price", "currency", "stock")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -239,3 +239,130 @@ class PricingService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class OperatorServiceStub:
+    """The rollout gate: an operator's calls that change what the server does. They need the operator
+    token (the server's --operator-token-file or PRICEBANDIT_OPERATOR_TOKEN), never the checkout's.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Evaluate = channel.unary_unary(
+                '/pricing.v1.OperatorService/Evaluate',
+                request_serializer=pricing_dot_v1_dot_pricing__pb2.GateRequest.SerializeToString,
+                response_deserializer=pricing_dot_v1_dot_pricing__pb2.GateResponse.FromString,
+                _registered_method=True)
+        self.Switch = channel.unary_unary(
+                '/pricing.v1.OperatorService/Switch',
+                request_serializer=pricing_dot_v1_dot_pricing__pb2.GateRequest.SerializeToString,
+                response_deserializer=pricing_dot_v1_dot_pricing__pb2.GateResponse.FromString,
+                _registered_method=True)
+
+
+class OperatorServiceServicer:
+    """The rollout gate: an operator's calls that change what the server does. They need the operator
+    token (the server's --operator-token-file or PRICEBANDIT_OPERATOR_TOKEN), never the checkout's.
+    """
+
+    def Evaluate(self, request, context):
+        """Estimate, on the last logged decisions, what the candidate would earn against the running
+        configuration (both replayed through the log, doubly robust, 95% intervals). Changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Switch(self, request, context):
+        """Evaluate, then adopt the candidate only if its lower 95% bound beats the running configuration's
+        estimate: its Pricer, trained on the whole log, replaces the running one and the configuration
+        is kept in the state file (a restart keeps it). Or, with online set, switch shadow to online.
+        A refused switch changes nothing. Every call is logged and counted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OperatorServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Evaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evaluate,
+                    request_deserializer=pricing_dot_v1_dot_pricing__pb2.GateRequest.FromString,
+                    response_serializer=pricing_dot_v1_dot_pricing__pb2.GateResponse.SerializeToString,
+            ),
+            'Switch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Switch,
+                    request_deserializer=pricing_dot_v1_dot_pricing__pb2.GateRequest.FromString,
+                    response_serializer=pricing_dot_v1_dot_pricing__pb2.GateResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pricing.v1.OperatorService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pricing.v1.OperatorService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class OperatorService:
+    """The rollout gate: an operator's calls that change what the server does. They need the operator
+    token (the server's --operator-token-file or PRICEBANDIT_OPERATOR_TOKEN), never the checkout's.
+    """
+
+    @staticmethod
+    def Evaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pricing.v1.OperatorService/Evaluate',
+            pricing_dot_v1_dot_pricing__pb2.GateRequest.SerializeToString,
+            pricing_dot_v1_dot_pricing__pb2.GateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Switch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pricing.v1.OperatorService/Switch',
+            pricing_dot_v1_dot_pricing__pb2.GateRequest.SerializeToString,
+            pricing_dot_v1_dot_pricing__pb2.GateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
