@@ -270,3 +270,26 @@ def test_shadow_switches_online_through_the_gate_and_stays_online(
     assert handle.server.service.mode == "online"
     again = refusal(lambda: gate_call(handle, "Switch", online=True))
     assert again.code() == grpc.StatusCode.FAILED_PRECONDITION and "already online" in again.details()
+
+
+INCUMBENT_ALPHAS = (1.0, 0.85, 0.7)
+"""The shop's own rule before pricebandit: list price, 9% and 18% off in turn (a promotion calendar)."""
+
+
+def test_a_model_learned_in_shadow_beats_the_incumbent_once_switched_online(
+        start_server: Callable[..., ServerHandle]) -> None:
+    """Issue 17's "done when": shadow learns from the incumbent's own prices and outcomes only, then
+    earns more than the incumbent from the first quotes it prices itself."""
+    handle = start_server(value_model="none", mode="shadow", operator_token=OPERATOR)
+    rng = np.random.default_rng(17)
+    incumbent = 0.0
+    for i in range(600):
+        alpha = INCUMBENT_ALPHAS[i % len(INCUMBENT_ALPHAS)]
+        price = UNIT_COST + alpha * (LIST_PRICE - UNIT_COST)
+        quote = handle.quote(quote_id=f"shadow-{i}", user_id=f"u{i % 40}", incumbent_price=price)
+        assert quote.price == price
+        incumbent += true_profit(alpha) / 600
+        handle.reward(quote.quote_id, purchased=bool(rng.random() < purchase_probability(price)))
+    assert gate_call(handle, "Switch", online=True).result == pricing_pb2.GateResponse.ACCEPTED
+    online = serve(handle, 200, "online", rng)
+    assert online > 1.5 * incumbent, (online, incumbent)  # best alpha 0.4 earns 2.6 times the incumbent
