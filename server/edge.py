@@ -16,6 +16,7 @@ unary method reads its one message itself). That gives three guarantees:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,9 @@ from server.servicer import PricingServicer
 from server.status import maps_errors
 
 SERVICE = pricing_pb2.DESCRIPTOR.services_by_name["PricingService"]
+REFUSAL_SECONDS = 0.2
+"""How long a unary call whose request stream ended empty waits to see whether gRPC ends the call
+(it refused the message as too large) before it is answered as sending no message."""
 
 
 def decode(message_type: type[Message], raw: bytes, undecodable: Counter) -> Any:
@@ -83,16 +87,22 @@ class Method:
 
 def _one(request_type: type[Message], raw: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
     """The one message of a unary call (later ones are not read, as grpcio's unary handlers do)."""
+    not_received = RequestNotReceived(
+        f"{request_type.DESCRIPTOR.name}: the request did not arrive (larger than the server's "
+        "--max-message-bytes, or the caller left)")
     try:
         return next(raw)
     except StopIteration:
+        # grpcio sometimes ends the stream of a message it refused cleanly, just before it ends the
+        # call: a stream that ends with no message is refused only if the call stays alive.
+        ended = threading.Event()
+        if not context.add_callback(ended.set) or ended.wait(REFUSAL_SECONDS):
+            raise not_received from None
         raise InvalidInput(request_type.DESCRIPTOR.name, "no request message was sent") from None
     except grpc.RpcError:
         if context.time_remaining() <= 0:
             raise  # the caller's deadline passed while the call waited for a worker
-        raise RequestNotReceived(
-            f"{request_type.DESCRIPTOR.name}: the request did not arrive (larger than the server's "
-            "--max-message-bytes, or the caller left)") from None
+        raise not_received from None
 
 
 def _each_decoded(request_type: type[Message], raw: Iterator[bytes], undecodable: Counter

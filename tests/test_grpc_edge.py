@@ -78,6 +78,16 @@ def test_an_oversized_message_is_counted(pricing: ServerHandle) -> None:
     assert calls_counted(pricing, "Quote", "RESOURCE_EXHAUSTED") == 1.0
 
 
+def test_a_unary_call_that_sends_no_message_is_invalid_argument(pricing: ServerHandle) -> None:
+    """Told apart from a message gRPC refused as too large, which also ends the stream empty."""
+    assert pricing.channel is not None
+    with pytest.raises(grpc.RpcError) as error:
+        pricing.channel.stream_unary(SERVICE + "Quote")(iter([]), timeout=DEADLINE)
+    assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == "QuoteRequest: no request message was sent"
+    assert calls_counted(pricing, "Quote", "INVALID_ARGUMENT") == 1.0
+
+
 def test_garbage_leaks_no_memory_and_sigterm_still_drains() -> None:
     """The bound is loose on this short loop; bench.attack measures 20,000 calls."""
     report = run_malformed(calls=500, undecodable_calls=2000, grace_seconds=2.0)
