@@ -36,6 +36,7 @@ from learner import ONLINE, InvalidInput, Pricer, PricerConfig
 from learner.errors import NotNow
 from server.adoption import Adoption
 from server.config import flag_name, pricer_flags, pricer_over
+from server.metrics import GATE_POLICIES, by_bound
 from server.service import PricingService
 
 log = logging.getLogger(__name__)
@@ -166,10 +167,9 @@ class RolloutGate:
         extra: dict[str, object] = {"gate_result": result, "gate_requested_by": requested_by,
                                     "gate_flags": flags, "gate_mode": service.mode}
         if numbers is not None:
-            for name in ("running", "candidate", "logged"):
+            for name in GATE_POLICIES:
                 estimate: Estimate = getattr(numbers, name)
-                for bound, value in (("estimate", estimate.value), ("low", estimate.low),
-                                     ("high", estimate.high)):
+                for bound, value in by_bound(estimate).items():
                     metrics.gate_estimate.labels(name, bound).set(value)
                 extra[f"gate_{name}"] = estimate.to_dict()
             extra["gate_decisions"] = numbers.decisions

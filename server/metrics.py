@@ -9,7 +9,6 @@ scrape shows what the process costs. The dashboard and alert rules in ``ops/`` r
 from __future__ import annotations
 
 import collections
-import functools
 import math
 import threading
 import time
@@ -31,6 +30,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from evaluation.estimators import Estimate
 from learner import Decision
 from learner.arms import PriceBounds
 from learner.inventory import StockSummary
@@ -66,6 +66,14 @@ SHADOW_GAUGES = (
     ("pricebandit_shadow_lift", "The policy's estimated profit per quote minus the incumbent's"),
 )
 """In the order of ``ShadowLedger.estimates``."""
+BOUNDS = ("estimate", "low", "high")
+"""The ``bound`` label of an estimate's three numbers (the gate's and shadow mode's gauges)."""
+
+
+def by_bound(estimate: Estimate | None) -> dict[str, float]:
+    """An estimate's numbers by ``BOUNDS`` label; NaN for each while there is none."""
+    values = (math.nan,) * 3 if estimate is None else (estimate.value, estimate.low, estimate.high)
+    return dict(zip(BOUNDS, values, strict=True))
 
 
 class BoundedLabels:
@@ -194,6 +202,26 @@ class StockCollector(Collector):
         return [bounds, leftover, stuck]
 
 
+class ShadowCollector(Collector):
+    """Shadow mode's profit and lift gauges, from one estimate of the ledger per scrape (it holds up to
+    ``LEDGER_WINDOW`` settled quotes: estimating once per gauge would repeat that nine times)."""
+
+    def __init__(self, ledger: ShadowLedger) -> None:
+        self._ledger = ledger
+
+    def collect(self) -> Any:
+        found = self._ledger.estimates()
+        families = []
+        for which, (name, text) in enumerate(SHADOW_GAUGES):
+            family = GaugeMetricFamily(name, f"{text}, over the last {LEDGER_WINDOW} settled shadow quotes; "
+                                             "bound: the estimate or its 95% interval (NaN before two).",
+                                       labels=["bound"])
+            for bound, value in by_bound(None if found is None else found[which]).items():
+                family.add_metric([bound], value)
+            families.append(family)
+        return families
+
+
 def create_metrics(
     *, policy: str, version: str, n_arms: int, pending_count: Callable[[], float],
     model_updates_now: Callable[[], float], protected_features: tuple[str, ...] = (),
@@ -306,13 +334,9 @@ def create_metrics(
     for result in GATE_RESULTS:
         metrics.gate_decisions.labels(result)
     for policy_name in GATE_POLICIES:
-        for bound in ("estimate", "low", "high"):
-            metrics.gate_estimate.labels(policy_name, bound).set(math.nan)
-    for which, (name, text) in enumerate(SHADOW_GAUGES):
-        gauge = Gauge(name, f"{text}, over the last {LEDGER_WINDOW} settled shadow quotes; bound: the "
-                            "estimate or its 95% interval (NaN before two).", ["bound"], registry=registry)
-        for bound in ("estimate", "low", "high"):
-            gauge.labels(bound).set_function(functools.partial(metrics.shadow.value, which, bound))
+        for bound, value in by_bound(None).items():
+            metrics.gate_estimate.labels(policy_name, bound).set(value)
+    registry.register(ShadowCollector(metrics.shadow))
     for method in RPC_METHODS:
         metrics.rpc_duration.labels(method)
         metrics.undecodable_requests.labels(method)

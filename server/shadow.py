@@ -20,7 +20,6 @@ per-quote differences (paired), not of the two estimates apart.
 from __future__ import annotations
 
 import collections
-import math
 import threading
 
 import numpy as np
@@ -76,11 +75,3 @@ class ShadowLedger:
         reward, weight, model_value, model_factual = rows.T
         terms = doubly_robust_terms(reward, weight, model_value, model_factual)
         return Estimate.of_terms(reward), Estimate.of_terms(terms), Estimate.of_terms(terms - reward)
-
-    def value(self, which: int, bound: str) -> float:
-        """One number for a gauge: ``which`` 0 incumbent, 1 policy, 2 lift; NaN before there are two."""
-        found = self.estimates()
-        if found is None:
-            return math.nan
-        estimate = found[which]
-        return {"estimate": estimate.value, "low": estimate.low, "high": estimate.high}[bound]
