@@ -87,9 +87,6 @@ class Method:
 
 def _one(request_type: type[Message], raw: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
     """The one message of a unary call (later ones are not read, as grpcio's unary handlers do)."""
-    not_received = RequestNotReceived(
-        f"{request_type.DESCRIPTOR.name}: the request did not arrive (larger than the server's "
-        "--max-message-bytes, or the caller left)")
     try:
         return next(raw)
     except StopIteration:
@@ -97,12 +94,17 @@ def _one(request_type: type[Message], raw: Iterator[bytes], context: grpc.Servic
         # call: a stream that ends with no message is refused only if the call stays alive.
         ended = threading.Event()
         if not context.add_callback(ended.set) or ended.wait(REFUSAL_SECONDS):
-            raise not_received from None
+            raise _not_received(request_type) from None
         raise InvalidInput(request_type.DESCRIPTOR.name, "no request message was sent") from None
     except grpc.RpcError:
         if context.time_remaining() <= 0:
             raise  # the caller's deadline passed while the call waited for a worker
-        raise not_received from None
+        raise _not_received(request_type) from None
+
+
+def _not_received(request_type: type[Message]) -> RequestNotReceived:
+    return RequestNotReceived(f"{request_type.DESCRIPTOR.name}: the request did not arrive (larger than "
+                              "the server's --max-message-bytes, or the caller left)")
 
 
 def _each_decoded(request_type: type[Message], raw: Iterator[bytes], undecodable: Counter
