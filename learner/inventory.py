@@ -92,21 +92,25 @@ class StockPace:
     mu_floor: float = 0.0
     """The lower bound of ``mu`` under the latest terms (the salvage bound)."""
 
+    def _span(self) -> float | None:
+        """Seconds between the first and last settled quote's times, once ``MIN_QUOTES`` have settled
+        over some time (None before: rates from it are not trusted)."""
+        span = self.last_quoted_at - self.first_quoted_at
+        return span if self.settled >= MIN_QUOTES and span > 0 else None
+
     def projected_leftover(self, now: float) -> float | None:
         """The share of the units left that the sales rate so far would leave unsold at the sell-by
-        time (None before ``MIN_QUOTES`` have settled)."""
-        span = self.last_quoted_at - self.first_quoted_at
-        if self.settled < MIN_QUOTES or not span > 0 or self.units <= 0:
+        time (None before the rate is trusted)."""
+        span = self._span()
+        if span is None or self.units <= 0:
             return None
         selling = self.sold / span * max(self.sell_by - now, 0.0)
         return max(0.0, self.units - selling) / self.units
 
     def quote_rate(self) -> float | None:
-        """Quotes per second so far; None until ``MIN_QUOTES`` have settled over some time."""
-        span = self.last_quoted_at - self.first_quoted_at
-        if self.settled < MIN_QUOTES or not span > 0:
-            return None
-        return (self.settled - 1) / span
+        """Quotes per second so far (None before the rate is trusted)."""
+        span = self._span()
+        return None if span is None else (self.settled - 1) / span
 
 
 class StockBook:
