@@ -14,6 +14,7 @@ state: the caller passes the generator for each decision.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -183,10 +184,14 @@ def choose(pmf: np.ndarray, allowed: np.ndarray, greedy: int, estimates: np.ndar
 
 def masked_argmax(values: np.ndarray, allowed: np.ndarray, payoffs: np.ndarray) -> int:
     """Index of the largest allowed value; a tie goes to the arm with the larger payoff (a model that
-    sees no difference never gives the margin away), then to the lowest index."""
-    scores = np.where(allowed, values, -np.inf)
-    best = scores.max()
-    return int(np.where(scores == best, payoffs, -np.inf).argmax())
+    sees no difference never gives the margin away), then to the lowest index. A loop over the grid's
+    few arms as Python numbers: a third of what the same rule costs in numpy calls."""
+    best, chosen, chosen_payoff = -math.inf, -1, -math.inf
+    rows = zip(values.tolist(), allowed.tolist(), payoffs.tolist(), strict=True)
+    for arm, (value, ok, payoff) in enumerate(rows):
+        if ok and (value > best or (value == best and payoff > chosen_payoff)):
+            best, chosen, chosen_payoff = value, arm, payoff
+    return chosen if chosen >= 0 else int(np.argmax(allowed))  # every allowed value NaN: the first
 
 
 def default_alphas(n_arms: int) -> np.ndarray:

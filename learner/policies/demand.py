@@ -156,8 +156,11 @@ class DemandModel(ABC):
 
 
 def refuse_non_finite(*arrays: np.ndarray) -> None:
-    """Raise InvalidInput if any array holds NaN or inf (one sum each: NaN and inf propagate)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        finite = np.isfinite(sum(float(a.sum()) for a in arrays))
-    if not finite:
+    """Raise InvalidInput if any array holds NaN or inf (one sum each: NaN and inf propagate).
+
+    A precision matrix and its inverse are symmetric positive definite, so their largest entries
+    lie on the diagonal (``|a_ij| <= sqrt(a_ii a_jj)``): the models pass only the diagonals of those,
+    D numbers instead of D², and the check still sees any overflow. Called where the update runs, under
+    its ``np.errstate`` (a sum that overflows is inf, not a warning)."""
+    if not math.isfinite(sum(float(a.sum()) for a in arrays)):
         raise InvalidInput("features", "the update would make the model non-finite; refused")

@@ -76,9 +76,10 @@ class DemandPolicy(ABC):
         rng: np.random.Generator,
     ) -> Choice:
         x, levels, payoffs, allowed = check_decision(x, levels, payoffs, allowed, self.n_arms, self.dim)
-        estimates = self._model.probabilities(x, levels)
+        scores = self._model.scores(x, levels)
+        estimates = self._model.link(scores)
         greedy = masked_argmax(payoffs * estimates, allowed, payoffs)
-        pmf, drawn = self._distribution(x, levels, payoffs, allowed, greedy, estimates, rng)
+        pmf, drawn = self._distribution(x, levels, scores, payoffs, allowed, greedy, estimates, rng)
         return choose(pmf, allowed, greedy, estimates, rng, drawn)
 
     @abstractmethod
@@ -86,13 +87,15 @@ class DemandPolicy(ABC):
         self,
         x: np.ndarray,
         levels: np.ndarray,
+        scores: np.ndarray,
         payoffs: np.ndarray,
         allowed: np.ndarray,
         greedy: int,
         estimates: np.ndarray,
         rng: np.random.Generator,
     ) -> Distribution:
-        """The rule: a distribution over arms, given the model's ``estimates`` and the ``greedy`` arm."""
+        """The rule: a distribution over arms, given the model's ``scores`` (computed once per decision),
+        their ``estimates`` and the ``greedy`` arm."""
 
     # -- learning --------------------------------------------------------------------------------
     def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float, probability: float) -> None:

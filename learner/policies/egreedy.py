@@ -20,7 +20,7 @@ class EpsilonGreedy(DemandPolicy):
         super().__init__(settings)
         self.epsilon = float(epsilon)
 
-    def _distribution(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         pmf = np.where(allowed, self.epsilon / allowed.sum(), 0.0)
         pmf[greedy] += 1.0 - self.epsilon
         return Distribution(pmf)

@@ -32,14 +32,16 @@ class LinUCB(DemandPolicy):
         super().__init__(settings)
         self.beta = float(beta)
 
-    def upper_bounds(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    def upper_bounds(self, x: np.ndarray, levels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """The optimistic purchase probability of every arm, from its ``scores`` at ``x``."""
         model = self._model
-        return model.link(model.scores(x, levels) + self.beta * np.sqrt(model.score_variance(x, levels)))
+        return model.link(scores + self.beta * np.sqrt(model.score_variance(x, levels)))
 
-    def _distribution(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+        arm = masked_argmax(payoffs * self.upper_bounds(x, levels, scores), allowed, payoffs)
         pmf = np.zeros(self.n_arms)
-        pmf[masked_argmax(payoffs * self.upper_bounds(x, levels), allowed, payoffs)] = 1.0
-        return Distribution(pmf)
+        pmf[arm] = 1.0
+        return Distribution(pmf, drawn=arm)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "beta": self.beta}

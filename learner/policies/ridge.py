@@ -50,11 +50,11 @@ class RidgeArms(DemandModel):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if self.decay < 1.0:
                 A, A_inv, b, theta = self._forgetting_all(x, arm, reward)
-                refuse_non_finite(A, A_inv, theta)
+                refuse_non_finite(A.diagonal(axis1=1, axis2=2), A_inv.diagonal(axis1=1, axis2=2), theta)
                 self._A, self._A_inv, self._b, self._theta = A, A_inv, b, theta
             else:
                 rows = self._adding_one(x, arm, reward)
-                refuse_non_finite(*rows)
+                refuse_non_finite(rows[0].diagonal(), rows[1].diagonal(), rows[3])
                 self._A[arm], self._A_inv[arm], self._b[arm], self._theta[arm] = rows
         self._counted(arm)
 

@@ -33,7 +33,7 @@ class SquareCB(DemandPolicy):
     def gamma(self) -> float:
         return self.gamma_scale * max(1, self.updates) ** self.gamma_exponent
 
-    def _distribution(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         profits = payoffs * estimates
         gaps = np.maximum(profits[greedy] - profits, 0.0)
         pmf = np.where(allowed, 1.0 / (allowed.sum() + self.gamma * gaps), 0.0)

@@ -32,11 +32,11 @@ class LinearThompson(DemandPolicy):
         super().__init__(settings)
         self.v, self.samples = float(v), int(samples)
 
-    def _distribution(self, x, levels, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
         model = self._model
         factor = self.v * model.score_factor(x, levels)
         draws = rng.standard_normal((self.samples, factor.shape[1])) @ factor.T
-        draws += model.scores(x, levels)
+        draws += scores
         profits = model.link(draws) * payoffs
         profits[:, ~allowed] = -np.inf
         winners = profits.argmax(axis=1)
