@@ -107,22 +107,21 @@ class FeatureBuilder:
         protected: dict[str, float] = {}
         ignored: list[str] = []
         for name, value in context.items():
-            where = f"{field}[{json.dumps(name[:MAX_CONTEXT_NAME_LENGTH])}]"  # the path stays unambiguous
             if name in self._index:
                 priced[name] = value
             elif name in self.protected:
                 protected[name] = value
             elif self.unknown == "refuse":
                 known = ", ".join(self.context_names) or "(none)"
-                raise InvalidInput(where, f"unknown context feature; known names: {known}")
+                raise InvalidInput(_where(field, name), f"unknown context feature; known names: {known}")
             elif not name or len(name) > MAX_CONTEXT_NAME_LENGTH or not name.isprintable():
-                raise InvalidInput(where, f"a context name has 1..{MAX_CONTEXT_NAME_LENGTH} printable "
-                                          "characters")
+                raise InvalidInput(_where(field, name), f"a context name has 1..{MAX_CONTEXT_NAME_LENGTH} "
+                                                        "printable characters")
             else:
                 ignored.append(name)
             if not math.isfinite(value) or abs(value) > MAX_FEATURE_MAGNITUDE:
-                raise InvalidInput(where, f"{value} must be finite with absolute value <= "
-                                          f"{MAX_FEATURE_MAGNITUDE:g}")
+                raise InvalidInput(_where(field, name), f"{value} must be finite with absolute value <= "
+                                                        f"{MAX_FEATURE_MAGNITUDE:g}")
         return ContextUse(priced, protected, tuple(sorted(ignored)))
 
     def validate_context(self, context: Mapping[str, float], field: str = "context") -> None:
@@ -141,7 +140,11 @@ class FeatureBuilder:
     def build(self, context: Mapping[str, float], product: Product,
               embedding: np.ndarray | None = None) -> np.ndarray:
         """The feature vector for one decision: only the configured names price (validated first)."""
-        priced = self.read_context(context).priced
+        return self.build_priced(self.read_context(context).priced, product, embedding)
+
+    def build_priced(self, priced: Mapping[str, float], product: Product,
+                     embedding: np.ndarray | None = None) -> np.ndarray:
+        """``build`` from the priced entries ``read_context`` already sorted out (read once per quote)."""
         x = np.zeros(self.dim)
         x[0] = 1.0
         for name, value in priced.items():
@@ -161,3 +164,7 @@ class FeatureBuilder:
             x[-self.embedding_dim:] = embedding
         return x
 
+
+def _where(field: str, name: str) -> str:
+    """The path of a context entry in an error (quoted, so it stays unambiguous); built only to refuse."""
+    return f"{field}[{json.dumps(name[:MAX_CONTEXT_NAME_LENGTH])}]"

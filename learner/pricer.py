@@ -145,6 +145,9 @@ class Pricer:
         if embedding_dim:
             dim = self.features.dim
             self._input_groups.append(("behavior", slice(dim - embedding_dim, dim)))
+        self._input_masks = np.zeros((len(self._input_groups), self.features.dim))
+        for row, (_, columns) in zip(self._input_masks, self._input_groups, strict=True):
+            row[columns] = 1.0
         self.window = RewardWindow(self.config.reward_window_seconds)
         self.policy = make_policy(
             self.config.policy, len(self.grid), self.features.dim, self.config.policy_options,
@@ -234,7 +237,7 @@ class Pricer:
         if request.recent_events and self.users is not None:
             self.users.observe(request.recent_events, now, strict=True)
         value, embedding = self.user_value(request)
-        x = self.features.build(use.priced, product, embedding)
+        x = self.features.build_priced(use.priced, product, embedding)
         neutral = self.neutral_features(x)
         limit = self.spread_limit(request)
         rng = decision_rng(self.config.seed, request.quote_id)
@@ -325,7 +328,7 @@ class Pricer:
             arm_prices = banded if pin is None else self.grid.prices(product, value, pin)
             payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + opportunity, value)
             levels = log_price_ratio(arm_prices.prices, product.list_price)
-            spread_bound = bool((unbanded.allowed & ~banded.allowed).any())
+            spread_bound = banded is not unbanded and bool((unbanded.allowed & ~banded.allowed).any())
             if arm_prices.any_allowed:
                 choice = self.policy.select(x, levels, payoffs, arm_prices.allowed, rng)
                 return Pricing(arm_prices, levels, spread_bound, pin is not None, choice.arm,
@@ -358,12 +361,9 @@ class Pricer:
         """How much each input (a context feature; the behavior embedding as one) moves the chosen
         arm's purchase logit away from the neutral shopper's, largest first; inputs that do not
         differ are left out. Exact: every demand model's score is linear in the features."""
-        delta = x - neutral
         groups = self._input_groups
-        rows = np.zeros((len(groups), delta.size))
-        for row, (_, columns) in zip(rows, groups, strict=True):
-            row[columns] = delta[columns]
-        moved = np.flatnonzero(np.any(rows != 0.0, axis=1))
+        rows = self._input_masks * (x - neutral)  # row g: the change in group g's columns alone
+        moved = np.flatnonzero(rows.any(axis=1))
         if moved.size == 0:
             return ()
         effects = self.policy.score_effects(rows[moved], levels, arm)

@@ -68,7 +68,7 @@ def clip01(values: np.ndarray) -> np.ndarray:
 def check_levels(levels: np.ndarray, n_arms: int, field: str = "levels") -> np.ndarray:
     """``levels`` as a float vector of ``n_arms`` finite values, or InvalidInput naming ``field``."""
     levels = np.asarray(levels, dtype=float)
-    if levels.shape != (n_arms,) or not np.all(np.isfinite(levels)):
+    if levels.shape != (n_arms,) or not np.isfinite(levels).all():
         raise InvalidInput(field, f"need one finite value per arm ({n_arms}), got {levels.tolist()}")
     return levels
 

@@ -85,8 +85,10 @@ class SharedLogit(DemandModel):
         return (blocks @ self._A_inv) @ blocks.T
 
     def score_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        basis = self._basis(levels)
-        return np.maximum(((basis @ self._term_covariance(x)) * basis).sum(axis=1), 0.0)
+        """``[1, b] S [1, b]ᵀ = S₀₀ + b (2 S₀₁ + b S₁₁)`` with ``b = LEVEL_SCALE·l``, per arm."""
+        (s00, s01), (_, s11) = self._term_covariance(x).tolist()
+        slope = LEVEL_SCALE * np.asarray(levels, dtype=float)
+        return np.maximum(s00 + slope * (2.0 * s01 + slope * s11), 0.0)
 
     def score_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         values, vectors = np.linalg.eigh(self._term_covariance(x))
