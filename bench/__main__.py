@@ -1,7 +1,8 @@
 """``python -m bench``: every benchmark in one run, printed as Markdown (``--smoke`` for a quick pass).
 
-1. Servers: the empty-handler server and the real one, each its own process, driven by a separate
-   load process with Quote then Reward at each concurrency; throughput, p50/p99 and the ratios.
+1. Servers: two empty-handler servers (sync gRPC and grpc.aio) and the real one, each its own process,
+   driven by a separate load process with Quote, Reward, then QuoteBatch at each concurrency;
+   throughput, p50/p99, CPU per call and per quote, and the ratios against the empty aio server.
 2. Stages: what each stage of a Quote and a Reward costs, in-process; the slowest is named.
 3. Learner: decision and update cost by policy, context dimension and number of arms; memory.
 """
@@ -19,9 +20,17 @@ from pathlib import Path
 from bench import learner_scaling, servers, stages
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
-QUOTE_RATIO_FLOOR = 0.60
-P99_RATIO_CEILING = 2.0
-LEARNER_BUDGET_US = 100.0
+BASELINE = servers.EMPTY_AIO
+SERVER_ORDER = (servers.EMPTY_AIO, servers.EMPTY_SYNC, servers.PRICEBANDIT)
+RPC_NAMES = {"quote": "Quote", "reward": "Reward", "quote_batch": "QuoteBatch"}
+# Issue 12's floors, each against the empty aio server in the same run.
+QUOTE_CPU_RATIO_CEILING = 2.5  # single Quote at the top concurrency: server CPU per call
+QUOTE_THROUGHPUT_FLOOR = 0.4  # single Quote at the top concurrency: calls per second
+QUOTE_P50_RATIO_CEILING = 2.0  # single Quote at the lowest concurrency
+QUOTE_P99_CEILING_MS = 3.0  # single Quote at the lowest concurrency, absolute
+BATCH_CPU_RATIO_CEILING = 1.0  # QuoteBatch: server CPU per quote against the empty Quote's per call
+BATCH_QUOTES_FLOOR = 1.0  # QuoteBatch: quotes per second against the empty Quote's calls per second
+LEARNER_BUDGET_US = 40.0  # Pricer decision + update at dim 64, 11 arms
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -34,39 +43,101 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def ratio(value: float | None, base: float | None) -> float | None:
+    """``value / base``, or None where either is unknown (no /proc) or the base is zero."""
+    return None if value is None or not base else value / base
+
+
+def shown(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def bounded(name: str, value: float | None, bound: float, floor: bool, unit: str = "x") -> str:
+    """A target line: the measured number, its bound, met or MISSED (and MISSED when unknown)."""
+    if value is None:
+        return f"{name}: unknown (server CPU not measured: no /proc, or too few calls): MISSED"
+    ok = value >= bound if floor else value <= bound
+    return f"{name}: {value:.2f}{unit} ({'floor' if floor else 'ceiling'} {bound:g}{unit}): {verdict(ok)}"
+
+
 def server_section(rows: list[servers.Row]) -> tuple[str, list[str]]:
+    """Two tables (single calls; QuoteBatch) with each server against the empty aio one, and the
+    serving targets."""
     by_key = {(r.client, r.server, r.method, r.concurrency): r for r in rows}
-    lines, targets = [], []
     concurrencies = sorted({r.concurrency for r in rows})
-    runs = sorted({(r.client, r.method) for r in rows}, key=lambda k: (k[0] != "python", k[1]))
+    runs = sorted({(r.client, r.method) for r in rows if r.method != "quote_batch"},
+                  key=lambda k: (k[0] != "python", k[1]))
+    singles, batches = [], []
     for client, method in runs:
         for c in concurrencies:
-            empty, real = by_key[(client, "empty", method, c)], by_key[(client, "pricebandit", method, c)]
-            lines.append([
-                method.capitalize(), client, c, empty.throughput, real.throughput,
-                f"{real.throughput / empty.throughput:.2f}", empty.p50_ms, real.p50_ms, empty.p99_ms,
-                real.p99_ms, f"{real.p99_ms / empty.p99_ms:.2f}", empty.server_cpu_us, real.server_cpu_us,
-                real.errors,
-            ])
-    top = max(concurrencies)
-    for client in sorted({r.client for r in rows}, key=lambda name: name != "python"):
-        empty_q = by_key[(client, "empty", "quote", top)]
-        real_q = by_key[(client, "pricebandit", "quote", top)]
-        ratio, p99_ratio = real_q.throughput / empty_q.throughput, real_q.p99_ms / empty_q.p99_ms
-        targets.append(f"Quote throughput at concurrency {top} ({client} client): {ratio:.2f} of the empty "
-                       f"server (floor {QUOTE_RATIO_FLOOR:.2f}): {verdict(ratio >= QUOTE_RATIO_FLOOR)}")
-        targets.append(f"Quote p99 at concurrency {top} ({client} client): {p99_ratio:.2f}x the empty "
-                       f"server's (ceiling {P99_RATIO_CEILING:.1f}x): "
-                       f"{verdict(p99_ratio <= P99_RATIO_CEILING)}")
-    served = {(r.method, r.concurrency): r.throughput for r in rows
-              if r.server == "pricebandit" and r.client == "python"}
+            base = by_key[(client, BASELINE, method, c)]
+            for name in SERVER_ORDER:
+                r = by_key[(client, name, method, c)]
+                singles.append([RPC_NAMES[method], client, c, name, r.throughput, r.p50_ms, r.p99_ms,
+                                r.server_cpu_us, shown(ratio(r.throughput, base.throughput)),
+                                shown(ratio(r.p99_ms, base.p99_ms)),
+                                shown(ratio(r.server_cpu_us, base.server_cpu_us)), r.errors])
+    for c in concurrencies:
+        base = by_key[("python", BASELINE, "quote", c)]
+        for name in SERVER_ORDER:
+            r = by_key[("python", name, "quote_batch", c)]
+            batches.append([RPC_NAMES["quote_batch"], "python", c, name, r.throughput,
+                            round(r.quotes_per_second), r.p50_ms, r.p99_ms, r.server_cpu_us,
+                            r.server_cpu_us_per_quote,
+                            shown(ratio(r.quotes_per_second, base.throughput)),
+                            shown(ratio(r.server_cpu_us_per_quote, base.server_cpu_us)), r.errors])
+    page = by_key[("python", BASELINE, "quote_batch", concurrencies[0])].quotes_per_call
+    text = (table(["RPC", "client", "concurrency", "server", "req/s", "p50 ms", "p99 ms", "CPU µs/call",
+                   "req/s ÷ aio", "p99 ÷ aio", "CPU ÷ aio", "errors"], singles)
+            + f"\n\nQuoteBatch, {page} products a call, per call and per quote; its ratios are against "
+              "the empty aio server's single Quote (python client) at the same concurrency:\n\n"
+            + table(["RPC", "client", "concurrency", "server", "batches/s", "quotes/s", "p50 ms", "p99 ms",
+                     "CPU µs/batch", "CPU µs/quote", "quotes/s ÷ aio Quote req/s",
+                     "CPU/quote ÷ aio Quote CPU/call", "errors"], batches))
+    return text, serving_targets(by_key, concurrencies)
+
+
+def serving_targets(by_key: dict[tuple[str, str, str, int], servers.Row], concurrencies: list[int]
+                    ) -> list[str]:
+    """Issue 12's serving floors: single Quote by h2load where installed (else the python client,
+    said in the line), Reward against Quote and QuoteBatch by the python client."""
+    top, low = max(concurrencies), min(concurrencies)
+    client = "h2load" if ("h2load", BASELINE, "quote", top) in by_key else "python"
+    how = "h2load" if client == "h2load" else "python client; h2load not installed"
+
+    def pair(who: str, method: str, c: int) -> tuple[servers.Row, servers.Row]:
+        return by_key[(who, servers.PRICEBANDIT, method, c)], by_key[(who, BASELINE, "quote", c)]
+
+    real, base = pair(client, "quote", top)
+    targets = [
+        bounded(f"Quote server CPU per call at concurrency {top} ({how}), against the empty aio server's",
+                ratio(real.server_cpu_us, base.server_cpu_us), QUOTE_CPU_RATIO_CEILING, floor=False),
+        bounded(f"Quote throughput at concurrency {top} ({how}), against the empty aio server's",
+                ratio(real.throughput, base.throughput), QUOTE_THROUGHPUT_FLOOR, floor=True),
+    ]
+    real, base = pair(client, "quote", low)
+    targets += [
+        bounded(f"Quote p50 at concurrency {low} ({how}), against the empty aio server's",
+                ratio(real.p50_ms, base.p50_ms), QUOTE_P50_RATIO_CEILING, floor=False),
+        bounded(f"Quote p99 at concurrency {low} ({how})", real.p99_ms, QUOTE_P99_CEILING_MS, floor=False,
+                unit=" ms"),
+    ]
+    served = {(r.method, r.concurrency): r.throughput for r in by_key.values()
+              if r.server == servers.PRICEBANDIT and r.client == "python"}
     slower = [c for c in concurrencies if served[("reward", c)] < served[("quote", c)]]
-    targets.append("Reward at least as fast as Quote at every concurrency: "
+    targets.append("Reward at least as fast as Quote at every concurrency (python client): "
                    + (verdict(True) if not slower else f"MISSED at concurrency {slower}"))
-    header = ["RPC", "client", "concurrency", "empty req/s", "pricebandit req/s", "ratio", "empty p50 ms",
-              "pricebandit p50 ms", "empty p99 ms", "pricebandit p99 ms", "p99 ratio",
-              "empty CPU µs/call", "pricebandit CPU µs/call", "errors"]
-    return table(header, lines), targets
+    batch, base = pair("python", "quote_batch", top)
+    targets += [
+        bounded(f"QuoteBatch of {batch.quotes_per_call} server CPU per quote at concurrency {top} "
+                "(python client), against the empty aio server's CPU per Quote",
+                ratio(batch.server_cpu_us_per_quote, base.server_cpu_us), BATCH_CPU_RATIO_CEILING,
+                floor=False),
+        bounded(f"QuoteBatch of {batch.quotes_per_call} quotes per second at concurrency {top} "
+                "(python client), against the empty aio server's Quote calls per second",
+                ratio(batch.quotes_per_second, base.throughput), BATCH_QUOTES_FLOOR, floor=True),
+    ]
+    return targets
 
 
 def stage_section(measured: list[stages.Stage]) -> str:
@@ -102,11 +173,8 @@ def learner_section(rows: list[learner_scaling.Scaling], pricer_rows: list[learn
              f"shared demand model) are {memory.model_bytes} bytes; a user's value-model state is "
              f"{memory.user_state_bytes} bytes stored and {memory.user_state_object_bytes} bytes as a "
              f"Python object (`bench/value_model.py` measures it with the cache and SQLite around it).")
-    targets = []
-    for r in pricer_rows + [r for r in rows if r.dim == 64 and r.arms == 11]:
-        if r.dim == 64 and r.arms == 11:
-            targets.append(f"Decision + update, {r.policy}, dim 64, 11 arms: {r.total_us} µs "
-                           f"(budget {LEARNER_BUDGET_US:.0f}): {verdict(r.total_us < LEARNER_BUDGET_US)}")
+    targets = [bounded(f"Decision + update, {r.policy}, dim 64, 11 arms", r.total_us, LEARNER_BUDGET_US,
+                       floor=False, unit=" µs") for r in pricer_rows if r.dim == 64 and r.arms == 11]
     return text, targets
 
 
@@ -144,11 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{platform.python_version()}), load average {load:.2f} at the start; "
         f"{args.requests} timed calls per row after {args.warmup} warm-up quotes.",
         "",
-        "### Servers: empty handler vs pricebandit",
+        "### Servers: empty handlers (grpc.aio and sync) vs pricebandit",
         "",
         "Each server is its own process; the load runs in another (`python`: a grpc.aio client, "
-        "Quote then Reward for those quotes; `h2load`: nghttp2's C client, one connection, "
-        "Quote only, where installed). CPU is the server process's, per call.",
+        "Quote, then Reward for those quotes, then QuoteBatch pages, a fifth as many calls; `h2load`: "
+        "nghttp2's C client, one connection, Quote only, where installed). CPU is the server "
+        "process's. Ratios (÷ aio) are against the empty `grpc.aio` server in the same run, the floor "
+        "issue 12 sets; the empty sync server has the real one's server model.",
         "",
         server_text,
         "",

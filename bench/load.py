@@ -1,8 +1,9 @@
-"""The load process: drives one server with Quote, then Reward for those quotes, at a fixed concurrency.
+"""The load process: drives one server with Quote, then Reward for those quotes, then QuoteBatch (a
+listing page of ``BATCH_SIZE`` products, a fifth as many calls as quotes), at a fixed concurrency.
 
 It runs apart from the servers (its own process, ``grpc.aio`` so that one process can keep 32 calls
-in flight) and prints one JSON object: per method, requests, seconds, throughput and latency
-percentiles in milliseconds.
+in flight) and prints one JSON object: per method, calls, seconds, throughput and latency
+percentiles in milliseconds, and quotes per call.
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import grpc
 
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.pseudonyms import UserIdKey
 from simulator.market import CATEGORIES
+
+BATCH_SIZE = 50
+"""Products per QuoteBatch: a listing page, the server's default batch limit."""
+BATCHES_PER_QUOTE = 1 / 5
+"""QuoteBatch calls per timed Quote, so that a run prices a bounded number of products."""
 
 BENCH_KEY = UserIdKey(bytes(range(32)))
 """The user-id key of in-process benchmarks: hashing ids is part of every request's cost."""
@@ -44,6 +50,14 @@ def quote_requests(count: int, seed: int = 0) -> list[pricing_pb2.QuoteRequest]:
     return requests
 
 
+def batch_requests(count: int, size: int = BATCH_SIZE, seed: int = 2) -> list[pricing_pb2.QuoteBatchRequest]:
+    """``count`` listing pages of ``size`` distinct products, each for one user and context."""
+    singles = quote_requests(count * size, seed)
+    pages = [singles[i:i + size] for i in range(0, len(singles), size)]
+    return [pricing_pb2.QuoteBatchRequest(user_id=page[0].user_id, context=page[0].context,
+                                          products=[r.product for r in page]) for page in pages]
+
+
 @dataclass(frozen=True)
 class Run:
     requests: int
@@ -53,6 +67,7 @@ class Run:
     p50_ms: float
     p99_ms: float
     server_cpu_us: float | None  # the server process's CPU time per call, user + system
+    quotes_per_call: int = 1
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -111,6 +126,8 @@ async def drive(call: Callable[[int], Awaitable[object]], count: int, concurrenc
 async def run(address: str, count: int, concurrency: int, warmup: int, timeout: float,
               server_pid: int | None = None) -> dict[str, Run]:
     requests = quote_requests(warmup + count)
+    batch_warmup = max(1, warmup // BATCH_SIZE)
+    pages = batch_requests(batch_warmup + max(1, round(count * BATCHES_PER_QUOTE)))
     quote_ids: list[str] = [""] * len(requests)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pricing_pb2_grpc.PricingServiceStub(channel)
@@ -123,16 +140,22 @@ async def run(address: str, count: int, concurrency: int, warmup: int, timeout: 
             await stub.Reward(pricing_pb2.RewardRequest(quote_id=quote_ids[warmup + index],
                                                         purchased=index % 3 == 0), timeout=timeout)
 
+        async def quote_batch(index: int) -> None:
+            await stub.QuoteBatch(pages[index], timeout=timeout)
+
         await drive(quote, warmup, min(concurrency, max(1, warmup)))
         quotes = await drive(lambda i: quote(warmup + i), count, concurrency, server_pid)
         rewards = await drive(reward, count, concurrency, server_pid)
-    return {"quote": quotes, "reward": rewards}
+        await drive(quote_batch, batch_warmup, min(concurrency, batch_warmup))
+        batches = await drive(lambda i: quote_batch(batch_warmup + i), len(pages) - batch_warmup,
+                              concurrency, server_pid)
+    return {"quote": quotes, "reward": rewards, "quote_batch": replace(batches, quotes_per_call=BATCH_SIZE)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Drive a pricing.v1 server with Quote then Reward.")
+    parser = argparse.ArgumentParser(description="Drive a pricing.v1 server: Quote, Reward, QuoteBatch.")
     parser.add_argument("--address", required=True)
-    parser.add_argument("--requests", type=int, default=2000, help="timed calls per method")
+    parser.add_argument("--requests", type=int, default=2000, help="timed calls (QuoteBatch: a fifth)")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=200, help="untimed quotes first")
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds")

@@ -1,4 +1,5 @@
-"""Start the empty server and the real one as processes, and drive each from a separate load process."""
+"""Start the two empty servers (sync and ``grpc.aio``) and the real one as processes, and drive each
+from a separate load process."""
 
 from __future__ import annotations
 
@@ -22,21 +23,32 @@ from bench.load import cpu_seconds, percentile, quote_requests
 from bench.process import free_port
 
 START_SECONDS = 60.0
+EMPTY_SYNC, EMPTY_AIO, PRICEBANDIT = "empty sync", "empty aio", "pricebandit"
+"""The servers, in the order they take turns; the empty aio one is the floor the ratios are against."""
 REPO = Path(__file__).resolve().parents[1]  # every process runs from here, wherever bench was started
 
 
 @dataclass(frozen=True)
 class Row:
     server: str
-    client: str  # "python" (grpc.aio, Quote then Reward) or "h2load" (C, Quote only)
-    method: str
+    client: str  # "python" (grpc.aio: Quote, Reward, QuoteBatch) or "h2load" (C, Quote only)
+    method: str  # "quote", "reward" or "quote_batch"
     concurrency: int
     requests: int
     errors: int
-    throughput: float
+    throughput: float  # calls per second
     p50_ms: float
     p99_ms: float
-    server_cpu_us: float | None
+    server_cpu_us: float | None  # per call
+    quotes_per_call: int = 1
+
+    @property
+    def quotes_per_second(self) -> float:
+        return self.throughput * self.quotes_per_call
+
+    @property
+    def server_cpu_us_per_quote(self) -> float | None:
+        return None if self.server_cpu_us is None else round(self.server_cpu_us / self.quotes_per_call, 1)
 
 
 def wait_serving(address: str, process: subprocess.Popen[bytes]) -> None:
@@ -74,13 +86,14 @@ def process(command: list[str], address: str) -> Iterator[int]:
 
 
 def server_commands(data_dir: str) -> dict[str, tuple[list[str], str]]:
-    """name -> (command, address) of both servers, each on a free loopback port."""
-    empty, real = free_port(), free_port()
+    """name -> (command, address) of the three servers, each on a free loopback port."""
+    sync, aio, real = free_port(), free_port(), free_port()
+    empty = [sys.executable, "-m", "bench.empty_server", "--address"]
     return {
-        "empty": ([sys.executable, "-m", "bench.empty_server", "--address", f"127.0.0.1:{empty}"],
-                  f"127.0.0.1:{empty}"),
-        "pricebandit": ([sys.executable, "-m", "server.cli", "--port", str(real), "--metrics-port", "0",
-                         "--data-dir", data_dir, "--log-level", "WARNING"], f"127.0.0.1:{real}"),
+        EMPTY_SYNC: ([*empty, f"127.0.0.1:{sync}"], f"127.0.0.1:{sync}"),
+        EMPTY_AIO: ([*empty, f"127.0.0.1:{aio}", "--aio"], f"127.0.0.1:{aio}"),
+        PRICEBANDIT: ([sys.executable, "-m", "server.cli", "--port", str(real), "--metrics-port", "0",
+                       "--data-dir", data_dir, "--log-level", "WARNING"], f"127.0.0.1:{real}"),
     }
 
 
@@ -130,8 +143,8 @@ def h2load(address: str, pid: int, requests: int, concurrency: int, folder: Path
 
 
 def compare(requests: int, concurrencies: tuple[int, ...], warmup: int) -> list[Row]:
-    """Both servers at every concurrency, alternating between them so that drift in the machine's
-    load hits both alike."""
+    """Every server at every concurrency, taking turns so that drift in the machine's load hits all
+    alike."""
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="pricebandit-bench-") as data_dir, ExitStack() as stack:
         servers = {name: (address, stack.enter_context(process(command, address)))
@@ -142,7 +155,8 @@ def compare(requests: int, concurrencies: tuple[int, ...], warmup: int) -> list[
                     rows.append(Row(server=name, client="python", method=method, concurrency=concurrency,
                                     requests=int(run["requests"]), errors=int(run["errors"]),
                                     throughput=run["throughput"], p50_ms=run["p50_ms"],
-                                    p99_ms=run["p99_ms"], server_cpu_us=run["server_cpu_us"]))
+                                    p99_ms=run["p99_ms"], server_cpu_us=run["server_cpu_us"],
+                                    quotes_per_call=int(run["quotes_per_call"])))
                 c_row = h2load(address, pid, requests, concurrency, Path(data_dir))
                 if c_row is not None:
                     rows.append(replace(c_row, server=name))
