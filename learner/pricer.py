@@ -19,11 +19,11 @@ import numpy as np
 from learner import snapshot
 from learner.arms import DEFAULT_ALPHAS, ArmPrices, PriceBounds, PriceGrid, check_spread_limit
 from learner.errors import InvalidInput, SnapshotError
-from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, FeatureBuilder
+from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, ContextUse, FeatureBuilder
 from learner.inventory import StockBook, StockSummary
 from learner.objective import expected_profit, margin_payoffs
 from learner.policies import DEFAULT_DEMAND_MODEL, make_policy
-from learner.policies.base import check_hyperparameters, masked_argmax
+from learner.policies.base import Choice, check_hyperparameters, masked_argmax
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
@@ -117,6 +117,34 @@ class Pricing:
     """No arm fit: ``price`` is the bound nearest the grid, ``arm`` the arm nearest it."""
     estimates: np.ndarray
     """The demand model's purchase probability of every arm."""
+    payoffs: np.ndarray
+    """Each arm's margin in units of ``V``, against the unit cost plus the opportunity cost."""
+
+
+@dataclass(frozen=True, eq=False)
+class Ask:
+    """What one pricing step is asked (``Pricer.choose``): see its arguments."""
+
+    product: Product
+    value: float
+    x: np.ndarray
+    rng: np.random.Generator
+    limit: float | None = None
+    reference: float | None = None
+    stable_price: float | None = None
+    opportunity: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class _Read:
+    """A quote request read for pricing: the context sorted out, the user's value and features."""
+
+    use: ContextUse
+    value: float
+    x: np.ndarray
+    neutral: np.ndarray
+    limit: float | None
+    rng: np.random.Generator
 
 
 class Pricer:
@@ -221,40 +249,86 @@ class Pricer:
 
     def quote(self, request: QuoteRequest, now: float, *, stable_of: Decision | None = None,
               follow: bool = False) -> Decision:
-        """Price ``request``: mask arms outside the guardrails, let the policy choose, record why.
+        """Price one request (``quote_many``)."""
+        return self.quote_many([request], now, stable_of=[stable_of], follow=follow)[0]
+
+    def quote_many(self, requests: Sequence[QuoteRequest], now: float, *,
+                   stable_of: Sequence[Decision | None] | None = None, follow: bool = False
+                   ) -> list[Decision]:
+        """Price each request: mask arms outside the guardrails, let the policy choose, record why.
 
         The guardrails are the product's floor and ceiling, the spread band around the reference
-        price and, with ``stable_of`` (an earlier quote whose price this user keeps), that one price;
-        a pin that no longer fits the floor, ceiling or band is dropped and the quote priced afresh.
-        With ``follow`` (shadow mode) the answer is ``request.incumbent_price`` instead, the policy's
-        choice kept beside it (``Decision.proposed_*``; see ``Decision``).
+        price and, with ``stable_of[i]`` (an earlier quote whose price this user keeps), that one
+        price; a pin that no longer fits the floor, ceiling or band is dropped and the quote priced
+        afresh. With ``follow`` (shadow mode) each answer is the request's ``incumbent_price`` instead,
+        the policy's choice kept beside it (``Decision.proposed_*``; see ``Decision``).
+
+        A listing page goes through the policy as the rows of one matrix: its reference prices and its
+        choices in one ``select_many`` (two where a spread band needs the references first); each row
+        decides what the request would alone.
         """
-        if follow and request.incumbent_price is None:
+        pins = list(stable_of) if stable_of is not None else [None] * len(requests)
+        if len(pins) != len(requests):
+            raise ValueError(f"{len(pins)} stable quotes for {len(requests)} requests")
+        if follow and any(request.incumbent_price is None for request in requests):
             raise InvalidInput("incumbent_price", "is required in shadow mode: the shop's own price, which "
                                                   "the quote answers")
-        product = request.product
+        read = [self._read(request, now) for request in requests]  # a refused request prices nothing
+        with self._lock:
+            version = self.model_version
+            stocks = [self._stock_terms(request.product, now) for request in requests]
+            anchors = [self._reference_ask(request.product, row.neutral, opportunity)
+                       for request, row, (opportunity, _) in zip(requests, read, stocks, strict=True)]
+
+            def asks(references: Sequence[float | None]) -> list[Ask]:
+                return [Ask(request.product, row.value, row.x, row.rng, limit=row.limit, reference=reference,
+                            stable_price=None if pin is None else pin.price, opportunity=opportunity)
+                        for request, row, pin, reference, (opportunity, _)
+                        in zip(requests, read, pins, references, stocks, strict=True)]
+
+            if any(row.limit is not None for row in read):  # the band is around the reference: it first
+                references = [self._reference_price(p) for p in self.choose_many(anchors)]
+                pricings = self.choose_many(asks(references))
+            else:
+                both = self.choose_many(anchors + asks([None] * len(requests)))
+                references = [self._reference_price(p) for p in both[:len(requests)]]
+                pricings = both[len(requests):]
+            effects = [self._input_effects(row.x, row.neutral, pricing.levels, pricing.arm)
+                       for row, pricing in zip(read, pricings, strict=True)]
+            shown = [self._follow(row.x, request.product, pricing, request.incumbent_price)
+                     if follow and request.incumbent_price is not None else None
+                     for request, row, pricing in zip(requests, read, pricings, strict=True)]
+        return [self._decision(*parts, version=version, now=now) for parts in zip(
+            requests, read, pricings, references, effects, shown, stocks, pins, strict=True)]
+
+    def _read(self, request: QuoteRequest, now: float) -> _Read:
+        """Read ``request`` for pricing: its context (validated once), its recent events applied to the
+        user's state, then the user's value and features."""
         use = self.features.read_context(request.context)  # a refused quote applies no event
         if request.recent_events and self.users is not None:
             self.users.observe(request.recent_events, now, strict=True)
         value, embedding = self.user_value(request)
-        x = self.features.build_priced(use.priced, product, embedding)
-        neutral = self.neutral_features(x)
-        limit = self.spread_limit(request)
-        rng = decision_rng(self.config.seed, request.quote_id)
-        with self._lock:
-            version = self.model_version
-            stock = product.stock
-            opportunity, target = (0.0, None) if stock is None else (
-                self.stock.opportunity_cost(product.product_id, product.unit_cost, product.list_price, stock),
+        x = self.features.build_priced(use.priced, request.product, embedding)
+        return _Read(use, value, x, self.neutral_features(x), self.spread_limit(request),
+                     decision_rng(self.config.seed, request.quote_id))
+
+    def _stock_terms(self, product: Product, now: float) -> tuple[float, float | None]:
+        """The opportunity cost of a unit of ``product`` and its sell-through target (0 and None
+        without stock); called under the lock."""
+        stock = product.stock
+        if stock is None:
+            return 0.0, None
+        return (self.stock.opportunity_cost(product.product_id, product.unit_cost, product.list_price, stock),
                 self.stock.sell_through_target(product.product_id, stock, now))
-            reference = self.reference(product, neutral, opportunity)
-            pricing = self.choose(product, value, x, rng, limit=limit, reference=reference,
-                                  stable_price=None if stable_of is None else stable_of.price,
-                                  opportunity=opportunity)
-            arm_prices, arm, estimates = pricing.arm_prices, pricing.arm, pricing.estimates
-            effects = self._input_effects(x, neutral, pricing.levels, arm)
-            incumbent = request.incumbent_price if follow else None
-            shown = None if incumbent is None else self._follow(x, product, pricing, incumbent)
+
+    def _decision(self, request: QuoteRequest, read: _Read, pricing: Pricing, reference: float,
+                  effects: tuple[tuple[str, float], ...], shown: tuple[int, float] | None,
+                  stock_terms: tuple[float, float | None], stable_of: Decision | None, *,
+                  version: str, now: float) -> Decision:
+        """The record of one priced quote (see ``Decision``)."""
+        product, stock = request.product, request.product.stock
+        opportunity, target = stock_terms
+        arm_prices, arm, estimates = pricing.arm_prices, pricing.arm, pricing.estimates
         profits = expected_profit(estimates, arm_prices.prices, product.unit_cost)
         arms = tuple(map(ArmView, range(len(self.grid)), self.grid.alphas.tolist(),  # one per arm
                          arm_prices.prices.tolist(), arm_prices.allowed.tolist(), estimates.tolist(),
@@ -263,27 +337,27 @@ class Pricer:
             quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
             category=product.category, currency=product.currency, unit_cost=product.unit_cost,
             list_price=product.list_price,
-            arm=arm, alpha=float(self.grid.alphas[arm]), price=pricing.price, user_value=value,
+            arm=arm, alpha=float(self.grid.alphas[arm]), price=pricing.price, user_value=read.value,
             propensity=pricing.propensity, explored=pricing.explored,
             deterministic=self.policy.deterministic, guardrail_bound=pricing.guardrail_bound,
             policy=self.policy.name, model_version=version,
             value_source=self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE,
             value_model_version="" if self.users is None else self.users.model.version,
-            features=tuple(x.tolist()), feature_names=self.features.names, arms=arms,
+            features=tuple(read.x.tolist()), feature_names=self.features.names, arms=arms,
             created_at=now, expires_at=self.window.expires_at(now),
             request_fingerprint=fingerprint(request),
-            reference_price=reference, spread_limit=limit,
+            reference_price=reference, spread_limit=read.limit,
             spread_bound=pricing.spread_bound, input_effects=effects,
             stable_of="" if not pricing.pinned or stable_of is None else stable_of.quote_id,
-            protected_context=dict(use.protected), ignored_context=use.ignored,
+            protected_context=dict(read.use.protected), ignored_context=read.use.ignored,
             stock_units=0 if stock is None else stock.units, sell_by=0.0 if stock is None else stock.sell_by,
             salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
             sell_through_target=None if stock is None else target,
         )
-        if shown is None or incumbent is None:
+        if shown is None or request.incumbent_price is None:
             return decision
         arm, estimate = shown
-        return replace(decision, mode=SHADOW, price=float(incumbent), arm=arm,
+        return replace(decision, mode=SHADOW, price=float(request.incumbent_price), arm=arm,
                        alpha=float(self.grid.alphas[arm]), propensity=1.0, explored=False,
                        guardrail_bound=False, proposed_arm=decision.arm, proposed_price=decision.price,
                        proposed_propensity=decision.propensity, incumbent_estimate=estimate)
@@ -315,28 +389,58 @@ class Pricer:
         weighed against the unit cost plus ``opportunity``, the value of a unit of stock kept
         (``learner.inventory``; 0 without stock).
         """
+        return self.choose_many([Ask(product, value, x, rng, limit=limit, reference=reference,
+                                     stable_price=stable_price, opportunity=opportunity)])[0]
+
+    def choose_many(self, asks: Sequence[Ask]) -> list[Pricing]:
+        """``choose`` for each ask, the policy choosing for all that have an allowed arm at once."""
         with self._lock:
-            bounds = PriceBounds.of(product)
-            unbanded = banded = self.grid.prices(product, value, bounds)
-            if limit is not None:
-                if reference is None:
-                    raise ValueError("a spread limit needs the reference price it is around")
-                band = PriceBounds.band(reference, limit)  # holds the reference, inside floor and ceiling
-                bounds = bounds.intersect(band) or PriceBounds(reference, reference)
-                banded = self.grid.prices(product, value, bounds)
-            pin = None if stable_price is None else bounds.intersect(PriceBounds(stable_price, stable_price))
-            arm_prices = banded if pin is None else self.grid.prices(product, value, pin)
-            payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + opportunity, value)
-            levels = log_price_ratio(arm_prices.prices, product.list_price)
-            spread_bound = banded is not unbanded and bool((unbanded.allowed & ~banded.allowed).any())
-            if arm_prices.any_allowed:
-                choice = self.policy.select(x, levels, payoffs, arm_prices.allowed, rng)
-                return Pricing(arm_prices, levels, spread_bound, pin is not None, choice.arm,
-                               float(arm_prices.prices[choice.arm]), choice.pmf, float(choice.probability),
-                               bool(choice.explored), False, choice.estimates)
-            arm, price = PriceGrid.nearest_bound(pin or bounds, arm_prices.prices)
-            return Pricing(arm_prices, levels, spread_bound, pin is not None, arm, price,
-                           np.eye(len(self.grid))[arm], 1.0, False, True, self.policy.estimates(x, levels))
+            masked = [self._guardrails(ask) for ask in asks]
+            rows = [i for i, (arm_prices, *_) in enumerate(masked) if arm_prices.any_allowed]
+            choices: dict[int, Choice] = {}
+            if rows:
+                picked = self.policy.select_many(
+                    np.array([asks[i].x for i in rows]), np.array([masked[i][2] for i in rows]),
+                    np.array([masked[i][1] for i in rows]), np.array([masked[i][0].allowed for i in rows]),
+                    [asks[i].rng for i in rows])
+                choices = {i: picked.row(j) for j, i in enumerate(rows)}
+            return [self._priced(ask, *mask, choices.get(i))
+                    for i, (ask, mask) in enumerate(zip(asks, masked, strict=True))]
+
+    def _guardrails(self, ask: Ask) -> tuple[ArmPrices, np.ndarray, np.ndarray, bool, PriceBounds | None,
+                                             PriceBounds]:
+        """The arms ``ask`` allows, their payoffs and levels, whether the band masked one, the stable
+        pin that held (None: none) and the bounds in force."""
+        product, value = ask.product, ask.value
+        bounds = PriceBounds.of(product)
+        unbanded = banded = self.grid.prices(product, value, bounds)
+        if ask.limit is not None:
+            if ask.reference is None:
+                raise ValueError("a spread limit needs the reference price it is around")
+            band = PriceBounds.band(ask.reference, ask.limit)  # holds the reference, inside floor and ceiling
+            bounds = bounds.intersect(band) or PriceBounds(ask.reference, ask.reference)
+            banded = self.grid.prices(product, value, bounds)
+        pin = None if ask.stable_price is None else bounds.intersect(
+            PriceBounds(ask.stable_price, ask.stable_price))
+        arm_prices = banded if pin is None else self.grid.prices(product, value, pin)
+        payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + ask.opportunity, value)
+        levels = log_price_ratio(arm_prices.prices, product.list_price)
+        spread_bound = banded is not unbanded and bool((unbanded.allowed & ~banded.allowed).any())
+        return arm_prices, payoffs, levels, spread_bound, pin, bounds
+
+    def _priced(self, ask: Ask, arm_prices: ArmPrices, payoffs: np.ndarray, levels: np.ndarray,
+                spread_bound: bool, pin: PriceBounds | None, bounds: PriceBounds,
+                choice: Choice | None) -> Pricing:
+        """The Pricing of one ask: the policy's ``choice``, or with none (no arm allowed) the bound
+        nearest the grid."""
+        if choice is not None:
+            return Pricing(arm_prices, levels, spread_bound, pin is not None, choice.arm,
+                           float(arm_prices.prices[choice.arm]), choice.pmf, float(choice.probability),
+                           bool(choice.explored), False, choice.estimates, payoffs)
+        arm, price = PriceGrid.nearest_bound(pin or bounds, arm_prices.prices)
+        return Pricing(arm_prices, levels, spread_bound, pin is not None, arm, price,
+                       np.eye(len(self.grid))[arm], 1.0, False, True, self.policy.estimates(ask.x, levels),
+                       payoffs)
 
     def reference(self, product: Product, neutral: np.ndarray, opportunity: float = 0.0) -> float:
         """The reference price: what the policy would quote a shopper with no history and neutral
@@ -345,16 +449,20 @@ class Pricer:
         from the same model state, so it is always current. A stochastic policy's reference is the most
         probable arm of its distribution (drawn with a generator seeded by the product id), so it does
         not jitter from quote to quote."""
-        value = product.list_price - product.unit_cost
-        arm_prices = self.grid.prices(product, value)
-        if not arm_prices.any_allowed:
-            return PriceGrid.nearest_bound(PriceBounds.of(product), arm_prices.prices)[1]
-        payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + opportunity, value)
-        levels = log_price_ratio(arm_prices.prices, product.list_price)
+        (pricing,) = self.choose_many([self._reference_ask(product, neutral, opportunity)])
+        return self._reference_price(pricing)
+
+    def _reference_ask(self, product: Product, neutral: np.ndarray, opportunity: float) -> Ask:
         rng = decision_rng(self.config.seed, f"reference\x00{product.product_id}")
-        with self._lock:
-            choice = self.policy.select(neutral, levels, payoffs, arm_prices.allowed, rng)
-        return float(arm_prices.prices[masked_argmax(choice.pmf, arm_prices.allowed, payoffs)])
+        return Ask(product, product.list_price - product.unit_cost, neutral, rng, opportunity=opportunity)
+
+    @staticmethod
+    def _reference_price(pricing: Pricing) -> float:
+        """The price of the most probable arm of a reference ask's Pricing (the bound without one)."""
+        if pricing.guardrail_bound:
+            return pricing.price
+        allowed = pricing.arm_prices.allowed
+        return float(pricing.arm_prices.prices[masked_argmax(pricing.pmf, allowed, pricing.payoffs)])
 
     def _input_effects(self, x: np.ndarray, neutral: np.ndarray, levels: np.ndarray,
                        arm: int) -> tuple[tuple[str, float], ...]:

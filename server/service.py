@@ -180,20 +180,23 @@ class PricingService:
         self._require_time(time_left, "pricing began")  # pricing may advance user states (recent_events)
         start = time.perf_counter()
         now = self.clock()
-        decisions: list[Decision] = []
-        fresh: list[Decision] = []
-        fresh_bounds: list[PriceBounds] = []
+        answers: list[Decision | None] = []
+        to_price: list[QuoteRequest] = []
+        pins: list[Decision | None] = []
         for request in requests:
             existing = self.store.find_decision(request.quote_id) if caller_ids else None
             if existing is not None:
-                decisions.append(self._same_request(existing, request))
+                answers.append(self._same_request(existing, request))
                 continue
-            decision, is_new = ((self.pricer.quote(request, now, follow=True), True) if shadow
-                                else self._price(request, now, caller_ids))
-            decisions.append(decision)
-            if is_new:
-                fresh.append(decision)
-                fresh_bounds.append(PriceBounds.of(request.product))
+            open_quote, pin = (None, None) if shadow else self._stable(request, now, caller_ids)
+            answers.append(open_quote)
+            if open_quote is None:
+                to_price.append(request)
+                pins.append(pin)
+        fresh = self.pricer.quote_many(to_price, now, stable_of=pins, follow=shadow) if to_price else []
+        fresh_bounds = [PriceBounds.of(request.product) for request in to_price]
+        priced = iter(fresh)
+        decisions = [answer if answer is not None else next(priced) for answer in answers]
         if fresh:
             self._require_time(time_left, "the quotes were stored")
             try:
@@ -211,17 +214,19 @@ class PricingService:
                 self.metrics.quote_duration.observe(elapsed)
         return decisions
 
-    def _price(self, request: QuoteRequest, now: float, caller_ids: bool) -> tuple[Decision, bool]:
-        """A new decision (True), or the user's open quote for this product (False) when the stable
-        window holds and the caller chose no id (a caller's id names a quote of its own)."""
+    def _stable(self, request: QuoteRequest, now: float, caller_ids: bool
+                ) -> tuple[Decision | None, Decision | None]:
+        """Within the stable window: the user's open quote for this product, to answer as it is when
+        the caller chose no id (a caller's id names a quote of its own), else the earlier quote whose
+        price a new one keeps; (None, None) outside it."""
         if self.stable.enabled:
             recent = self.store.recent_quote(request.user_id, request.product.product_id)
             if recent is not None and self.stable.holds(recent.decision, recent.priced_at, request, now):
                 if recent.open and not caller_ids:
                     self.metrics.quotes_stable.labels("same_quote").inc()
-                    return recent.decision, False
-                return self.pricer.quote(request, now, stable_of=recent.decision), True
-        return self.pricer.quote(request, now), True
+                    return recent.decision, None
+                return None, recent.decision
+        return None, None
 
     def _stored(self, quote_id: str) -> Decision:
         found = self.store.find_decision(quote_id)

@@ -7,7 +7,7 @@ offline evaluation take any policy that does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,16 @@ from evaluation.logs import LogReading, from_decision
 from evaluation.replay import evaluate
 from learner import POLICIES, InvalidInput, Policy, SnapshotError, make_policy
 from learner.policies import DEMAND_MODELS, PolicySettings
-from learner.policies.base import Choice, check_decision, check_features, check_outcome, choose, masked_argmax
+from learner.policies.base import (
+    Choice,
+    Choices,
+    check_decision,
+    check_features,
+    check_outcome,
+    choose,
+    masked_argmax,
+    select_rows,
+)
 from learner.policies.demand import check_levels
 from learner.pricer import Pricer, PricerConfig
 
@@ -57,6 +66,10 @@ class CountingGreedy:
         pmf = np.where(allowed, self.epsilon / allowed.sum(), 0.0)
         pmf[greedy] += 1.0 - self.epsilon
         return choose(pmf, allowed, greedy, estimates, rng)
+
+    def select_many(self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
+                    rngs: Sequence[np.random.Generator]) -> Choices:
+        return select_rows(self.select, x, levels, payoffs, allowed, rngs)
 
     def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float, probability: float) -> None:
         check_outcome(x, arm, level, reward, probability, self.n_arms, self.dim)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,22 +93,34 @@ class DemandModel(ABC):
         self._total = 0
 
     # -- beliefs ---------------------------------------------------------------------------------
+    # The models compute on rows: ``x`` (n, d) and ``levels`` (n, K) (or (1, K), shared by every row),
+    # answering per row and arm; row ``i`` of a batch is what that decision alone gives. The public
+    # forms take one decision (``x`` (d,), ``levels`` (K,)) or rows, and answer in the same shape.
     @abstractmethod
-    def scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        """Each arm's score at ``x`` and its price level (before the link)."""
+    def row_scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """Each arm's score (before the link) per row."""
 
     @abstractmethod
-    def score_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        """The variance of each arm's score."""
+    def row_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """The variance of each arm's score per row."""
 
     @abstractmethod
-    def score_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        """A (K, r) matrix ``L`` with ``L Lᵀ`` the covariance of the arms' scores: a draw of the scores
-        is ``scores + L z`` with ``r`` standard normals ``z``."""
+    def row_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """(n, K, r): per row a matrix ``L`` with ``L Lᵀ`` the covariance of the arms' scores, so a
+        draw of the scores is ``scores + L z`` with ``r`` standard normals ``z``."""
 
     @abstractmethod
     def link(self, scores: np.ndarray) -> np.ndarray:
         """Purchase probabilities (in [0, 1]) from scores."""
+
+    def scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        return _answer(self.row_scores, x, levels)
+
+    def score_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        return _answer(self.row_variance, x, levels)
+
+    def score_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        return _answer(self.row_factor, x, levels)
 
     def probabilities(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         return self.link(self.scores(x, levels))
@@ -153,6 +166,14 @@ class DemandModel(ABC):
         for key in self._shapes():
             setattr(self, f"_{key}", state[key].astype(np.int64 if key == "counts" else float))
         self._total = int(self._counts.sum())
+
+
+def _answer(method: Callable[[np.ndarray, np.ndarray], np.ndarray], x: np.ndarray, levels: np.ndarray
+            ) -> np.ndarray:
+    """A row method on one decision or on rows, answering in the shape asked: per arm for one."""
+    x, levels = np.asarray(x, dtype=float), np.asarray(levels, dtype=float)
+    answer = method(np.atleast_2d(x), np.atleast_2d(levels))
+    return answer[0] if x.ndim == 1 and levels.ndim == 1 else answer
 
 
 def refuse_non_finite(*arrays: np.ndarray) -> None:

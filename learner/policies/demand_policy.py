@@ -11,6 +11,7 @@ sure it is; the rule turns it into a distribution over arms to maximise expected
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -18,12 +19,13 @@ import numpy as np
 from learner.errors import InvalidInput
 from learner.policies.base import (
     Choice,
+    Choices,
     PolicySettings,
-    check_decision,
+    check_decisions,
     check_features,
     check_outcome,
-    choose,
-    masked_argmax,
+    choose_rows,
+    masked_argmax_rows,
 )
 from learner.policies.demand import DemandModel, check_levels
 from learner.policies.ridge import RidgeArms
@@ -34,11 +36,12 @@ DEFAULT_DEMAND_MODEL = SharedLogit.name
 
 
 class Distribution(NamedTuple):
-    """A rule's distribution over arms (masked arms are zeroed after), and the arm when the rule drew
-    it together with the distribution (Thompson's first posterior draw; None: drawn from ``pmf``)."""
+    """A rule's distribution over arms per row (masked arms are zeroed after), and the arms when the
+    rule drew them together with the distribution (Thompson's first posterior draws, LinUCB's best
+    bounds; None: drawn from ``pmf``)."""
 
     pmf: np.ndarray
-    drawn: int | None = None
+    drawn: np.ndarray | None = None
 
 
 class DemandPolicy(ABC):
@@ -68,19 +71,32 @@ class DemandPolicy(ABC):
         deltas = np.asarray(deltas, dtype=float)
         if deltas.ndim != 2 or deltas.shape[1] != self.dim or not np.isfinite(deltas).all():
             raise InvalidInput("features", f"expected finite rows of {self.dim} features, got {deltas.shape}")
-        return np.asarray(self._model.scores(deltas.T, check_levels(levels, self.n_arms))[arm])
+        return np.asarray(self._model.scores(deltas, check_levels(levels, self.n_arms))[:, arm])
 
     # -- choosing --------------------------------------------------------------------------------
     def select(
         self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
         rng: np.random.Generator,
     ) -> Choice:
-        x, levels, payoffs, allowed = check_decision(x, levels, payoffs, allowed, self.n_arms, self.dim)
-        scores = self._model.scores(x, levels)
+        return self.select_many(np.asarray(x)[None], np.asarray(levels)[None], np.asarray(payoffs)[None],
+                                np.asarray(allowed)[None], (rng,)).row(0)
+
+    def select_many(
+        self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
+        rngs: Sequence[np.random.Generator],
+    ) -> Choices:
+        x, levels, payoffs, allowed = check_decisions(x, levels, payoffs, allowed, self.n_arms, self.dim,
+                                                      len(rngs))
+        return self._choose(x, levels, payoffs, allowed, rngs)
+
+    def _choose(self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
+                rngs: Sequence[np.random.Generator]) -> Choices:
+        """Every row at once: one score per arm and row, the greedy arms, then the rule."""
+        scores = self._model.row_scores(x, levels)
         estimates = self._model.link(scores)
-        greedy = masked_argmax(payoffs * estimates, allowed, payoffs)
-        pmf, drawn = self._distribution(x, levels, scores, payoffs, allowed, greedy, estimates, rng)
-        return choose(pmf, allowed, greedy, estimates, rng, drawn)
+        greedy = masked_argmax_rows(payoffs * estimates, allowed, payoffs)
+        pmf, drawn = self._distribution(x, levels, scores, payoffs, allowed, greedy, estimates, rngs)
+        return choose_rows(pmf, allowed, greedy, estimates, rngs, drawn)
 
     @abstractmethod
     def _distribution(
@@ -90,12 +106,12 @@ class DemandPolicy(ABC):
         scores: np.ndarray,
         payoffs: np.ndarray,
         allowed: np.ndarray,
-        greedy: int,
+        greedy: np.ndarray,
         estimates: np.ndarray,
-        rng: np.random.Generator,
+        rngs: Sequence[np.random.Generator],
     ) -> Distribution:
-        """The rule: a distribution over arms, given the model's ``scores`` (computed once per decision),
-        their ``estimates`` and the ``greedy`` arm."""
+        """The rule, for every row (each argument has one row per decision): a distribution over arms,
+        given the model's ``scores`` (computed once), their ``estimates`` and the ``greedy`` arms."""
 
     # -- learning --------------------------------------------------------------------------------
     def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float, probability: float) -> None:

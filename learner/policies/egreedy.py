@@ -20,9 +20,9 @@ class EpsilonGreedy(DemandPolicy):
         super().__init__(settings)
         self.epsilon = float(epsilon)
 
-    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
-        pmf = np.where(allowed, self.epsilon / allowed.sum(), 0.0)
-        pmf[greedy] += 1.0 - self.epsilon
+    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rngs):  # type: ignore[no-untyped-def]
+        pmf = np.where(allowed, self.epsilon / allowed.sum(axis=1, keepdims=True), 0.0)
+        pmf[np.arange(len(greedy)), greedy] += 1.0 - self.epsilon
         return Distribution(pmf)
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from learner.errors import InvalidInput
-from learner.policies.base import PolicySettings, masked_argmax
+from learner.policies.base import PolicySettings, masked_argmax_rows
 from learner.policies.demand_policy import DemandPolicy, Distribution
 
 DEFAULT_BETA = 0.3
@@ -33,15 +33,15 @@ class LinUCB(DemandPolicy):
         self.beta = float(beta)
 
     def upper_bounds(self, x: np.ndarray, levels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """The optimistic purchase probability of every arm, from its ``scores`` at ``x``."""
+        """The optimistic purchase probability of every arm (and row), from its ``scores`` at ``x``."""
         model = self._model
-        return model.link(scores + self.beta * np.sqrt(model.score_variance(x, levels)))
+        return model.link(scores + self.beta * np.sqrt(model.row_variance(x, levels)))
 
-    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
-        arm = masked_argmax(payoffs * self.upper_bounds(x, levels, scores), allowed, payoffs)
-        pmf = np.zeros(self.n_arms)
-        pmf[arm] = 1.0
-        return Distribution(pmf, drawn=arm)
+    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rngs):  # type: ignore[no-untyped-def]
+        arms = masked_argmax_rows(payoffs * self.upper_bounds(x, levels, scores), allowed, payoffs)
+        pmf = np.zeros(payoffs.shape)
+        pmf[np.arange(len(arms)), arms] = 1.0
+        return Distribution(pmf, drawn=arms)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "beta": self.beta}

@@ -32,16 +32,16 @@ class RidgeArms(DemandModel):
         self._b = self.l2 * self._prior
         self._theta = self._prior.copy()
 
-    def scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        return self._theta @ x
+    def row_scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        return x @ self._theta.T
 
-    def score_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        """``xᵀ A_a⁻¹ x`` for every arm (two batched matrix-vector products: faster than einsum)."""
-        return np.maximum((self._A_inv @ x) @ x, 0.0)
+    def row_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """``xᵀ A_a⁻¹ x`` for every arm and row: batched matrix products, faster than einsum."""
+        return np.maximum(((x @ self._A_inv) * x).sum(axis=2).T, 0.0)  # (K, n, d) -> (n, K)
 
-    def score_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    def row_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         """The arms' scores are independent: the factor is the diagonal of their deviations."""
-        return np.diag(np.sqrt(self.score_variance(x, levels)))
+        return np.sqrt(self.row_variance(x, levels))[..., None] * np.eye(self.n_arms)
 
     def link(self, scores: np.ndarray) -> np.ndarray:
         return clip01(scores)

@@ -64,35 +64,38 @@ class SharedLogit(DemandModel):
         self._theta: np.ndarray = np.zeros(2 * dim)
         self._theta[0] = logit(PRIOR_PURCHASE_AT_LIST)  # the bias, at the list price
         self._theta[dim] = PRIOR_LOGIT_PER_LOG_PRICE / LEVEL_SCALE  # the bias's slope in the level
-        self._blocks = np.zeros((2, 2 * dim))
 
     @staticmethod
     def _basis(levels: np.ndarray) -> np.ndarray:
-        """Rows ``[1, LEVEL_SCALE·l]``, filled in place (``np.stack`` costs five times as much)."""
-        levels = np.asarray(levels, dtype=float)
+        """Rows ``[1, LEVEL_SCALE·l]`` per arm (and row), filled in place (``np.stack`` costs five times
+        as much)."""
         basis = np.empty((*levels.shape, 2))
         basis[..., 0] = 1.0
         np.multiply(levels, LEVEL_SCALE, out=basis[..., 1])
         return basis
 
-    def scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        return self._basis(levels) @ (self._theta.reshape(2, self.dim) @ x)
+    def row_scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """``u + LEVEL_SCALE·l·v`` with ``(u, v) = theta`` read as two rows against ``x``."""
+        terms = x @ self._theta.reshape(2, self.dim).T  # (n, 2): each row's intercept and slope
+        return terms[:, :1] + (LEVEL_SCALE * levels) * terms[:, 1:]
 
-    def _term_covariance(self, x: np.ndarray) -> np.ndarray:
-        """``S``: the 2x2 covariance of ``x``'s intercept and slope, ``(I ⊗ xᵀ) A⁻¹ (I ⊗ x)``."""
-        blocks = self._blocks
-        blocks[0, :self.dim] = blocks[1, self.dim:] = x
-        return (blocks @ self._A_inv) @ blocks.T
+    def _term_covariances(self, x: np.ndarray) -> np.ndarray:
+        """``S`` per row (n, 2, 2): the covariance of its intercept and slope, ``(I ⊗ xᵀ) A⁻¹ (I ⊗ x)``."""
+        blocks = np.zeros((len(x), 2, 2 * self.dim))
+        blocks[:, 0, :self.dim] = blocks[:, 1, self.dim:] = x
+        return (blocks @ self._A_inv) @ blocks.transpose(0, 2, 1)
 
-    def score_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    def row_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         """``[1, b] S [1, b]ᵀ = S₀₀ + b (2 S₀₁ + b S₁₁)`` with ``b = LEVEL_SCALE·l``, per arm."""
-        (s00, s01), (_, s11) = self._term_covariance(x).tolist()
-        slope = LEVEL_SCALE * np.asarray(levels, dtype=float)
-        return np.maximum(s00 + slope * (2.0 * s01 + slope * s11), 0.0)
+        covariance = self._term_covariances(x)
+        slope = LEVEL_SCALE * levels
+        return np.maximum(covariance[:, :1, 0] + slope * (2.0 * covariance[:, :1, 1]
+                                                         + slope * covariance[:, 1:, 1]), 0.0)
 
-    def score_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        values, vectors = np.linalg.eigh(self._term_covariance(x))
-        return self._basis(levels) @ (vectors * np.sqrt(np.maximum(values, 0.0)))
+    def row_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        values, vectors = np.linalg.eigh(self._term_covariances(x))
+        return self._basis(np.broadcast_to(levels, (len(x), levels.shape[-1]))) @ (
+            vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :])
 
     def link(self, scores: np.ndarray) -> np.ndarray:
         return sigmoid(scores)

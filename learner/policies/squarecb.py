@@ -33,12 +33,13 @@ class SquareCB(DemandPolicy):
     def gamma(self) -> float:
         return self.gamma_scale * max(1, self.updates) ** self.gamma_exponent
 
-    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rngs):  # type: ignore[no-untyped-def]
+        rows = np.arange(len(greedy))
         profits = payoffs * estimates
-        gaps = np.maximum(profits[greedy] - profits, 0.0)
-        pmf = np.where(allowed, 1.0 / (allowed.sum() + self.gamma * gaps), 0.0)
-        pmf[greedy] = 0.0
-        pmf[greedy] = 1.0 - pmf.sum()
+        gaps = np.maximum(profits[rows, greedy][:, None] - profits, 0.0)
+        pmf = np.where(allowed, 1.0 / (allowed.sum(axis=1, keepdims=True) + self.gamma * gaps), 0.0)
+        pmf[rows, greedy] = 0.0
+        pmf[rows, greedy] = 1.0 - pmf.sum(axis=1)
         return Distribution(pmf)
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -32,15 +32,17 @@ class LinearThompson(DemandPolicy):
         super().__init__(settings)
         self.v, self.samples = float(v), int(samples)
 
-    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rng):  # type: ignore[no-untyped-def]
+    def _distribution(self, x, levels, scores, payoffs, allowed, greedy, estimates, rngs):  # type: ignore[no-untyped-def]
         model = self._model
-        factor = self.v * model.score_factor(x, levels)
-        draws = rng.standard_normal((self.samples, factor.shape[1])) @ factor.T
-        draws += scores
-        profits = model.link(draws) * payoffs
-        profits[:, ~allowed] = -np.inf
-        winners = profits.argmax(axis=1)
-        return Distribution(np.bincount(winners, minlength=self.n_arms) / self.samples, drawn=int(winners[0]))
+        factors = self.v * model.row_factor(x, levels)  # (n, K, r)
+        normals = np.stack([rng.standard_normal((self.samples, factors.shape[2])) for rng in rngs])
+        draws = normals @ factors.transpose(0, 2, 1)  # (n, samples, K)
+        draws += scores[:, None, :]
+        profits = model.link(draws) * payoffs[:, None, :]
+        profits[~np.broadcast_to(allowed[:, None, :], profits.shape)] = -np.inf
+        winners = profits.argmax(axis=2)  # (n, samples)
+        pmf = np.stack([np.bincount(row, minlength=self.n_arms) for row in winners]) / self.samples
+        return Distribution(pmf, drawn=winners[:, 0])
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "v": self.v, "samples": self.samples}
