@@ -675,15 +675,18 @@ _FileId = tuple[int, int] | None
 
 
 def _identities(path: Path) -> tuple[_FileId, _FileId]:
-    """(device, inode) of the database file and of its write-ahead log; None where one is missing."""
-    def identity(file: Path) -> _FileId:
-        try:
-            found = os.stat(file)
-        except FileNotFoundError:
-            return None
-        return found.st_dev, found.st_ino
+    """(device, inode) of the database file and of its write-ahead log; None where one is missing.
+    Checked twice per transaction, so on plain strings: two ``stat`` calls, no ``Path`` objects."""
+    name = str(path)
+    return _identity(name), _identity(name + "-wal")
 
-    return identity(path), identity(Path(f"{path}-wal"))
+
+def _identity(name: str) -> _FileId:
+    try:
+        found = os.stat(name)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _changed(path: Path, opened: tuple[_FileId, _FileId]) -> str:
