@@ -37,6 +37,7 @@ from evaluation.logs import LoggedDecision, LogReading
 from learner import Pricer, Product
 from learner.arms import same_price
 from learner.policies.shared import SharedLogit
+from learner.pricer import Ask, Pricing
 from learner.primitives import log_price_ratio
 from learner.seeding import decision_rng
 
@@ -110,6 +111,20 @@ class Result:
     learned: int
 
 
+LOOKAHEAD = 8
+"""Logged decisions a candidate prices at once (``_Run._plan``). It learns about one in eleven of a
+uniform log's, so about six of eight are used before the next outcome makes the rest stale; 4, 8 and
+16 cost the same within 10% (``python -m bench.offline_eval``)."""
+
+
+@dataclass(frozen=True)
+class _Log:
+    """The decisions replayed, and each one's product as far as the log shows its guardrails."""
+
+    decisions: Sequence[LoggedDecision]
+    products: Sequence[Product]
+
+
 class _Run:
     """One candidate going through the log."""
 
@@ -125,6 +140,7 @@ class _Run:
         self.could_take = 0
         self.unsupported = 0.0
         self.learned = 0
+        self._planned: dict[int, tuple[np.ndarray, Pricing]] = {}
 
     def fail(self, decision: LoggedDecision, field_name: str, expected: str) -> CandidateError:
         return CandidateError(f"candidate {self.candidate.label!r} does not fit the log: line "
@@ -154,16 +170,33 @@ class _Run:
                                                 "of category buckets or embedding values)")
         return x
 
-    def step(self, decision: LoggedDecision, product: Product, model: RewardModel, x: np.ndarray,
-             multiplier: float) -> None:
-        """Score ``decision`` with the candidate's current model, then maybe learn it."""
+    def _value(self, decision: LoggedDecision) -> float:
+        return decision.value if self.candidate.uses_value_model else decision.list_price - decision.unit_cost
+
+    def _plan(self, log: _Log, start: int) -> None:
+        """The candidate's pricing of the next ``LOOKAHEAD`` decisions from ``start``, all at once with
+        its model as it is now: each holds until the candidate next learns (``step`` drops the rest
+        then), so every decision is still priced by the model that has learned all before it."""
         pricer, config = self.pricer, self.candidate.config
-        value = (decision.value if self.candidate.uses_value_model
-                 else decision.list_price - decision.unit_cost)
+        ahead = range(start, min(start + LOOKAHEAD, len(log.decisions)))
+        decisions = [log.decisions[i] for i in ahead]
+        products = [log.products[i] for i in ahead]
+        xs = [self.features(decision) for decision in decisions]
         limit = config.spread_limit
-        reference = None if limit is None else pricer.reference(product, pricer.neutral_features(x))
-        pricing = pricer.choose(product, value, x, decision_rng(config.seed, decision.quote_id),
-                                limit=limit, reference=reference)
+        references: list[float | None] = [None] * len(decisions) if limit is None else list(
+            pricer.references(products, [pricer.neutral_features(x) for x in xs]))
+        asks = [Ask(product, self._value(decision), x, decision_rng(config.seed, decision.quote_id),
+                    limit=limit, reference=reference)
+                for decision, product, x, reference in zip(decisions, products, xs, references, strict=True)]
+        self._planned = dict(zip(ahead, zip(xs, pricer.choose_many(asks), strict=True), strict=True))
+
+    def step(self, log: _Log, index: int, model: RewardModel, multiplier: float) -> np.ndarray:
+        """Score decision ``index`` with the candidate's current model, then maybe learn it; returns
+        the candidate's features of it."""
+        if index not in self._planned:
+            self._plan(log, index)
+        x, pricing = self._planned.pop(index)
+        decision, config = log.decisions[index], self.candidate.config
         prices, allowed, levels = pricing.arm_prices.prices, pricing.arm_prices.allowed, pricing.levels
         # A guardrail-bound quote is no arm's price: nothing the log can weigh.
         pmf = np.zeros(len(prices)) if pricing.guardrail_bound else pricing.pmf
@@ -184,8 +217,10 @@ class _Run:
         if arm >= 0 and probability > 0.0:
             draw = decision_rng(config.seed, decision.quote_id + ACCEPT_STREAM).random()
             if draw < multiplier * weight:
-                pricer.policy.learn_one(x, arm, level, float(decision.purchased), probability)
+                self.pricer.policy.learn_one(x, arm, level, float(decision.purchased), probability)
                 self.learned += 1
+                self._planned.clear()  # priced by the model before this outcome
+        return x
 
     def result(self) -> Result:
         weight = np.asarray(self.weight)
@@ -220,13 +255,11 @@ def evaluate(reading: LogReading, candidates: Sequence[Candidate]) -> Evaluation
     for run in runs:
         models.setdefault(run.names, RewardModel(len(run.names)))
     multiplier = min(decision.propensity for decision in decisions)
-    for decision in decisions:
-        product = guardrails(decision)
+    log = _Log(decisions, [guardrails(decision) for decision in decisions])
+    for index, decision in enumerate(decisions):
         xs: dict[tuple[str, ...], np.ndarray] = {}
         for run in runs:
-            x = run.features(decision)
-            xs.setdefault(run.names, x)
-            run.step(decision, product, models[run.names], x, multiplier)
+            xs.setdefault(run.names, run.step(log, index, models[run.names], multiplier))
         level = float(log_price_ratio(decision.price, decision.list_price))
         for names, model in models.items():
             model.learn(xs[names], level, decision.purchased)

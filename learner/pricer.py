@@ -287,7 +287,7 @@ class Pricer:
                         in zip(requests, read, pins, references, stocks, strict=True)]
 
             if any(row.limit is not None for row in read):  # the band is around the reference: it first
-                references = [self._reference_price(p) for p in self.choose_many(anchors)]
+                references: list[float | None] = [self._reference_price(p) for p in self.choose_many(anchors)]
                 pricings = self.choose_many(asks(references))
             else:
                 both = self.choose_many(anchors + asks([None] * len(requests)))
@@ -449,8 +449,15 @@ class Pricer:
         from the same model state, so it is always current. A stochastic policy's reference is the most
         probable arm of its distribution (drawn with a generator seeded by the product id), so it does
         not jitter from quote to quote."""
-        (pricing,) = self.choose_many([self._reference_ask(product, neutral, opportunity)])
-        return self._reference_price(pricing)
+        return self.references([product], [neutral], [opportunity])[0]
+
+    def references(self, products: Sequence[Product], neutrals: Sequence[np.ndarray],
+                   opportunities: Sequence[float] | None = None) -> list[float]:
+        """``reference`` of each product, the policy choosing for all at once."""
+        opportunities = opportunities or [0.0] * len(products)
+        anchors = [self._reference_ask(product, neutral, opportunity) for product, neutral, opportunity
+                   in zip(products, neutrals, opportunities, strict=True)]
+        return [self._reference_price(pricing) for pricing in self.choose_many(anchors)]
 
     def _reference_ask(self, product: Product, neutral: np.ndarray, opportunity: float) -> Ask:
         rng = decision_rng(self.config.seed, f"reference\x00{product.product_id}")
