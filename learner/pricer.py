@@ -12,7 +12,7 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -133,6 +133,19 @@ class Ask:
     reference: float | None = None
     stable_price: float | None = None
     opportunity: float = 0.0
+
+
+class _Masked(NamedTuple):
+    """One ask's arms under its guardrails (``Pricer._guardrails``)."""
+
+    arm_prices: ArmPrices
+    payoffs: np.ndarray
+    levels: np.ndarray
+    spread_bound: bool
+    pin: PriceBounds | None
+    """The stable price's bounds where the pin held; None without one."""
+    bounds: PriceBounds
+    """The bounds in force: floor and ceiling, narrowed by the band."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -396,21 +409,20 @@ class Pricer:
         """``choose`` for each ask, the policy choosing for all that have an allowed arm at once."""
         with self._lock:
             masked = [self._guardrails(ask) for ask in asks]
-            rows = [i for i, (arm_prices, *_) in enumerate(masked) if arm_prices.any_allowed]
+            rows = [i for i, mask in enumerate(masked) if mask.arm_prices.any_allowed]
             choices: dict[int, Choice] = {}
             if rows:
                 picked = self.policy.select_many(
-                    np.array([asks[i].x for i in rows]), np.array([masked[i][2] for i in rows]),
-                    np.array([masked[i][1] for i in rows]), np.array([masked[i][0].allowed for i in rows]),
-                    [asks[i].rng for i in rows])
+                    np.array([asks[i].x for i in rows]), np.array([masked[i].levels for i in rows]),
+                    np.array([masked[i].payoffs for i in rows]),
+                    np.array([masked[i].arm_prices.allowed for i in rows]), [asks[i].rng for i in rows])
                 choices = {i: picked.row(j) for j, i in enumerate(rows)}
             return [self._priced(ask, *mask, choices.get(i))
                     for i, (ask, mask) in enumerate(zip(asks, masked, strict=True))]
 
-    def _guardrails(self, ask: Ask) -> tuple[ArmPrices, np.ndarray, np.ndarray, bool, PriceBounds | None,
-                                             PriceBounds]:
+    def _guardrails(self, ask: Ask) -> _Masked:
         """The arms ``ask`` allows, their payoffs and levels, whether the band masked one, the stable
-        pin that held (None: none) and the bounds in force."""
+        pin that held and the bounds in force."""
         product, value = ask.product, ask.value
         bounds = PriceBounds.of(product)
         unbanded = banded = self.grid.prices(product, value, bounds)
@@ -426,7 +438,7 @@ class Pricer:
         payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + ask.opportunity, value)
         levels = log_price_ratio(arm_prices.prices, product.list_price)
         spread_bound = banded is not unbanded and bool((unbanded.allowed & ~banded.allowed).any())
-        return arm_prices, payoffs, levels, spread_bound, pin, bounds
+        return _Masked(arm_prices, payoffs, levels, spread_bound, pin, bounds)
 
     def _priced(self, ask: Ask, arm_prices: ArmPrices, payoffs: np.ndarray, levels: np.ndarray,
                 spread_bound: bool, pin: PriceBounds | None, bounds: PriceBounds,

@@ -98,7 +98,8 @@ class Policy(Protocol):
     def select_many(self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
                     rngs: Sequence[np.random.Generator]) -> Choices:
         """``select`` for each row of ``x`` (n, dim), ``levels``, ``payoffs`` and ``allowed`` (n, arms),
-        with row ``i`` drawn from ``rngs[i]``: row ``i`` chooses exactly as ``select`` would alone.
+        with row ``i`` drawn from ``rngs[i]``: row ``i`` chooses as ``select`` would alone (its
+        probabilities equal to rounding: a matrix product over many rows may sum in another order).
         Refuse bad input with InvalidInput (``check_decisions``)."""
         ...
 

@@ -85,13 +85,9 @@ class DemandPolicy(ABC):
         self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
         rngs: Sequence[np.random.Generator],
     ) -> Choices:
+        """Every row at once: one score per arm and row, the greedy arms, then the rule."""
         x, levels, payoffs, allowed = check_decisions(x, levels, payoffs, allowed, self.n_arms, self.dim,
                                                       len(rngs))
-        return self._choose(x, levels, payoffs, allowed, rngs)
-
-    def _choose(self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
-                rngs: Sequence[np.random.Generator]) -> Choices:
-        """Every row at once: one score per arm and row, the greedy arms, then the rule."""
         scores = self._model.row_scores(x, levels)
         estimates = self._model.link(scores)
         greedy = masked_argmax_rows(payoffs * estimates, allowed, payoffs)
