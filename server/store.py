@@ -101,6 +101,9 @@ class Store(Protocol):
     """What the service and the composition root use of a backend; tests/test_store_contract.py
     checks every backend against it."""
 
+    shared_log: bool
+    """Whether other processes append to the log too (then the service learns by following it)."""
+
     @property
     def keyed_users(self) -> bool: ...
     def use_user_key(self, key: UserIdKey) -> int: ...
@@ -205,6 +208,8 @@ class SQLiteStore:
     """The embedded store. One connection shared by the server's threads behind one lock."""
 
     FILENAME = "pricebandit.sqlite3"
+    shared_log = False
+    """This process is the log's one writer: it learns each entry in its after-commit step."""
 
     def __init__(self, data_dir: Path | str, *, reader: bool = False) -> None:
         """Open (or create) the state file as its one owner; ``reader`` opens an existing file

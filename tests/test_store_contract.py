@@ -9,11 +9,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import redis
 
 from builders import request
 from learner import AlreadyClosed, Decision, Pricer, QuoteIdTaken, Settlement, StoreCorrupt
 from learner.value import BehaviorEvent, StateChange, UserStates, load
 from server.pseudonyms import UserIdKey
+from server.redis_store import RedisStore, key
 from server.store import SQLiteStore, Store, StoredSnapshot
 
 VALUE_MODEL = load("default")
@@ -41,12 +43,23 @@ def sqlite_backend(folder: Path) -> Backend:
     return Backend("sqlite", lambda: SQLiteStore(folder), kept)
 
 
-BACKENDS = {"sqlite": sqlite_backend}
+def redis_backend(url: str) -> Backend:
+    return Backend("redis", lambda: RedisStore(url), lambda: _redis_snapshots(url))
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+def _redis_snapshots(url: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.llen(key("snapshots")))
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    if request.param == "sqlite":
+        return sqlite_backend(tmp_path)
+    return redis_backend(request.getfixturevalue("redis_url"))
 
 
 @pytest.fixture
