@@ -28,6 +28,7 @@ from server.logs import RequestIdInterceptor
 from server.metrics import Metrics, MetricsInterceptor, create_metrics
 from server.operator import OPERATOR_SERVICE, OperatorServicer
 from server.pseudonyms import user_id_key
+from server.redis_store import RedisStore
 from server.service import PricingService
 from server.servicer import PricingServicer
 from server.store import SQLiteStore
@@ -37,6 +38,8 @@ from server.validation import RequestReader
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pricing_pb2.DESCRIPTOR.services_by_name["PricingService"].full_name
+FOLLOW_WAIT_SECONDS = 0.5
+"""How long the log follower waits for a new entry at a time: its stop takes at most this."""
 
 
 def package_version() -> str:
@@ -61,6 +64,8 @@ class RunningServer:
     _housekeeper: threading.Thread
     _stopping: threading.Event
     _admission: AdmissionInterceptor
+    _follower: threading.Thread | None = None
+    """On a shared store: the thread that learns the other replicas' outcomes (``_follow_log``)."""
     _watch: StoreWatch = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +74,12 @@ class RunningServer:
     @property
     def address(self) -> str:
         return f"{self.config.host}:{self.port}"
+
+    @property
+    def state(self) -> str:
+        """Where the state is, for the log (a Redis URL without its password)."""
+        store = self.service.store
+        return store.where if isinstance(store, RedisStore) else str(self.config.data_dir)
 
     def _set_health(self, status: int) -> None:
         for name in ("", SERVICE_NAME):
@@ -87,6 +98,8 @@ class RunningServer:
         """Recover state (health NOT_SERVING meanwhile), then serve."""
         self.service.recover()
         self._housekeeper.start()
+        if self._follower is not None:
+            self._follower.start()
         self._watch.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
@@ -101,8 +114,9 @@ class RunningServer:
         self.server.stop(self.config.shutdown_grace_seconds).wait()
         self._admission.close()
         self._stopping.set()
-        if self._housekeeper.is_alive():
-            self._housekeeper.join()
+        for thread in (self._housekeeper, self._follower):
+            if thread is not None and thread.is_alive():
+                thread.join()
         try:
             self.service.expire_due()
             saved = self.service.snapshot_if_due(force=True)
@@ -127,6 +141,20 @@ def _housekeeping(service: PricingService, interval: float, stopping: threading.
             continue  # the store watch reports it once, and health says NOT_SERVING
         except Exception:
             log.exception("housekeeping failed; retrying in %.1f s", interval)
+
+
+def _follow_log(service: PricingService, store: RedisStore, stopping: threading.Event) -> None:
+    """A replica learns the outcomes the other replicas log, in log order, soon after each lands
+    (``XREAD BLOCK`` wakes it); a store failure is retried (the store watch reports it)."""
+    while not stopping.is_set():
+        try:
+            if store.wait_for_log(service.last_applied, FOLLOW_WAIT_SECONDS):
+                service.follow_log()
+        except StoreFailed:
+            stopping.wait(FOLLOW_WAIT_SECONDS)
+        except Exception:
+            log.exception("following the outcome log failed; retrying in %.1f s", FOLLOW_WAIT_SECONDS)
+            stopping.wait(FOLLOW_WAIT_SECONDS)
 
 
 def _listen(server: grpc.Server, config: ServerConfig) -> int:
@@ -168,10 +196,17 @@ def _tokens(config: ServerConfig) -> tuple[str, str]:
     return checkout, operator
 
 
+def open_store(config: ServerConfig) -> SQLiteStore | RedisStore:
+    """The one place the backend is chosen (``--store``)."""
+    if config.store == "sqlite":
+        return SQLiteStore(config.data_dir)
+    return RedisStore(config.store)
+
+
 def build_server(config: ServerConfig) -> RunningServer:
     """Assemble and start a server (health NOT_SERVING until ``load()`` has recovered the state)."""
     value_model = None if config.value_model == "none" else load_value_model(config.value_model)
-    store = SQLiteStore(config.data_dir)
+    store = open_store(config)
     try:
         key = user_id_key(config.data_dir, config.user_id_key_file, may_create=not store.keyed_users)
         migrated = store.use_user_key(key)
@@ -244,8 +279,12 @@ def build_server(config: ServerConfig) -> RunningServer:
         target=_housekeeping, args=(service, config.sweep_interval_seconds, stopping),
         name="housekeeping", daemon=True,
     )
+    follower = None
+    if isinstance(store, RedisStore):
+        follower = threading.Thread(target=_follow_log, args=(service, store, stopping),
+                                    name="log-follower", daemon=True)
     return RunningServer(
         config=config, server=server, port=port, metrics_port=metrics_http.server_address[1],
         service=service, metrics=metrics, health=health_servicer, _metrics_http=metrics_http,
-        _housekeeper=housekeeper, _stopping=stopping, _admission=admission,
+        _housekeeper=housekeeper, _stopping=stopping, _admission=admission, _follower=follower,
     )

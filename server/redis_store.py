@@ -89,12 +89,12 @@ def redis_url(text: str) -> str:
     """``text`` if it is a ``redis://host[:port][/db]`` URL, else ValueError saying what is wanted."""
     try:
         parts = urlsplit(text)
-        port, db = parts.port, parts.path.strip("/")
+        parts.port  # noqa: B018 (reading it checks it: a port that is no number raises ValueError)
     except ValueError as error:
         raise ValueError(f"{text!r} is not a redis://host:port/db URL ({error})") from None
+    db = parts.path.strip("/")
     if parts.scheme != "redis" or not parts.hostname or (db and not db.isdigit()) or parts.query:
         raise ValueError(f"{text!r} is not a redis://host:port/db URL (or 'sqlite')")
-    del port
     return text
 
 
@@ -232,14 +232,16 @@ class RedisStore:
 
     def _warn_unless_fsync_always(self) -> None:
         try:
-            settings = self._client.config_get("append*")
+            answer = self._client.config_get("append*")
         except redis.ResponseError:  # CONFIG refused (a managed Redis): nothing to check
             return
-        if (settings.get(b"appendonly"), settings.get(b"appendfsync")) != (b"yes", b"always"):
+        settings = {str(_text(k) if isinstance(k, bytes) else k): _text(v) if isinstance(v, bytes) else v
+                    for k, v in answer.items()}
+        if (settings.get("appendonly"), settings.get("appendfsync")) != ("yes", "always"):
             log.warning("%s has appendonly=%s appendfsync=%s: a Redis crash can lose acknowledged quotes "
                         "and rewards (everysec: about the last second; no append-only file: everything "
                         "since its last snapshot); set appendonly yes, appendfsync always", self.where,
-                        _text(settings.get(b"appendonly")), _text(settings.get(b"appendfsync")))
+                        settings.get("appendonly"), settings.get("appendfsync"))
 
     # -- the user-id key ---------------------------------------------------------------------
     @property
