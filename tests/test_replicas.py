@@ -1,0 +1,120 @@
+"""Replicas: real server processes on one real redis-server apply one outcome log in one order, so
+each holds the same model; an outcome is learned once, whichever replica it reached."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+from bench.process import ServerProcess
+from builders import quote_request
+from conftest import DEADLINE, wait_for
+from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from server.pseudonyms import UserIdKey
+from server.redis_store import RedisStore
+from server.store import StoredSnapshot
+
+LEARNED, DUPLICATE = pricing_pb2.RewardResponse.LEARNED, pricing_pb2.RewardResponse.DUPLICATE
+
+
+class Replica:
+    """A ``pricebandit-server --store redis://…`` child process and a stub to it."""
+
+    def __init__(self, folder: Path, url: str, key_file: Path, processes: list[ServerProcess],
+                 *flags: str) -> None:
+        self.process = ServerProcess(folder, "--store", url, "--user-id-key-file", str(key_file), *flags)
+        processes.append(self.process)
+        self.channel = grpc.insecure_channel(self.process.wait_until_serving())
+        self.stub = pricing_pb2_grpc.PricingServiceStub(self.channel)
+
+    def quote(self, quote_id: str, user_id: str = "shopper") -> pricing_pb2.QuoteResponse:
+        return self.stub.Quote(quote_request(quote_id=quote_id, user_id=user_id), timeout=DEADLINE)
+
+    def reward(self, quote_id: str, purchased: bool) -> pricing_pb2.RewardResponse:
+        return self.stub.Reward(pricing_pb2.RewardRequest(quote_id=quote_id, purchased=purchased),
+                                timeout=DEADLINE)
+
+    def model_version(self) -> str:
+        """The model's outcome count as its ``/metrics`` says (``pricebandit_model_version``)."""
+        url = f"http://127.0.0.1:{self.process.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=DEADLINE) as response:
+            text = response.read().decode()
+        found = re.search(r"^pricebandit_model_version (\S+)$", text, re.M)
+        assert found, text
+        return str(int(float(found.group(1))))
+
+    def stop(self) -> None:
+        """SIGTERM: it drains, expires what is due and writes its final snapshot."""
+        self.channel.close()
+        self.process.process.send_signal(signal.SIGTERM)
+        code, log = self.process.finish()
+        assert code == 0, log
+
+
+def replicas(tmp_path: Path, url: str, processes: list[ServerProcess], count: int,
+             *flags: str) -> list[Replica]:
+    key_file = tmp_path / "user-id.key"
+    UserIdKey.create(key_file)  # one key for all: a shopper is the same pseudonym on every replica
+    return [Replica(tmp_path / f"replica{i}", url, key_file, processes, *flags) for i in range(count)]
+
+
+def latest_snapshot(url: str) -> StoredSnapshot:
+    store = RedisStore(url)
+    try:
+        found = store.latest_snapshot()
+    finally:
+        store.close()
+    assert found is not None
+    return found
+
+
+def test_a_reward_to_the_replica_that_did_not_quote_is_learned_once_and_every_replica_follows(
+        tmp_path: Path, redis_url: str, processes: list[ServerProcess]) -> None:
+    first, second = replicas(tmp_path, redis_url, processes, 2)
+    first.quote("q-1")
+    answer = second.reward("q-1", True)
+    assert (answer.status, answer.model_version) == (LEARNED, "linucb:1")
+    learned = time.monotonic()
+    wait_for(lambda: first.model_version() == "1", 1.0, "the quoting replica learned the outcome")
+    assert time.monotonic() - learned < 1.0
+    assert first.reward("q-1", True).status == DUPLICATE  # and not learned again, on either
+    time.sleep(0.2)
+    assert (first.model_version(), second.model_version()) == ("1", "1")
+
+
+def test_after_a_burst_over_both_replicas_both_hold_the_same_model(
+        tmp_path: Path, redis_url: str, processes: list[ServerProcess]) -> None:
+    """Quotes on either, rewards sent to both at once (each to the replica that did not quote it),
+    some left to expire (every replica's sweeper runs): each outcome learned once, in one order,
+    and both models equal bit for bit."""
+    group = replicas(tmp_path, redis_url, processes, 2, "--reward-window-seconds", "5")
+    rewarded, expiring = 60, 10
+    for i in range(rewarded + expiring):
+        group[i % 2].quote(f"q-{i}", user_id=f"u{i % 7}")
+    statuses: list[int] = []
+
+    def reward_on(replica: int) -> None:  # the quotes the other replica made
+        for i in range(1 - replica, rewarded, 2):
+            statuses.append(group[replica].reward(f"q-{i}", i % 3 == 0).status)
+
+    threads = [threading.Thread(target=reward_on, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [LEARNED] * rewarded
+    total = str(rewarded + expiring)
+    for replica in group:
+        wait_for(lambda replica=replica: replica.model_version() == total, 20.0, "every outcome learned")
+    group[0].stop()
+    snapshot = latest_snapshot(redis_url)
+    group[1].stop()
+    other = latest_snapshot(redis_url)
+    assert snapshot.last_seq == other.last_seq == rewarded + expiring
+    assert snapshot.blob == other.blob
