@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent import futures
@@ -230,11 +231,20 @@ def build_server(config: ServerConfig) -> RunningServer:
         """The Pricer serving now, for the gauges: the rollout gate may replace the service's."""
         return serving[0].pricer if serving else pricer
 
+    def applied() -> int:
+        return serving[0].last_applied if serving else 0
+
+    def lag() -> float:
+        try:
+            return store.last_seq() - applied()
+        except StoreFailed:
+            return math.nan
+
     metrics = create_metrics(
         policy=config.pricer.policy, version=package_version(), n_arms=len(pricer.grid),
         pending_count=store.pending_count, model_updates_now=lambda: live().updates,
         protected_features=config.pricer.protected_features,
-        stock_summary=lambda: live().stock_summary(time.time()),
+        stock_summary=lambda: live().stock_summary(time.time()), log_applied=applied, log_lag=lag,
     )
     service = PricingService(
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,

@@ -40,14 +40,17 @@ class Replica:
         return self.stub.Reward(pricing_pb2.RewardRequest(quote_id=quote_id, purchased=purchased),
                                 timeout=DEADLINE)
 
-    def model_version(self) -> str:
-        """The model's outcome count as its ``/metrics`` says (``pricebandit_model_version``)."""
+    def metric(self, name: str) -> float:
         url = f"http://127.0.0.1:{self.process.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=DEADLINE) as response:
             text = response.read().decode()
-        found = re.search(r"^pricebandit_model_version (\S+)$", text, re.M)
+        found = re.search(rf"^{name} (\S+)$", text, re.M)
         assert found, text
-        return str(int(float(found.group(1))))
+        return float(found.group(1))
+
+    def model_version(self) -> str:
+        """The model's outcome count as its ``/metrics`` says (``pricebandit_model_version``)."""
+        return str(int(self.metric("pricebandit_model_version")))
 
     def stop(self) -> None:
         """SIGTERM: it drains, expires what is due and writes its final snapshot."""
@@ -86,6 +89,10 @@ def test_a_reward_to_the_replica_that_did_not_quote_is_learned_once_and_every_re
     assert first.reward("q-1", True).status == DUPLICATE  # and not learned again, on either
     time.sleep(0.2)
     assert (first.model_version(), second.model_version()) == ("1", "1")
+    for replica in (first, second):  # both include log entry 1, and nothing is left to apply
+        position = (replica.metric("pricebandit_log_applied_seq"),
+                    replica.metric("pricebandit_log_lag_entries"))
+        assert position == (1.0, 0.0)
 
 
 def test_after_a_burst_over_both_replicas_both_hold_the_same_model(
