@@ -1,5 +1,5 @@
 """The SIGKILL ledger run: kill the server at random moments under load, restart it, and check the
-state file against a client-side ledger of everything the server acknowledged.
+store (the SQLite file, or Redis) against a client-side ledger of everything the server acknowledged.
 
 Shared by ``tests/test_crash_safety.py`` (a few restarts) and ``python -m bench.attack`` (many).
 Nothing acknowledged may be lost or doubled, every acknowledged reward must be logged with the
@@ -8,10 +8,8 @@ reported outcome, and the final model must equal, bit for bit, a clean replay of
 
 from __future__ import annotations
 
-import json
 import random
 import signal
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -20,11 +18,15 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.process import ServerProcess
-from learner import Decision, PricerConfig, build_pricer, snapshot
+from bench.redis_process import RedisProcess
+from learner import PricerConfig, build_pricer, snapshot
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from server.redis_store import CLAIM_SECONDS, RedisStore
+from server.store import SQLiteStore, Store
 
 RewardStatus = pricing_pb2.RewardResponse
 PRODUCT = pricing_pb2.Product(product_id="sku-1", category="shoes", unit_cost=40.0, list_price=100.0,
@@ -79,7 +81,7 @@ def call_once(stub: pricing_pb2_grpc.PricingServiceStub, kind: str, quote_id: st
         return False
 
 
-def drive_until_killed(address: str, cycle: int, rng: random.Random, ledger: ClientLedger) -> None:
+def drive_until_killed(address: str, cycle: str, rng: random.Random, ledger: ClientLedger) -> None:
     """Quote and reward as fast as possible; stop at the first call the dead server cannot answer."""
     with grpc.insecure_channel(address) as channel:
         stub = pricing_pb2_grpc.PricingServiceStub(channel)
@@ -94,53 +96,60 @@ def drive_until_killed(address: str, cycle: int, rng: random.Random, ledger: Cli
                 return
 
 
-def check_state(state_file: Path, ledger: ClientLedger, window_seconds: float,
-                report: LedgerReport) -> None:
-    """Fill ``report`` from the state file of a cleanly stopped server and the client's ledger."""
-    with sqlite3.connect(state_file) as db:
-        pending = db.execute("SELECT quote_id FROM pending").fetchall()
-        entries = db.execute(
-            "SELECT seq, quote_id, kind, reward, learned, decision FROM decision_log ORDER BY seq"
-        ).fetchall()
-        blob = db.execute("SELECT blob FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()[0]
-    closed = Counter(quote_id for _, quote_id, kind, *_ in entries if kind != "late")
+def check_state(store: Store, ledger: ClientLedger, window_seconds: float, report: LedgerReport) -> None:
+    """Fill ``report`` from the store of a cleanly stopped server (any backend) and the client's ledger."""
+    entries = list(store.log_after(0))
+    latest = store.latest_snapshot()
+    assert latest is not None, "the clean stop wrote no snapshot"
+    closed = Counter(entry.decision.quote_id for entry in entries if entry.kind != "late")
     report.acknowledged_quotes, report.acknowledged_rewards = len(ledger.quotes), len(ledger.rewards)
-    report.lost = len(ledger.quotes - set(closed)) + len(pending)
+    report.lost = len(ledger.quotes - set(closed)) + store.pending_count()
     report.doubled = sum(1 for count in closed.values() if count > 1)
     report.unknown_closed = len(set(closed) - ledger.quotes)
-    logged = {quote_id: reward for _, quote_id, kind, reward, _, _ in entries if kind == "reward"}
+    logged = {entry.decision.quote_id: entry.reward for entry in entries if entry.kind == "reward"}
     settled = (RewardStatus.LEARNED, RewardStatus.DUPLICATE)
     report.wrong_rewards = sum(1 for quote_id, (purchased, status) in ledger.rewards.items()
                                if status in settled and logged.get(quote_id) != float(purchased))
     model = load_value_model("default")  # the server's default: the user embedding is in the features
     replayed = build_pricer(PricerConfig(reward_window_seconds=window_seconds), model)
-    for _, _, _, reward, learned, decision in entries:
-        if learned:
-            replayed.update(Decision.from_dict(json.loads(decision)), reward)
-    _, final = snapshot.decode(bytes(blob))
+    for entry in entries:
+        if entry.learned:
+            replayed.update(entry.decision, entry.reward)
+    _, final = snapshot.decode(latest.blob)
     _, clean = snapshot.decode(replayed.snapshot())
     report.model_equals_replay = (
-        int(final["counts"].sum()) == sum(learned for *_, learned, _ in entries)
+        int(final["counts"].sum()) == sum(entry.learned for entry in entries)
         and all(np.array_equal(final[key], clean[key]) for key in clean))
 
 
-def run_sigkill(data_dir: Path, restarts: int, seed: int = 20261129, window_seconds: float = 2.0
-                ) -> LedgerReport:
+def run_sigkill(data_dir: Path, restarts: int, seed: int = 20261129, window_seconds: float = 2.0,
+                redis: RedisProcess | None = None) -> LedgerReport:
     """``restarts`` servers on ``data_dir``, each SIGKILLed 0.3-1.5 s into a full-speed client; then
-    one more that takes the retries, lets every window close and stops cleanly; then the check."""
+    one more that takes the retries, lets every window close and stops cleanly; then the check.
+
+    With ``redis`` the servers keep their state there (``--store``), and in every other cycle Redis
+    is SIGKILLed first and started again from its append-only file while the server runs on."""
     rng = random.Random(seed)
     ledger = ClientLedger()
     report = LedgerReport(restarts=restarts)
-    args = ("--reward-window-seconds", str(window_seconds), "--snapshot-every-updates", "50")
+    args = ("--reward-window-seconds", str(window_seconds), "--snapshot-every-updates", "50",
+            *(("--store", redis.url) if redis else ()))
     children: list[ServerProcess] = []
     try:
         for cycle in range(restarts):
             child = ServerProcess(data_dir, *args)
             children.append(child)
             address = child.wait_until_serving()
+            if redis is not None and cycle % 2:
+                killer = threading.Timer(rng.uniform(0.3, 1.5), redis.kill)
+                killer.start()
+                drive_until_killed(address, f"{cycle}r", rng, ledger)  # until Redis is gone
+                killer.join()
+                redis.start()
+                wait_until_answering(address)
             killer = threading.Timer(rng.uniform(0.3, 1.5), child.process.send_signal, (signal.SIGKILL,))
             killer.start()
-            drive_until_killed(address, cycle, rng, ledger)
+            drive_until_killed(address, str(cycle), rng, ledger)
             killer.join()
             child.process.wait(timeout=10)
             report.killed_by_sigkill += child.process.returncode == -signal.SIGKILL
@@ -151,7 +160,8 @@ def run_sigkill(data_dir: Path, restarts: int, seed: int = 20261129, window_seco
             for kind, quote_id, purchased in ledger.unanswered:
                 if not call_once(stub, kind, quote_id, purchased, ledger):
                     raise UnexpectedAnswer(f"{kind} {quote_id}: UNAVAILABLE from a healthy server")
-        time.sleep(window_seconds + 0.5)  # every pending quote's window closes
+        # every pending quote's window closes, and on Redis every claim of a killed server lapses
+        time.sleep(window_seconds + 0.5 + (CLAIM_SECONDS if redis else 0.0))
         last.process.send_signal(signal.SIGTERM)
         report.final_exit_code, _ = last.finish()
     finally:
@@ -159,5 +169,21 @@ def run_sigkill(data_dir: Path, restarts: int, seed: int = 20261129, window_seco
             if child.process.poll() is None:
                 child.process.kill()
             child.finish()
-    check_state(data_dir / "pricebandit.sqlite3", ledger, window_seconds, report)
+    store: Store = SQLiteStore(data_dir) if redis is None else RedisStore(redis.url)
+    try:
+        check_state(store, ledger, window_seconds, report)
+    finally:
+        store.close()
     return report
+
+
+def wait_until_answering(address: str, seconds: float = 10.0) -> None:
+    """Wait for a server whose store came back to answer again (its health says SERVING)."""
+    deadline = time.monotonic() + seconds
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while health.Check(health_pb2.HealthCheckRequest(), timeout=5).status != \
+                health_pb2.HealthCheckResponse.SERVING:
+            if time.monotonic() > deadline:
+                raise UnexpectedAnswer(f"the server did not serve again within {seconds:g} s of its store")
+            time.sleep(0.05)

@@ -69,8 +69,11 @@ T = TypeVar("T")
 
 KEY_PREFIX = "pricebandit:"
 """Every key of the store starts so; the URL's database number separates deployments."""
-CLAIM_SECONDS = 30.0
-"""How long an expired quote handed out by ``due`` is kept from the other sweepers."""
+CLAIM_SECONDS = 5.0
+"""How long an expired quote handed out by ``due`` is kept from the other sweepers: long enough for
+one sweep of ``EXPIRY_BATCH`` closes, short because a replica that dies (or loses Redis) after its
+claim delays those quotes' expiry by this much. A claim that lapses too soon costs only work: the
+close itself decides, once."""
 TIMEOUT_SECONDS = 2.0
 """A Redis call that takes longer fails as "timeout" (health then says so)."""
 CONNECT_SECONDS = 1.0
