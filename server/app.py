@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -144,6 +145,17 @@ def _housekeeping(service: PricingService, interval: float, stopping: threading.
             log.exception("housekeeping failed; retrying in %.1f s", interval)
 
 
+def _or_nan(read: Callable[[], float]) -> Callable[[], float]:
+    """A gauge's reading of the store, NaN while the store fails: the rest of /metrics still answers."""
+    def gauge() -> float:
+        try:
+            return read()
+        except StoreFailed:
+            return math.nan
+
+    return gauge
+
+
 def _follow_log(service: PricingService, store: RedisStore, stopping: threading.Event) -> None:
     """A replica learns the outcomes the other replicas log, in log order, soon after each lands
     (``XREAD BLOCK`` wakes it); a store failure is retried (the store watch reports it)."""
@@ -234,17 +246,12 @@ def build_server(config: ServerConfig) -> RunningServer:
     def applied() -> int:
         return serving[0].last_applied if serving else 0
 
-    def lag() -> float:
-        try:
-            return store.last_seq() - applied()
-        except StoreFailed:
-            return math.nan
-
     metrics = create_metrics(
         policy=config.pricer.policy, version=package_version(), n_arms=len(pricer.grid),
-        pending_count=store.pending_count, model_updates_now=lambda: live().updates,
+        pending_count=_or_nan(store.pending_count), model_updates_now=lambda: live().updates,
         protected_features=config.pricer.protected_features,
-        stock_summary=lambda: live().stock_summary(time.time()), log_applied=applied, log_lag=lag,
+        stock_summary=lambda: live().stock_summary(time.time()), log_applied=applied,
+        log_lag=_or_nan(lambda: store.last_seq() - applied()),
     )
     service = PricingService(
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,

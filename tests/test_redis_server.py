@@ -3,6 +3,7 @@ follows Redis. The replicas' shared log is tests/test_replicas.py."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.redis_process import RedisProcess
 from builders import quote_request
-from conftest import DEADLINE, ServerHandle, drive, wait_for
+from conftest import DEADLINE, ServerHandle, drive, series, wait_for
 from server.config import parse_config
 
 
@@ -66,6 +67,9 @@ def test_health_follows_redis_down_and_back(own_redis: RedisProcess,
     with pytest.raises(grpc.RpcError) as refused:
         server.stub.Quote(quote_request(quote_id="q-down"), timeout=DEADLINE)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "unreachable" in refused.value.details()
+    readings = series(server)  # /metrics still answers; what it cannot read is NaN
+    assert math.isnan(readings["pricebandit_pending_quotes"])
+    assert math.isnan(readings["pricebandit_log_lag_entries"])
     own_redis.start()
     wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 2.0, "SERVING again")
     assert server.stub.Quote(quote_request(quote_id="q-up"), timeout=DEADLINE).quote_id == "q-up"
