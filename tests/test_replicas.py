@@ -125,3 +125,24 @@ def test_after_a_burst_over_both_replicas_both_hold_the_same_model(
     other = latest_snapshot(redis_url)
     assert snapshot.last_seq == other.last_seq == rewarded + expiring
     assert snapshot.blob == other.blob
+
+
+def test_with_three_replicas_every_unrewarded_quote_is_learned_as_no_purchase_once(
+        tmp_path: Path, redis_url: str, processes: list[ServerProcess]) -> None:
+    """Three sweepers race for the same expired quotes: each is closed once (the close decides) and
+    learned by all three."""
+    group = replicas(tmp_path, redis_url, processes, 3, "--reward-window-seconds", "1")
+    count = 60
+    for i in range(count):
+        group[i % 3].quote(f"q-{i}", user_id=f"u{i}")
+    for replica in group:
+        wait_for(lambda replica=replica: replica.model_version() == str(count), 20.0, "every quote expired")
+    store = RedisStore(redis_url)
+    try:
+        entries = list(store.log_after(0))
+        assert store.pending_count() == 0
+    finally:
+        store.close()
+    assert sorted(entry.decision.quote_id for entry in entries) == sorted(f"q-{i}" for i in range(count))
+    assert {(entry.kind, entry.reward, entry.learned) for entry in entries} == {("expired", 0.0, True)}
+    assert sum(replica.metric("pricebandit_quotes_expired_total") for replica in group) == count
