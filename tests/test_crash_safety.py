@@ -15,11 +15,14 @@ from bench.redis_process import RedisProcess
 CYCLES = 5
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_sigkill_at_random_points_loses_nothing_acknowledged(tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize(("backend", "replicas"), [("sqlite", 1), ("redis", 1), ("redis", 2)])
+def test_sigkill_at_random_points_loses_nothing_acknowledged(tmp_path: Path, backend: str,
+                                                             replicas: int) -> None:
+    """With two replicas, rewards go to the replica that did not quote, a random one is SIGKILLed each
+    cycle, and both final models must equal the replay."""
     redis = RedisProcess(tmp_path / "redis") if backend == "redis" else None
     try:
-        report = run_sigkill(tmp_path / "data", restarts=CYCLES, redis=redis)
+        report = run_sigkill(tmp_path / "data", restarts=CYCLES, redis=redis, replicas=replicas)
     finally:
         if redis is not None:
             redis.stop()
