@@ -429,6 +429,7 @@ class PricingService:
         commits its snapshot with ``record`` (``server/adoption.py``) in one transaction before it
         serves. A failure anywhere leaves the running Pricer and the state file as they were.
         """
+        self._require_own_store("switch configurations")
         with self._snapshot_lock:  # no snapshot of the old Pricer may follow the new one's
             with self._learn_lock:
                 upto, self._tap = self._last_seq, []
@@ -453,6 +454,13 @@ class PricingService:
         self.metrics.snapshots.inc()
         self.metrics.snapshot_timestamp.set(snapshot.created_at)
 
+    def _require_own_store(self, work: str) -> None:
+        """The rollout gate changes the one server it is sent to: on a store shared by replicas the
+        others would go on with the old configuration and write its snapshots over the new one's."""
+        if self.store.shared_log:
+            raise NotNow(f"the rollout gate cannot {work} on a store shared by replicas (--store redis://…) "
+                         "yet: the other replicas would keep the old configuration")
+
     def _catch_up(self, successor: Pricer) -> None:
         """Teach ``successor`` the tapped outcomes; the caller holds the learn lock."""
         assert self._tap is not None
@@ -465,6 +473,7 @@ class PricingService:
         """End shadow mode: the policy's prices from the next quote on, the mode kept in ``record``."""
         if self.mode != SHADOW:
             raise NotNow(f"mode: the server is already {self.mode}; only a shadow server switches online")
+        self._require_own_store("switch online")
         self._write(lambda: self.store.adopt(record, None), "snapshot")
         self.mode = ONLINE
 

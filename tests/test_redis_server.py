@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench.redis_process import RedisProcess
 from builders import quote_request
 from conftest import DEADLINE, ServerHandle, drive, series, wait_for
+from learner.errors import NotNow
 from server.config import parse_config
 
 
@@ -73,3 +74,14 @@ def test_health_follows_redis_down_and_back(own_redis: RedisProcess,
     own_redis.start()
     wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 2.0, "SERVING again")
     assert server.stub.Quote(quote_request(quote_id="q-up"), timeout=DEADLINE).quote_id == "q-up"
+
+
+def test_the_rollout_gate_refuses_to_switch_one_replica_of_several(start_server: Callable[..., ServerHandle],
+                                                                   redis_url: str) -> None:
+    server = start_server(store=redis_url, mode="shadow")
+    service = server.server.service
+    with pytest.raises(NotNow, match="shared by replicas"):
+        service.adopt(service.pricer.with_config(service.pricer.config), "{}")
+    with pytest.raises(NotNow, match="shared by replicas"):
+        service.go_online("{}")
+    assert service.mode == "shadow" and server.server.service.store.adopted() is None
