@@ -233,6 +233,8 @@ def build_server(config: ServerConfig) -> RunningServer:
         if adopted is not None:  # the rollout gate's switch outlives a restart (server/adoption.py)
             config = Adoption.from_json(adopted).over(config)
         pricer = build_pricer(config.pricer, value_model, store, cache_users=config.user_cache_size)
+        if isinstance(store, RedisStore):  # replicas apply one log: with one learner configuration
+            store.use_learner(pricer.config.decision_config())
         tokens = _tokens(config)
     except BaseException:
         store.close()

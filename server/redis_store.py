@@ -261,6 +261,23 @@ class RedisStore:
                 "given: start every replica with the key file it was written with (--user-id-key-file)")
         return 0
 
+    # -- the replicas' one learner configuration ----------------------------------------------
+    def use_learner(self, settings: dict[str, Any]) -> None:
+        """Record the learner's settings (``PricerConfig.decision_config()``) on first use; StoreCorrupt
+        naming the settings that differ for a replica started with others: applying one log with
+        another learner would give it another model, silently."""
+        meta, text = key("meta"), json.dumps(settings, sort_keys=True)
+        wanted = json.loads(text)  # as stored: tuples are lists
+        self._io(lambda: self._client.hsetnx(meta, "learner", text))
+        stored = json.loads(_text(self._io(lambda: self._client.hget(meta, "learner"))) or "{}")
+        differ = sorted(name for name in stored.keys() | wanted.keys()
+                        if stored.get(name) != wanted.get(name))
+        if differ:
+            raise StoreCorrupt(
+                f"the replicas on {self.where} learn with other settings ({', '.join(differ)}: "
+                f"{', '.join(f'{name}={stored.get(name)!r}' for name in differ)}): start every replica "
+                "with the same learner flags, or use another database")
+
     # -- pending quotes ----------------------------------------------------------------------
     def put_pending(self, decisions: list[Decision], *, remember_prices: bool = False) -> None:
         args: list[Any] = ["1" if remember_prices else "0"]

@@ -13,9 +13,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.redis_process import RedisProcess
 from builders import quote_request
-from conftest import DEADLINE, ServerHandle, drive, series, wait_for
+from conftest import DEADLINE, ServerHandle, drive, make_config, series, wait_for
+from learner import StoreCorrupt
 from learner.errors import NotNow
+from server.app import build_server
 from server.config import parse_config
+from server.pseudonyms import KEY_FILENAME
 
 
 @pytest.mark.parametrize("value", ["mysql://db:3306/0", "redis://", "redis://host:port/0",
@@ -32,6 +35,14 @@ def test_a_store_that_is_neither_sqlite_nor_a_redis_url_is_refused_in_one_line(
 def test_the_store_is_sqlite_unless_told() -> None:
     assert parse_config([], {}).store == "sqlite"
     assert parse_config([], {"PRICEBANDIT_STORE": "redis://10.0.0.5:6380/2"}).store == "redis://10.0.0.5:6380/2"
+
+
+def test_a_replica_with_another_learner_configuration_is_refused(start_server: Callable[..., ServerHandle],
+                                                                 redis_url: str, tmp_path: Path) -> None:
+    first = start_server(store=redis_url)
+    with pytest.raises(StoreCorrupt, match=r"other settings \(policy: policy='linucb'\)"):
+        build_server(make_config(tmp_path / "other", store=redis_url, policy="thompson",
+                                 user_id_key_file=first.config.data_dir / KEY_FILENAME))
 
 
 def test_a_server_on_redis_restarts_with_its_model(start_server: Callable[..., ServerHandle], redis_url: str,

@@ -165,3 +165,13 @@ def test_an_unreachable_redis_refuses_the_start(own_redis: RedisProcess) -> None
     own_redis.kill()
     with pytest.raises(StoreFailed, match="unreachable"):
         RedisStore(own_redis.url)
+
+
+def test_replicas_must_learn_with_one_configuration(replicas: list[RedisStore]) -> None:
+    first, second = replicas
+    settings = {"policy": "linucb", "decay": 1.0, "alphas": [0.0, 0.5]}
+    first.use_learner(settings)
+    second.use_learner(dict(settings))  # the same: fine, as often as it starts
+    with pytest.raises(StoreCorrupt, match=r"other settings \(alphas, policy: alphas=\[0.0, 0.5\], "
+                                           r"policy='linucb'\).*same learner flags"):
+        second.use_learner({**settings, "policy": "thompson", "alphas": [0.0, 1.0]})
