@@ -232,7 +232,9 @@ def build_server(config: ServerConfig) -> RunningServer:
         adopted = store.adopted()
         if adopted is not None:  # the rollout gate's switch outlives a restart (server/adoption.py)
             config = Adoption.from_json(adopted).over(config)
-        pricer = build_pricer(config.pricer, value_model, store, cache_users=config.user_cache_size)
+        # Replicas change shoppers' states too: a cache here would answer with stale ones.
+        cache_users = 0 if store.shared_log else config.user_cache_size
+        pricer = build_pricer(config.pricer, value_model, store, cache_users=cache_users)
         if isinstance(store, RedisStore):  # replicas apply one log: with one learner configuration
             store.use_learner(pricer.config.decision_config())
         tokens = _tokens(config)

@@ -48,6 +48,8 @@ def test_a_replica_with_another_learner_configuration_is_refused(start_server: C
 def test_a_server_on_redis_restarts_with_its_model(start_server: Callable[..., ServerHandle], redis_url: str,
                                                   tmp_path: Path) -> None:
     server = start_server(store=redis_url)
+    users = server.server.service.pricer.users
+    assert users is not None and users.capacity == 0  # other replicas change shoppers' states too
     version = drive(server.server.address, 12, "r")
     assert version.endswith(":12")
     snapshot = server.server.service.pricer.snapshot()

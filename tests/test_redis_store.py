@@ -175,3 +175,12 @@ def test_replicas_must_learn_with_one_configuration(replicas: list[RedisStore]) 
     with pytest.raises(StoreCorrupt, match=r"other settings \(alphas, policy: alphas=\[0.0, 0.5\], "
                                            r"policy='linucb'\).*same learner flags"):
         second.use_learner({**settings, "policy": "thompson", "alphas": [0.0, 1.0]})
+
+
+def test_without_a_cache_a_replica_reads_the_states_another_replica_wrote(replicas: list[RedisStore]) -> None:
+    first, second = (UserStates(VALUE_MODEL, store, capacity=0) for store in replicas)
+    assert second.get("shopper").events == 0
+    first.observe([BehaviorEvent("shopper", 10.0, "view", price=30.0, unit_cost=20.0, list_price=30.0)], 20.0)
+    assert second.get("shopper").events == 1 and len(second) == 0
+    with pytest.raises(ValueError, match="0 only in front of a backend"):
+        UserStates(VALUE_MODEL, capacity=0)
