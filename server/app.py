@@ -275,7 +275,7 @@ def build_server(config: ServerConfig) -> RunningServer:
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
         options=[("grpc.max_receive_message_length", config.max_message_bytes),
-                 ("grpc.so_reuseport", 0)],
+                 ("grpc.so_reuseport", int(config.reuse_port))],
     )
     reader = RequestReader(pricer.features, config.currency, config.max_batch, key.pseudonym)
     add_pricing_service(PricingServicer(service, reader), server, metrics.undecodable_requests)

@@ -32,6 +32,13 @@ def test_a_store_that_is_neither_sqlite_nor_a_redis_url_is_refused_in_one_line(
     assert "argument --store:" in error and "redis://host:port/db" in error
 
 
+def test_sharing_a_port_needs_a_shared_store(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_config(["--reuse-port", "true"], {})
+    assert stopped.value.code == 2 and "--reuse-port needs --store redis://" in capsys.readouterr().err
+    assert parse_config(["--reuse-port", "yes", "--store", "redis://127.0.0.1:6379/0"], {}).reuse_port
+
+
 def test_the_store_is_sqlite_unless_told() -> None:
     assert parse_config([], {}).store == "sqlite"
     assert parse_config([], {"PRICEBANDIT_STORE": "redis://10.0.0.5:6380/2"}).store == "redis://10.0.0.5:6380/2"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.process import ServerProcess
+from bench.process import ServerProcess, free_port
 from builders import quote_request
 from conftest import DEADLINE, wait_for
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
@@ -146,3 +146,21 @@ def test_with_three_replicas_every_unrewarded_quote_is_learned_as_no_purchase_on
     assert sorted(entry.decision.quote_id for entry in entries) == sorted(f"q-{i}" for i in range(count))
     assert {(entry.kind, entry.reward, entry.learned) for entry in entries} == {("expired", 0.0, True)}
     assert sum(replica.metric("pricebandit_quotes_expired_total") for replica in group) == count
+
+
+def test_replicas_on_one_port_share_the_connections_and_one_model(
+        tmp_path: Path, redis_url: str, processes: list[ServerProcess]) -> None:
+    """``--reuse-port``: the kernel hands each new connection to one of the replicas listening."""
+    port = str(free_port())
+    group = replicas(tmp_path, redis_url, processes, 2, "--port", port, "--reuse-port", "true")
+    count = 24
+    for i in range(count):  # a connection of its own per call: no shared subchannel
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+            stub = pricing_pb2_grpc.PricingServiceStub(channel)
+            stub.Quote(quote_request(quote_id=f"q-{i}", user_id=f"u{i}"), timeout=DEADLINE)
+            stub.Reward(pricing_pb2.RewardRequest(quote_id=f"q-{i}", purchased=i % 2 == 0), timeout=DEADLINE)
+    closed = [replica.metric("pricebandit_model_updates_total") for replica in group]
+    assert sum(closed) == count and min(closed) > 0, closed  # both took calls (all on one: 2**-23)
+    for replica in group:
+        wait_for(lambda replica=replica: replica.model_version() == str(count), 5.0, "one model")
