@@ -174,8 +174,8 @@ return #fields
 """
 
 
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _number(value: float) -> str:
@@ -238,8 +238,9 @@ class RedisStore:
             answer = self._client.config_get("append*")
         except redis.ResponseError:  # CONFIG refused (a managed Redis): nothing to check
             return
-        settings = {str(_text(k) if isinstance(k, bytes) else k): _text(v) if isinstance(v, bytes) else v
-                    for k, v in answer.items()}
+        except redis.RedisError as error:
+            raise redis_failure(error, self.where) from error
+        settings = {_text(name): _text(value) for name, value in answer.items()}
         if (settings.get("appendonly"), settings.get("appendfsync")) != ("yes", "always"):
             log.warning("%s has appendonly=%s appendfsync=%s: a Redis crash can lose acknowledged quotes "
                         "and rewards (everysec: about the last second; no append-only file: everything "

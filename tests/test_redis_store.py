@@ -184,3 +184,15 @@ def test_without_a_cache_a_replica_reads_the_states_another_replica_wrote(replic
     assert second.get("shopper").events == 1 and len(second) == 0
     with pytest.raises(ValueError, match="0 only in front of a backend"):
         UserStates(VALUE_MODEL, capacity=0)
+
+
+def test_a_redis_that_does_not_fsync_every_write_is_warned_of(tmp_path: Path, redis_url: str,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    RedisStore(redis_url).close()  # appendfsync always: nothing to say
+    assert not caplog.records
+    lax = RedisProcess(tmp_path / "lax", fsync="everysec")
+    try:
+        RedisStore(lax.url).close()
+    finally:
+        lax.stop()
+    assert "appendfsync=everysec: a Redis crash can lose acknowledged quotes" in caplog.text
