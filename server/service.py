@@ -5,7 +5,9 @@ Ordering rules that make restarts exact:
 - closing a quote (reward or expiry) commits the log entry first, then updates the learner; the
   store runs that update once the entry is durable, in log order, before any later entry commits,
   so the learner always equals "latest snapshot + learned log entries after it" and concurrent
-  closes share one fsync (the learn lock is never held across a commit);
+  closes share one fsync (the learn lock is never held across a commit); on a log shared by
+  replicas (``store.shared_log``) the store cannot order that update, so every entry, this
+  process's and the others', is learned by following the log (``follow_log``);
 - snapshots are taken under the learn lock and record the last log entry they include;
 - a call whose caller's deadline has passed stores and learns nothing: ``time_left`` is checked
   right before each write. The race: a deadline can pass during the commit that follows the check,

@@ -67,7 +67,8 @@ ADOPTED_KEY = "adopted_configuration"
 """The meta row holding the rollout gate's last adopted configuration (``server/adoption.py``)."""
 T = TypeVar("T")
 AfterCommit = Callable[[int], None]
-"""Called with a log entry's sequence number once it is durable; calls come in sequence order."""
+"""Called with a log entry's sequence number once it is durable; calls come in sequence order on a
+store with one writer (``shared_log`` false), and in no promised order on a shared one."""
 
 
 @dataclass(frozen=True)
