@@ -83,9 +83,9 @@ def test_a_reward_to_the_replica_that_did_not_quote_is_learned_once_and_every_re
     first.quote("q-1")
     answer = second.reward("q-1", True)
     assert (answer.status, answer.model_version) == (LEARNED, "linucb:1")
-    learned = time.monotonic()
-    wait_for(lambda: first.model_version() == "1", 1.0, "the quoting replica learned the outcome")
-    assert time.monotonic() - learned < 1.0
+    # The follower wakes on the log's new entry (XREAD BLOCK): milliseconds on a quiet machine
+    # (``python -m bench.replicas`` measures it); CI's shared cores get a wider bound.
+    wait_for(lambda: first.model_version() == "1", 5.0, "the quoting replica learned the outcome")
     assert first.reward("q-1", True).status == DUPLICATE  # and not learned again, on either
     time.sleep(0.2)
     assert (first.model_version(), second.model_version()) == ("1", "1")
