@@ -11,9 +11,20 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 SERVING = re.compile(r"serving pricing\.v1 on (\S+) \(metrics on \S+:(\d+)")
+
+
+def gauge(metrics_port: int, name: str) -> float:
+    """One unlabelled sample of a server's ``/metrics``."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise RuntimeError(f"{name} missing from /metrics")
 
 
 def free_port() -> int:

@@ -17,14 +17,13 @@ import signal
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import grpc
 
-from bench.process import ServerProcess
+from bench.process import ServerProcess, gauge
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 
 CATALOG = [pricing_pb2.Product(product_id=f"sku-{i}", category=f"cat-{i % 7}", unit_cost=10.0 + i,
@@ -60,12 +59,7 @@ def rss_mib(pid: int) -> tuple[float, float]:
 
 
 def pending_quotes(metrics_port: int) -> float:
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("pricebandit_pending_quotes "):
-                return float(line.split()[1])
-    raise RuntimeError("pricebandit_pending_quotes missing from /metrics")
+    return gauge(metrics_port, "pricebandit_pending_quotes")
 
 
 def client(address: str, seed: int, stop_at: float, calls: Counter[str], lock: threading.Lock) -> None:

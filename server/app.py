@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -28,6 +30,7 @@ from server.logs import RequestIdInterceptor
 from server.metrics import Metrics, MetricsInterceptor, create_metrics
 from server.operator import OPERATOR_SERVICE, OperatorServicer
 from server.pseudonyms import user_id_key
+from server.redis_store import RedisStore
 from server.service import PricingService
 from server.servicer import PricingServicer
 from server.store import SQLiteStore
@@ -37,6 +40,8 @@ from server.validation import RequestReader
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pricing_pb2.DESCRIPTOR.services_by_name["PricingService"].full_name
+FOLLOW_WAIT_SECONDS = 0.5
+"""How long the log follower waits for a new entry at a time: its stop takes at most this."""
 
 
 def package_version() -> str:
@@ -61,6 +66,8 @@ class RunningServer:
     _housekeeper: threading.Thread
     _stopping: threading.Event
     _admission: AdmissionInterceptor
+    _follower: threading.Thread | None = None
+    """On a shared store: the thread that learns the other replicas' outcomes (``_follow_log``)."""
     _watch: StoreWatch = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +76,12 @@ class RunningServer:
     @property
     def address(self) -> str:
         return f"{self.config.host}:{self.port}"
+
+    @property
+    def state(self) -> str:
+        """Where the state is, for the log (a Redis URL without its password)."""
+        store = self.service.store
+        return store.where if isinstance(store, RedisStore) else str(self.config.data_dir)
 
     def _set_health(self, status: int) -> None:
         for name in ("", SERVICE_NAME):
@@ -87,6 +100,8 @@ class RunningServer:
         """Recover state (health NOT_SERVING meanwhile), then serve."""
         self.service.recover()
         self._housekeeper.start()
+        if self._follower is not None:
+            self._follower.start()
         self._watch.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
@@ -101,8 +116,9 @@ class RunningServer:
         self.server.stop(self.config.shutdown_grace_seconds).wait()
         self._admission.close()
         self._stopping.set()
-        if self._housekeeper.is_alive():
-            self._housekeeper.join()
+        for thread in (self._housekeeper, self._follower):
+            if thread is not None and thread.is_alive():
+                thread.join()
         try:
             self.service.expire_due()
             saved = self.service.snapshot_if_due(force=True)
@@ -127,6 +143,31 @@ def _housekeeping(service: PricingService, interval: float, stopping: threading.
             continue  # the store watch reports it once, and health says NOT_SERVING
         except Exception:
             log.exception("housekeeping failed; retrying in %.1f s", interval)
+
+
+def _or_nan(read: Callable[[], float]) -> Callable[[], float]:
+    """A gauge's reading of the store, NaN while the store fails: the rest of /metrics still answers."""
+    def gauge() -> float:
+        try:
+            return read()
+        except StoreFailed:
+            return math.nan
+
+    return gauge
+
+
+def _follow_log(service: PricingService, store: RedisStore, stopping: threading.Event) -> None:
+    """A replica learns the outcomes the other replicas log, in log order, soon after each lands
+    (``XREAD BLOCK`` wakes it); a store failure is retried (the store watch reports it)."""
+    while not stopping.is_set():
+        try:
+            if store.wait_for_log(service.last_applied, FOLLOW_WAIT_SECONDS):
+                service.follow_log()
+        except StoreFailed:
+            stopping.wait(FOLLOW_WAIT_SECONDS)
+        except Exception:
+            log.exception("following the outcome log failed; retrying in %.1f s", FOLLOW_WAIT_SECONDS)
+            stopping.wait(FOLLOW_WAIT_SECONDS)
 
 
 def _listen(server: grpc.Server, config: ServerConfig) -> int:
@@ -168,10 +209,17 @@ def _tokens(config: ServerConfig) -> tuple[str, str]:
     return checkout, operator
 
 
+def open_store(config: ServerConfig) -> SQLiteStore | RedisStore:
+    """The one place the backend is chosen (``--store``)."""
+    if config.store == "sqlite":
+        return SQLiteStore(config.data_dir)
+    return RedisStore(config.store)
+
+
 def build_server(config: ServerConfig) -> RunningServer:
     """Assemble and start a server (health NOT_SERVING until ``load()`` has recovered the state)."""
     value_model = None if config.value_model == "none" else load_value_model(config.value_model)
-    store = SQLiteStore(config.data_dir)
+    store = open_store(config)
     try:
         key = user_id_key(config.data_dir, config.user_id_key_file, may_create=not store.keyed_users)
         migrated = store.use_user_key(key)
@@ -184,7 +232,11 @@ def build_server(config: ServerConfig) -> RunningServer:
         adopted = store.adopted()
         if adopted is not None:  # the rollout gate's switch outlives a restart (server/adoption.py)
             config = Adoption.from_json(adopted).over(config)
-        pricer = build_pricer(config.pricer, value_model, store, cache_users=config.user_cache_size)
+        # Replicas change shoppers' states too: a cache here would answer with stale ones.
+        cache_users = 0 if store.shared_log else config.user_cache_size
+        pricer = build_pricer(config.pricer, value_model, store, cache_users=cache_users)
+        if isinstance(store, RedisStore):  # replicas apply one log: with one learner configuration
+            store.use_learner(pricer.config.decision_config())
         tokens = _tokens(config)
     except BaseException:
         store.close()
@@ -195,11 +247,15 @@ def build_server(config: ServerConfig) -> RunningServer:
         """The Pricer serving now, for the gauges: the rollout gate may replace the service's."""
         return serving[0].pricer if serving else pricer
 
+    def applied() -> int:
+        return serving[0].last_applied if serving else 0
+
     metrics = create_metrics(
         policy=config.pricer.policy, version=package_version(), n_arms=len(pricer.grid),
-        pending_count=store.pending_count, model_updates_now=lambda: live().updates,
+        pending_count=_or_nan(store.pending_count), model_updates_now=lambda: live().updates,
         protected_features=config.pricer.protected_features,
-        stock_summary=lambda: live().stock_summary(time.time()),
+        stock_summary=lambda: live().stock_summary(time.time()), log_applied=applied,
+        log_lag=_or_nan(lambda: store.last_seq() - applied()),
     )
     service = PricingService(
         pricer, store, metrics, snapshot_every_updates=config.snapshot_every_updates,
@@ -219,7 +275,7 @@ def build_server(config: ServerConfig) -> RunningServer:
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
         options=[("grpc.max_receive_message_length", config.max_message_bytes),
-                 ("grpc.so_reuseport", 0)],
+                 ("grpc.so_reuseport", int(config.reuse_port))],
     )
     reader = RequestReader(pricer.features, config.currency, config.max_batch, key.pseudonym)
     add_pricing_service(PricingServicer(service, reader), server, metrics.undecodable_requests)
@@ -244,8 +300,12 @@ def build_server(config: ServerConfig) -> RunningServer:
         target=_housekeeping, args=(service, config.sweep_interval_seconds, stopping),
         name="housekeeping", daemon=True,
     )
+    follower = None
+    if isinstance(store, RedisStore):
+        follower = threading.Thread(target=_follow_log, args=(service, store, stopping),
+                                    name="log-follower", daemon=True)
     return RunningServer(
         config=config, server=server, port=port, metrics_port=metrics_http.server_address[1],
         service=service, metrics=metrics, health=health_servicer, _metrics_http=metrics_http,
-        _housekeeper=housekeeper, _stopping=stopping, _admission=admission,
+        _housekeeper=housekeeper, _stopping=stopping, _admission=admission, _follower=follower,
     )

@@ -43,12 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         running.load()
     except PricingError as error:
-        log.error("cannot load the saved state in %s: %s", config.data_dir, error)
+        log.error("cannot load the saved state in %s: %s", running.state, error)
         running.stop()
         return EXIT_REFUSED
     log.info("serving pricing.v1 on %s (metrics on %s:%d, policy %s, state in %s)",
              running.address, config.metrics_host, running.metrics_port, running.config.pricer.policy,
-             config.data_dir)
+             running.state)
     stop.wait()
     log.info("shutting down")
     try:

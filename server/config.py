@@ -21,6 +21,7 @@ from learner.features import UNKNOWN_CONTEXT_MODES
 from learner.policies import DEMAND_MODELS, policy_options
 from learner.value.states import DEFAULT_CACHE_USERS
 from server.logs import parse_log_format
+from server.redis_store import redis_url
 from server.validation import CURRENCY_PATTERN, check_pattern
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -33,6 +34,11 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     data_dir: Path = Path("pricebandit-data")
+    store: str = "sqlite"
+    """``sqlite`` (the file in ``data_dir``) or ``redis://host:port/db`` (shared by replicas)."""
+    reuse_port: bool = False
+    """Let replicas on one machine listen on one port (``SO_REUSEPORT``: the kernel spreads
+    connections over them); only with a shared store."""
     pricer: PricerConfig = field(default_factory=PricerConfig)
     """The learner's settings; each field is a flag of its own (``--policy``, ``--decay``, ...)."""
     log_level: str = "INFO"
@@ -60,6 +66,9 @@ class ServerConfig:
     operator_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
+        if self.reuse_port and self.store == "sqlite":
+            raise ValueError("--reuse-port needs --store redis://…: servers sharing a port must share one "
+                             "state, or each would learn only the outcomes it happens to receive")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS needs both --tls-cert-file and --tls-key-file")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
@@ -107,6 +116,16 @@ def _log_format(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _store(text: str) -> str:
+    """``sqlite``, or a ``redis://host:port/db`` URL (``server.redis_store.redis_url`` checks it)."""
+    if text == "sqlite":
+        return text
+    try:
+        return redis_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _currency(text: str) -> str:
     try:
         return check_pattern("currency", text, CURRENCY_PATTERN, "an ISO 4217 code like 'EUR'")
@@ -116,7 +135,8 @@ def _currency(text: str) -> str:
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": cliargs.port, "metrics_host": str, "metrics_port": cliargs.port,
-    "data_dir": Path, "reward_window_seconds": cliargs.positive,
+    "data_dir": Path, "store": _store, "reuse_port": cliargs.switch,
+    "reward_window_seconds": cliargs.positive,
     "policy": cliargs.choice(sorted(POLICIES)), "demand_model": cliargs.choice(sorted(DEMAND_MODELS)),
     "seed": cliargs.any_int, "log_level": cliargs.choice(LOG_LEVELS), "log_format": _log_format,
     "alphas": cliargs.numbers, "context_features": cliargs.names, "decay": cliargs.finite,
@@ -146,7 +166,11 @@ HELP = {
     "port": "gRPC port (0 picks a free one)",
     "metrics_host": "address of the Prometheus /metrics endpoint (may differ from --host)",
     "metrics_port": "Prometheus port (0 picks a free one)",
-    "data_dir": "folder holding the SQLite state file",
+    "data_dir": "folder holding the SQLite state file (and the user-id key file unless given)",
+    "store": "sqlite: the state file in --data-dir, one server; redis://host:port/db: a Redis that any "
+             "number of replicas share (one outcome log, one model)",
+    "reuse_port": "true: replicas on this machine may listen on the same --port (SO_REUSEPORT, the "
+                  "kernel spreads connections over them); needs --store redis://…",
     "reward_window_seconds": "how long a quote waits for its reward before counting as no purchase",
     "policy": f"bandit policy: one of {', '.join(sorted(POLICIES))}",
     "demand_model": f"how demand is learned: {' or '.join(sorted(DEMAND_MODELS))} (shared: one logistic "

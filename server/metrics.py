@@ -226,6 +226,7 @@ def create_metrics(
     *, policy: str, version: str, n_arms: int, pending_count: Callable[[], float],
     model_updates_now: Callable[[], float], protected_features: tuple[str, ...] = (),
     stock_summary: Callable[[], StockSummary] = StockSummary,
+    log_applied: Callable[[], float] = lambda: 0.0, log_lag: Callable[[], float] = lambda: 0.0,
 ) -> Metrics:
     """Build every metric in a fresh registry, with gauges that read live values at scrape time."""
     registry = CollectorRegistry(auto_describe=True)
@@ -325,6 +326,11 @@ def create_metrics(
     Gauge("pricebandit_model_version", "The model version: outcomes learned since the model was "
           "created (survives restarts; the N in '<policy>:N').",
           registry=registry).set_function(model_updates_now)
+    Gauge("pricebandit_log_applied_seq", "The last outcome-log entry the model includes (replicas that "
+          "applied the same entry hold the same model).", registry=registry).set_function(log_applied)
+    Gauge("pricebandit_log_lag_entries", "Outcome-log entries appended (by any replica) that the model "
+          "does not include yet; NaN while the store cannot be read.",
+          registry=registry).set_function(log_lag)
     Gauge("pricebandit_conversion_ratio",
           f"Share of the last {CONVERSION_WINDOW} learned quotes that were purchased (NaN before the "
           "first since start-up).",

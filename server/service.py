@@ -5,7 +5,9 @@ Ordering rules that make restarts exact:
 - closing a quote (reward or expiry) commits the log entry first, then updates the learner; the
   store runs that update once the entry is durable, in log order, before any later entry commits,
   so the learner always equals "latest snapshot + learned log entries after it" and concurrent
-  closes share one fsync (the learn lock is never held across a commit);
+  closes share one fsync (the learn lock is never held across a commit); on a log shared by
+  replicas (``store.shared_log``) the store cannot order that update, so every entry, this
+  process's and the others', is learned by following the log (``follow_log``);
 - snapshots are taken under the learn lock and record the last log entry they include;
 - a call whose caller's deadline has passed stores and learns nothing: ``time_left`` is checked
   right before each write. The race: a deadline can pass during the commit that follows the check,
@@ -22,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import TypeVar
 
 from learner import (
@@ -48,12 +51,14 @@ from learner.stability import StableWindow
 from learner.value import BehaviorEvent, Observation
 from server.decision_log import dsjson_line
 from server.metrics import Metrics
-from server.store import Store, StoredSnapshot
+from server.store import AfterCommit, LogEntry, Store, StoredSnapshot
 
 log = logging.getLogger(__name__)
 
 EXPIRY_BATCH = 500
 OBSERVE_BATCH = 500
+FOLLOW_PAGE = 1000
+"""Log entries read at a time while following the log (then learned under the learn lock)."""
 """Events of an Observe stream applied (and committed in one transaction) at a time."""
 T = TypeVar("T")
 TimeLeft = Callable[[], float]
@@ -119,7 +124,6 @@ class PricingService:
     # -- life cycle --------------------------------------------------------------------------
     def recover(self) -> int:
         """Load the latest snapshot and replay the decision log after it; returns entries replayed."""
-        replayed = 0
         with self._learn_lock:
             stored = self.store.latest_snapshot()
             self._snapshot_time = self.clock()
@@ -128,27 +132,80 @@ class PricingService:
                 self._last_seq = self._snapshot_seq = stored.last_seq
                 self._snapshot_time, self._has_snapshot = stored.created_at, True
                 self.metrics.snapshot_timestamp.set(stored.created_at)
-            for entry in self.store.log_after(self._last_seq):
-                if entry.learned and self.pricer.learnable(entry.decision):
-                    self._replay(entry.seq, entry.decision, entry.reward)
-                    replayed += 1
-                self._last_seq = entry.seq
+        replayed = self.follow_log()
         log.info("recovered model %s (%d log entries replayed after the snapshot)",
                  self.pricer.model_version, replayed)
         self._recovered = True
         self._ready.set()
         return replayed
 
-    def _replay(self, seq: int, decision: Decision, reward: float) -> None:
-        """Learn one logged outcome again; a log written under other settings stops the start."""
+    @property
+    def last_applied(self) -> int:
+        """The log entry the model includes everything up to."""
+        return self._last_seq
+
+    def follow_log(self) -> int:
+        """Learn the log entries after the last one applied, in log order; returns how many were learned.
+
+        Recovery's replay, and on a shared log (``store.shared_log``: replicas) how every outcome is
+        learned, this replica's own and the others' alike: each entry once, since ``_last_seq`` only
+        moves on. Pages are read outside the learn lock; an entry another thread applied meanwhile
+        is skipped (the log's seqs are contiguous).
+        """
+        learned = 0
+        while True:
+            page = list(islice(self.store.log_after(self._last_seq), FOLLOW_PAGE))
+            if not page:
+                return learned
+            with self._learn_lock:
+                for entry in page:
+                    if entry.seq > self._last_seq:
+                        learned += self._apply(entry)
+
+    def _apply(self, entry: LogEntry) -> bool:
+        """The one settlement rule, for live learning, replay and replicas alike: a log entry is
+        learned if it was learned when logged and the running Pricer's grid can take it (a quote
+        priced on another grid, before the rollout gate switched, may not). The caller holds the
+        learn lock; a log written under other settings raises SnapshotError (it stops a start)."""
+        self._last_seq = entry.seq
+        if not entry.learned:
+            return False
+        if self._tap is not None:
+            self._tap.append((entry.decision, entry.reward))
+        if not self.pricer.learnable(entry.decision):
+            return False
         expected = self.pricer.features.names
-        if decision.feature_names != expected:
+        if entry.decision.feature_names != expected:
             raise SnapshotError(
-                f"decision log entry {seq} was written with {len(decision.feature_names)} features, "
-                f"this configuration has {len(expected)} (the value model or the context features "
-                "changed): start with the settings that wrote it, or with a new --data-dir"
+                f"decision log entry {entry.seq} was written with {len(entry.decision.feature_names)} "
+                f"features, this configuration has {len(expected)} (the value model or the context "
+                "features changed): start with the settings that wrote it, or with a new --data-dir"
             )
-        self.pricer.update(decision, reward)
+        self.pricer.update(entry.decision, entry.reward)
+        return True
+
+    def _learner(self, decision: Decision, kind: str, reward: float, learned: bool) -> AfterCommit | None:
+        """The after-commit step of a new log entry: on a log of this process's own, the store runs
+        it in log order and it applies the entry; a shared log has other writers, so it is learned by
+        following it (``_follow_own``) instead, never here too."""
+        if self.store.shared_log:
+            return None
+
+        def apply(seq: int) -> None:
+            with self._learn_lock:
+                self._apply(LogEntry(seq, decision, kind, reward, learned))
+
+        return apply
+
+    def _follow_own(self) -> None:
+        """On a shared log, learn up to the entry just written before answering, so the answer's
+        model includes it (and every entry before it); a store failure here leaves that to the
+        follower (the entry is durable)."""
+        if self.store.shared_log:
+            try:
+                self.follow_log()
+            except Unavailable as error:
+                log.warning("the outcome was stored, but learning it waits for the log follower: %s", error)
 
     @property
     def ready(self) -> bool:
@@ -274,14 +331,11 @@ class PricingService:
         if status is ReportStatus.LATE:
             decision = self._stored(quote_id)
             line = dsjson_line(decision, reward, learned=False, late=True)
+            after_commit = self._learner(decision, "late", reward, False)
             self._write(lambda: self.store.append_log(decision, "late", reward, False, now, line,
-                                                      after_commit=self._logged), "reward")
+                                                      after_commit=after_commit), "reward")
+            self._follow_own()
         return status
-
-    def _logged(self, seq: int) -> None:
-        """After-commit step of a log entry that is not learned."""
-        with self._learn_lock:
-            self._last_seq = seq
 
     def _close(self, decision: Decision, kind: str, reward: float, now: float) -> None:
         """Commit the outcome to the log; the store then learns it (``after_commit``), in log order.
@@ -296,19 +350,11 @@ class PricingService:
         line = dsjson_line(decision, reported, learned=learned, late=False)
         operation = "reward" if kind == "reward" else "expire"
 
-        def learn(seq: int) -> None:
-            with self._learn_lock:
-                self._last_seq = seq
-                # The Pricer may have been switched since ``learned`` was judged (a quote priced on
-                # another grid): a restart's replay judges the entry again the same way.
-                if learned and self.pricer.learnable(decision):
-                    self.pricer.update(decision, reward)
-                if learned and self._tap is not None:
-                    self._tap.append((decision, reward))
-
+        learn = self._learner(decision, kind, reward, learned)
         states = self.pricer.response_change(decision, reward, now) if self.learn_responses else None
         self._write(lambda: self.store.close_quote(decision, kind, reward, learned, now, line,
                                                    after_commit=learn, states=states), operation)
+        self._follow_own()
         if learned:
             self.metrics.model_updates.inc()
             self.metrics.record_settled(reward > 0)
@@ -385,6 +431,7 @@ class PricingService:
         commits its snapshot with ``record`` (``server/adoption.py``) in one transaction before it
         serves. A failure anywhere leaves the running Pricer and the state file as they were.
         """
+        self._require_own_store("switch configurations")
         with self._snapshot_lock:  # no snapshot of the old Pricer may follow the new one's
             with self._learn_lock:
                 upto, self._tap = self._last_seq, []
@@ -409,6 +456,13 @@ class PricingService:
         self.metrics.snapshots.inc()
         self.metrics.snapshot_timestamp.set(snapshot.created_at)
 
+    def _require_own_store(self, work: str) -> None:
+        """The rollout gate changes the one server it is sent to: on a store shared by replicas the
+        others would go on with the old configuration and write its snapshots over the new one's."""
+        if self.store.shared_log:
+            raise NotNow(f"the rollout gate cannot {work} on a store shared by replicas (--store redis://…) "
+                         "yet: the other replicas would keep the old configuration")
+
     def _catch_up(self, successor: Pricer) -> None:
         """Teach ``successor`` the tapped outcomes; the caller holds the learn lock."""
         assert self._tap is not None
@@ -421,6 +475,7 @@ class PricingService:
         """End shadow mode: the policy's prices from the next quote on, the mode kept in ``record``."""
         if self.mode != SHADOW:
             raise NotNow(f"mode: the server is already {self.mode}; only a shadow server switches online")
+        self._require_own_store("switch online")
         self._write(lambda: self.store.adopt(record, None), "snapshot")
         self.mode = ONLINE
 

@@ -67,7 +67,8 @@ ADOPTED_KEY = "adopted_configuration"
 """The meta row holding the rollout gate's last adopted configuration (``server/adoption.py``)."""
 T = TypeVar("T")
 AfterCommit = Callable[[int], None]
-"""Called with a log entry's sequence number once it is durable; calls come in sequence order."""
+"""Called with a log entry's sequence number once it is durable; calls come in sequence order on a
+store with one writer (``shared_log`` false), and in no promised order on a shared one."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,15 @@ class StoredSnapshot:
 
 
 class Store(Protocol):
+    """What the service and the composition root use of a backend; tests/test_store_contract.py
+    checks every backend against it."""
+
+    shared_log: bool
+    """Whether other processes append to the log too (then the service learns by following it)."""
+
+    @property
+    def keyed_users(self) -> bool: ...
+    def use_user_key(self, key: UserIdKey) -> int: ...
     def put_pending(self, decisions: list[Decision], *, remember_prices: bool = False) -> None: ...
     def recent_quote(self, user_id: str, product_id: str) -> RecentQuote | None: ...
     def forget_recent_quotes(self, priced_before: float) -> int: ...
@@ -199,6 +209,8 @@ class SQLiteStore:
     """The embedded store. One connection shared by the server's threads behind one lock."""
 
     FILENAME = "pricebandit.sqlite3"
+    shared_log = False
+    """This process is the log's one writer: it learns each entry in its after-commit step."""
 
     def __init__(self, data_dir: Path | str, *, reader: bool = False) -> None:
         """Open (or create) the state file as its one owner; ``reader`` opens an existing file

@@ -17,10 +17,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from bench.process import ServerProcess
+from bench.redis_process import RedisProcess
 from builders import quote_request
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.app import RunningServer, build_server
@@ -183,3 +185,25 @@ def refused_start(processes: list[ServerProcess]) -> Callable[..., str]:
         return log
 
     return start
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One real redis-server for the session (persistence on: appendfsync always), stopped at the end;
+    tests that use it empty it first (``redis_url``)."""
+    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisProcess) -> str:
+    """The session's redis-server, emptied for this test."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()  # a test killed it
+    client = redis.Redis(port=redis_server.port, socket_timeout=DEADLINE)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url

@@ -59,12 +59,14 @@ class Observation:
 
 
 class UserStates:
-    """Thread-safe. ``capacity`` bounds memory; evicted users are read back from the backend."""
+    """Thread-safe. ``capacity`` bounds memory; evicted users are read back from the backend.
+    ``capacity=0`` caches nothing, for a backend that other processes write too (replicas): every
+    read is the backend's."""
 
     def __init__(self, model: ValueModel, backend: StateBackend | None = None, *,
                  capacity: int = DEFAULT_CACHE_USERS, max_future_seconds: float = MAX_FUTURE_SECONDS) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if capacity < 0 or (capacity == 0 and backend is None):
+            raise ValueError(f"capacity must be >= 1 (0 only in front of a backend), got {capacity}")
         self.model = model
         self.backend = backend
         self.capacity = capacity

@@ -1,0 +1,107 @@
+"""A server on Redis (``--store redis://…``): chosen by one flag, restarts with its model, and health
+follows Redis. The replicas' shared log is tests/test_replicas.py."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.redis_process import RedisProcess
+from builders import quote_request
+from conftest import DEADLINE, ServerHandle, drive, make_config, series, wait_for
+from learner import StoreCorrupt
+from learner.errors import NotNow
+from server.app import build_server
+from server.config import parse_config
+from server.pseudonyms import KEY_FILENAME
+
+
+@pytest.mark.parametrize("value", ["mysql://db:3306/0", "redis://", "redis://host:port/0",
+                                   "redis://host:6379/shop"])
+def test_a_store_that_is_neither_sqlite_nor_a_redis_url_is_refused_in_one_line(
+        value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_config(["--store", value], {})
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --store:" in error and "redis://host:port/db" in error
+
+
+def test_sharing_a_port_needs_a_shared_store(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_config(["--reuse-port", "true"], {})
+    assert stopped.value.code == 2 and "--reuse-port needs --store redis://" in capsys.readouterr().err
+    assert parse_config(["--reuse-port", "yes", "--store", "redis://127.0.0.1:6379/0"], {}).reuse_port
+
+
+def test_the_store_is_sqlite_unless_told() -> None:
+    assert parse_config([], {}).store == "sqlite"
+    assert parse_config([], {"PRICEBANDIT_STORE": "redis://10.0.0.5:6380/2"}).store == "redis://10.0.0.5:6380/2"
+
+
+def test_a_replica_with_another_learner_configuration_is_refused(start_server: Callable[..., ServerHandle],
+                                                                 redis_url: str, tmp_path: Path) -> None:
+    first = start_server(store=redis_url)
+    with pytest.raises(StoreCorrupt, match=r"other settings \(policy: policy='linucb'\)"):
+        build_server(make_config(tmp_path / "other", store=redis_url, policy="thompson",
+                                 user_id_key_file=first.config.data_dir / KEY_FILENAME))
+
+
+def test_a_server_on_redis_restarts_with_its_model(start_server: Callable[..., ServerHandle], redis_url: str,
+                                                  tmp_path: Path) -> None:
+    server = start_server(store=redis_url)
+    users = server.server.service.pricer.users
+    assert users is not None and users.capacity == 0  # other replicas change shoppers' states too
+    version = drive(server.server.address, 12, "r")
+    assert version.endswith(":12")
+    snapshot = server.server.service.pricer.snapshot()
+    assert not (tmp_path / "data0" / "pricebandit.sqlite3").exists()  # the state is in Redis
+    server.restart()
+    assert server.server.service.pricer.model_version == version
+    assert server.server.service.pricer.snapshot() == snapshot
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own (to kill), stopped after the servers on it."""
+    server = RedisProcess(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+def test_health_follows_redis_down_and_back(own_redis: RedisProcess,
+                                            start_server: Callable[..., ServerHandle]) -> None:
+    server = start_server(store=own_redis.url)
+    health = health_pb2_grpc.HealthStub(server.channel)
+
+    def status() -> int:
+        return health.Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE).status  # type: ignore[no-any-return]
+
+    assert status() == health_pb2.HealthCheckResponse.SERVING
+    own_redis.kill()
+    wait_for(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING, 1.0, "NOT_SERVING")
+    with pytest.raises(grpc.RpcError) as refused:
+        server.stub.Quote(quote_request(quote_id="q-down"), timeout=DEADLINE)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "unreachable" in refused.value.details()
+    readings = series(server)  # /metrics still answers; what it cannot read is NaN
+    assert math.isnan(readings["pricebandit_pending_quotes"])
+    assert math.isnan(readings["pricebandit_log_lag_entries"])
+    own_redis.start()
+    wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 2.0, "SERVING again")
+    assert server.stub.Quote(quote_request(quote_id="q-up"), timeout=DEADLINE).quote_id == "q-up"
+
+
+def test_the_rollout_gate_refuses_to_switch_one_replica_of_several(start_server: Callable[..., ServerHandle],
+                                                                   redis_url: str) -> None:
+    server = start_server(store=redis_url, mode="shadow")
+    service = server.server.service
+    with pytest.raises(NotNow, match="shared by replicas"):
+        service.adopt(service.pricer.with_config(service.pricer.config), "{}")
+    with pytest.raises(NotNow, match="shared by replicas"):
+        service.go_online("{}")
+    assert service.mode == "shadow" and server.server.service.store.adopted() is None
