@@ -57,9 +57,9 @@ log = logging.getLogger(__name__)
 
 EXPIRY_BATCH = 500
 OBSERVE_BATCH = 500
+"""Events of an Observe stream applied (and committed in one transaction) at a time."""
 FOLLOW_PAGE = 1000
 """Log entries read at a time while following the log (then learned under the learn lock)."""
-"""Events of an Observe stream applied (and committed in one transaction) at a time."""
 T = TypeVar("T")
 TimeLeft = Callable[[], float]
 """Seconds until the caller's deadline (gRPC's ``context.time_remaining``)."""
