@@ -48,7 +48,7 @@ def measure(fsync: str, threads: int, per_thread: int, folder: Path) -> LogRates
         def write(batch: list[Decision]) -> None:
             for decision in batch:
                 store.put_pending([decision])
-                store.close_quote(decision, "reward", 1.0, True, 1.0, "{}")
+                store.close_quote(decision, "reward", 1.0, True, 1.0)
 
         workers = [threading.Thread(target=write, args=(batch,)) for batch in batches]
         start = time.perf_counter()

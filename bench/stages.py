@@ -22,7 +22,6 @@ from learner.primitives import log_price_ratio
 from learner.seeding import decision_rng
 from pricing.v1 import pricing_pb2
 from server.config import ServerConfig
-from server.decision_log import dsjson_line
 from server.servicer import quote_response
 from server.store import SQLiteStore
 from server.validation import RequestReader
@@ -93,10 +92,8 @@ def measure(count: int, policy: str = "linucb") -> list[Stage]:
         pending = batches[0]
         stages.append(("Reward", "store read pending",
                        per_call(lambda d: store.pending(d.quote_id), pending, clock=time.perf_counter)))
-        stages.append(("Reward", "decision-log line",
-                       per_call(lambda d: dsjson_line(d, 1.0, learned=True, late=False), pending)))
         stages.append(("Reward", "store close (fsync)",
-                       per_call(lambda d: store.close_quote(d, "reward", 1.0, True, 1.0, "{}"),
+                       per_call(lambda d: store.close_quote(d, "reward", 1.0, True, 1.0),
                                 pending, repeats=1, clock=time.perf_counter)))
         stages.append(("Reward", "learner update", per_call(lambda d: pricer.update(d, 1.0), decisions)))
         stages.append(("Reward", "encode response", per_call(

@@ -1,6 +1,8 @@
 """Decision-log lines in Vowpal Wabbit's DSJSON shape, the one ``vw --dsjson`` reads.
 
-One line per closed decision: the shared context by namespace, one ``_multi`` entry per allowed arm,
+One line per closed decision, made from its log entry when the log is exported or evaluated
+(``dsjson_lines``), not when the decision closes: the entry holds everything a line says. The
+shared context by namespace, one ``_multi`` entry per allowed arm,
 the chosen action first in ``a``/``p``, and ``cost = -reward``. Our own bookkeeping lives under
 ``_``-prefixed keys, which VW ignores; ``_unit_cost``, ``_list_price``, ``_value`` (V) and
 ``_refused_alphas`` (grid arms the guardrails masked) are what offline evaluation
@@ -15,10 +17,13 @@ logs the incumbent's price as the action taken (probability 1) and the policy's 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Protocol
 
 from learner import Decision
 from learner.arms import same_price
+from server.store import LogEntry
 
 
 def iso_utc(seconds: float) -> str:
@@ -106,3 +111,18 @@ def dsjson_line(decision: Decision, reward: float | None, *, learned: bool, late
     if reward is not None:
         line["o"] = [{"v": reward, "EventId": decision.quote_id}]
     return json.dumps(line, separators=(",", ":"))
+
+
+def entry_line(entry: LogEntry) -> str:
+    """The DSJSON line of a log entry: a reward's, an expiry's (no report) or a late report's."""
+    reported = None if entry.kind == "expired" else entry.reward
+    return dsjson_line(entry.decision, reported, learned=entry.learned, late=entry.kind == "late")
+
+
+class _Log(Protocol):
+    def log_after(self, seq: int) -> Iterator[LogEntry]: ...
+
+
+def dsjson_lines(store: _Log) -> Iterator[str]:
+    """The whole decision log of ``store`` (any backend) as DSJSON lines, in log order."""
+    return map(entry_line, store.log_after(0))

@@ -128,7 +128,7 @@ quote id, decision, expires_at, recent field, stable, priced_at). Returns the 1-
 quote whose id is taken, having written nothing; 0 once all are stored."""
 
 _APPEND = """
-local decision = ARGV[7]
+local decision = ARGV[6]
 if decision == '' then
   decision = redis.call('GET', KEYS[1])
   if not decision then return 0 end
@@ -137,19 +137,20 @@ if decision == '' then
 end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[4], '0-' .. seq, 'quote_id', ARGV[1], 'kind', ARGV[2], 'reward', ARGV[3],
-           'learned', ARGV[4], 'closed_at', ARGV[5], 'decision', decision, 'line', ARGV[6])
+           'learned', ARGV[4], 'closed_at', ARGV[5], 'decision', decision)
 if redis.call('HSETNX', KEYS[5], ARGV[1], seq) == 0 and ARGV[2] == 'late' then
   redis.call('HSETNX', KEYS[6], ARGV[1], seq)
 end
 for i = 7, #KEYS do
-  redis.call('HSET', KEYS[i], 'model_version', ARGV[8], 'updated_at', ARGV[9], 'state', ARGV[i + 3])
+  redis.call('HSET', KEYS[i], 'model_version', ARGV[7], 'updated_at', ARGV[8], 'state', ARGV[i + 2])
 end
 return seq
 """
 """Append a log entry (KEYS: the quote's pending key, expiry, seq, log, closed, late, then one key per
-user state written; ARGV: quote id, kind, reward, learned, closed_at, line, decision, model version,
-now, then the users' states). With an empty decision it closes the pending quote, moving its stored
-decision: 0 if it is not pending (nothing written). Returns the entry's seq."""
+user state written; ARGV: quote id, kind, reward, learned, closed_at, decision, model version, now,
+then the users' states). With an empty decision it closes the pending quote, moving its stored
+decision: 0 if it is not pending (nothing written). Returns the entry's seq. The DSJSON line is made
+from the entry when the log is exported (``server.decision_log.dsjson_lines``), not stored."""
 
 _STATES = """
 for i = 1, #KEYS do
@@ -338,13 +339,13 @@ class RedisStore:
 
     # -- the outcome log ---------------------------------------------------------------------
     def close_quote(self, decision: Decision, kind: str, reward: float, learned: bool,
-                    closed_at: float, line: str, after_commit: AfterCommit | None = None,
+                    closed_at: float, after_commit: AfterCommit | None = None,
                     states: StateChange | None = None) -> int:
         """Atomically move a pending quote into the log, with ``states`` (the shopper's answer);
         AlreadyClosed if it is no longer pending (another thread or replica closed it): the states
         are then left alone. ``after_commit(seq)`` runs once Redis has the entry; with several
         writers these calls are not in log order (a shared log is learned by following it)."""
-        seq = self._log(decision.quote_id, kind, reward, learned, closed_at, line, "", states)
+        seq = self._log(decision.quote_id, kind, reward, learned, closed_at, "", states)
         if seq == 0:
             raise AlreadyClosed(decision.quote_id)
         if states is not None:
@@ -354,17 +355,17 @@ class RedisStore:
         return seq
 
     def append_log(self, decision: Decision, kind: str, reward: float, learned: bool,
-                   closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int:
-        seq = self._log(decision.quote_id, kind, reward, learned, closed_at, line,
-                        json.dumps(decision.to_dict()), None)
+                   closed_at: float, after_commit: AfterCommit | None = None) -> int:
+        seq = self._log(decision.quote_id, kind, reward, learned, closed_at, json.dumps(decision.to_dict()),
+                        None)
         if after_commit is not None:
             after_commit(seq)
         return seq
 
-    def _log(self, quote_id: str, kind: str, reward: float, learned: bool, closed_at: float, line: str,
+    def _log(self, quote_id: str, kind: str, reward: float, learned: bool, closed_at: float,
              decision: str, states: StateChange | None) -> int:
         keys = [key(f"quote:{quote_id}"), key("expiry"), key("seq"), key("log"), key("closed"), key("late")]
-        args = [quote_id, kind, _number(reward), "1" if learned else "0", _number(closed_at), line, decision]
+        args = [quote_id, kind, _number(reward), "1" if learned else "0", _number(closed_at), decision]
         if states is None:
             return int(self._io(lambda: self._append(keys=keys, args=[*args, "", ""])))
         return int(self._with_states(states, lambda pipe, users, blobs: self._append(

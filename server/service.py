@@ -49,7 +49,6 @@ from learner.arms import PriceBounds
 from learner.errors import DeadlinePassed, NotNow
 from learner.stability import StableWindow
 from learner.value import BehaviorEvent, Observation
-from server.decision_log import dsjson_line
 from server.metrics import Metrics
 from server.store import AfterCommit, LogEntry, Store, StoredSnapshot
 
@@ -330,9 +329,8 @@ class PricingService:
         status = judge_repeat(settlement, reward, quote_id)
         if status is ReportStatus.LATE:
             decision = self._stored(quote_id)
-            line = dsjson_line(decision, reward, learned=False, late=True)
             after_commit = self._learner(decision, "late", reward, False)
-            self._write(lambda: self.store.append_log(decision, "late", reward, False, now, line,
+            self._write(lambda: self.store.append_log(decision, "late", reward, False, now,
                                                       after_commit=after_commit), "reward")
             self._follow_own()
         return status
@@ -346,13 +344,11 @@ class PricingService:
         another thread first.
         """
         learned = self.pricer.learnable(decision)
-        reported = reward if kind == "reward" else None
-        line = dsjson_line(decision, reported, learned=learned, late=False)
         operation = "reward" if kind == "reward" else "expire"
 
         learn = self._learner(decision, kind, reward, learned)
         states = self.pricer.response_change(decision, reward, now) if self.learn_responses else None
-        self._write(lambda: self.store.close_quote(decision, kind, reward, learned, now, line,
+        self._write(lambda: self.store.close_quote(decision, kind, reward, learned, now,
                                                    after_commit=learn, states=states), operation)
         self._follow_own()
         if learned:

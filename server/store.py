@@ -115,10 +115,10 @@ class Store(Protocol):
     def find_decision(self, quote_id: str) -> Decision | None: ...
     def settlement(self, quote_id: str) -> Settlement | None: ...
     def close_quote(self, decision: Decision, kind: str, reward: float, learned: bool,
-                    closed_at: float, line: str, after_commit: AfterCommit | None = None,
+                    closed_at: float, after_commit: AfterCommit | None = None,
                     states: StateChange | None = None) -> int: ...
     def append_log(self, decision: Decision, kind: str, reward: float, learned: bool,
-                   closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int: ...
+                   closed_at: float, after_commit: AfterCommit | None = None) -> int: ...
     def due(self, now: float, limit: int) -> list[Decision]: ...
     def pending_count(self) -> int: ...
     def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> None: ...
@@ -152,7 +152,7 @@ CREATE TABLE IF NOT EXISTS decision_log (
     learned INTEGER NOT NULL,
     closed_at REAL NOT NULL,
     decision TEXT NOT NULL,
-    line TEXT NOT NULL
+    line TEXT NOT NULL  -- empty: DSJSON lines are made on export (server.decision_log); older files hold them
 );
 CREATE INDEX IF NOT EXISTS decision_log_by_quote ON decision_log (quote_id);
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -531,7 +531,7 @@ class SQLiteStore:
 
     # -- the decision log --------------------------------------------------------------------
     def close_quote(self, decision: Decision, kind: str, reward: float, learned: bool,
-                    closed_at: float, line: str, after_commit: AfterCommit | None = None,
+                    closed_at: float, after_commit: AfterCommit | None = None,
                     states: StateChange | None = None) -> int:
         """Atomically move a pending quote into the decision log, and apply ``states`` (the shopper's
         answer to it) in the same transaction; returns the entry's log sequence number.
@@ -542,8 +542,8 @@ class SQLiteStore:
         def move() -> int:
             cursor = self._db.execute(
                 "INSERT INTO decision_log (quote_id, kind, reward, learned, closed_at, decision, line) "
-                "SELECT quote_id, ?, ?, ?, ?, decision, ? FROM pending WHERE quote_id = ?",
-                (kind, reward, int(learned), closed_at, line, decision.quote_id),
+                "SELECT quote_id, ?, ?, ?, ?, decision, '' FROM pending WHERE quote_id = ?",
+                (kind, reward, int(learned), closed_at, decision.quote_id),
             )
             if cursor.rowcount != 1:
                 raise AlreadyClosed(decision.quote_id)
@@ -564,13 +564,12 @@ class SQLiteStore:
         return self._commit(move, remember_then)
 
     def append_log(self, decision: Decision, kind: str, reward: float, learned: bool,
-                   closed_at: float, line: str, after_commit: AfterCommit | None = None) -> int:
+                   closed_at: float, after_commit: AfterCommit | None = None) -> int:
         def append() -> int:
             cursor = self._db.execute(
                 "INSERT INTO decision_log (quote_id, kind, reward, learned, closed_at, decision, line) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (decision.quote_id, kind, reward, int(learned), closed_at,
-                 json.dumps(decision.to_dict()), line),
+                "VALUES (?, ?, ?, ?, ?, ?, '')",
+                (decision.quote_id, kind, reward, int(learned), closed_at, json.dumps(decision.to_dict())),
             )
             return int(cursor.lastrowid or 0)
 
@@ -603,13 +602,6 @@ class SQLiteStore:
                 yield LogEntry(row_seq, _decision(decision, f"decision log entry {row_seq}"), kind,
                                reward, bool(learned))
             seq = rows[-1][0]
-
-    def log_lines(self) -> Iterator[str]:
-        """The decision log as DSJSON lines, in order."""
-        with self._lock:
-            rows = self._execute("SELECT line FROM decision_log ORDER BY seq").fetchall()
-        for (line,) in rows:
-            yield line
 
     def last_seq(self) -> int:
         with self._lock:

@@ -23,7 +23,7 @@ def saved_state(data_dir: Path) -> None:
         decision = pricer.quote(request(f"q{i}"), now=0.0)
         store.put_pending([decision])
         if i < 30:
-            store.close_quote(decision, "reward", 1.0, True, 1.0, "{}")
+            store.close_quote(decision, "reward", 1.0, True, 1.0)
             pricer.update(decision, 1.0)
     store.save_snapshot(pricer.snapshot(), last_seq=store.last_seq(), created_at=1.0)
     store.close()

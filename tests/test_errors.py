@@ -31,7 +31,7 @@ def test_closing_a_closed_quote_is_already_closed_not_any_lookup_error(tmp_path:
     store = SQLiteStore(tmp_path)
     decision = Pricer().quote(request("q-1"), now=0.0)
     store.put_pending([decision])
-    store.close_quote(decision, "reward", 1.0, True, 1.0, "{}")
+    store.close_quote(decision, "reward", 1.0, True, 1.0)
     with pytest.raises(AlreadyClosed, match="'q-1' is already closed"):
-        store.close_quote(decision, "expired", 0.0, True, 2.0, "{}")
+        store.close_quote(decision, "expired", 0.0, True, 2.0)
     store.close()

@@ -1,5 +1,6 @@
 """The server's settled quotes exported as a behavior log that pricebandit-train reads, keyed like
-the server's users, with a tracker's log joined under the same keys."""
+the server's users, with a tracker's log joined under the same keys; and its decision log exported
+as the DSJSON lines that pricebandit-evaluate and ``vw --dsjson`` read."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import ServerHandle
+from evaluation.logs import read_dsjson
 from learner.value.train import read_log
 
 
@@ -42,3 +44,30 @@ def test_a_data_dir_without_a_state_file_is_refused(tmp_path: Path) -> None:
                            "--out", str(tmp_path / "x.jsonl")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "holds no pricebandit.sqlite3" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_decision_log_is_exported_as_dsjson_beside_a_running_server(
+        start_server: Callable[..., ServerHandle], tmp_path: Path) -> None:
+    pricing = start_server()
+    bought = pricing.quote(user_id="buyer")
+    pricing.reward(bought.quote_id, True)
+    refused = pricing.quote(user_id="refuser")
+    pricing.reward(refused.quote_id, False)
+    pricing.reward(bought.quote_id, True)  # a repeat: not a new line
+    out = tmp_path / "decisions.dsjson"
+    done = subprocess.run([sys.executable, "-m", "server.export_log", "--data-dir",
+                           str(pricing.config.data_dir), "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(line["EventId"], line["_label_cost"], line["_price"]) for line in lines] == [
+        (bought.quote_id, -1.0, bought.price), (refused.quote_id, -0.0, refused.price)]
+    reading = read_dsjson(out)  # what pricebandit-evaluate reads
+    assert [d.purchased for d in reading.decisions] == [True, False] and not reading.skipped
+    assert "buyer" not in out.read_text()
+
+
+def test_a_bad_store_for_the_log_export_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "server.export_log", "--store", "redis://x:notaport/0",
+                           "--out", str(tmp_path / "x.dsjson")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--store" in done.stderr and "Traceback" not in done.stderr

@@ -13,6 +13,7 @@ import pytest
 from builders import product
 from conftest import DEADLINE, ServerHandle
 from pricing.v1 import pricing_pb2
+from server.decision_log import dsjson_lines
 
 WINDOW = 3600.0
 
@@ -109,7 +110,7 @@ def test_a_protected_input_changes_no_price_and_is_logged(start_server: Callable
     assert (young.price, young.arm, young.explanation.arms) == (old.price, old.arm, old.explanation.arms)
     assert [i.name for i in young.explanation.inputs] == ["context.is_mobile"]
     pricing.reward(young.quote_id, purchased=True)
-    line = json.loads(list(pricing.server.service.store.log_lines())[-1])
+    line = json.loads(list(dsjson_lines(pricing.server.service.store))[-1])
     assert line["_protected"] == {"age": 20.0}
     assert metric(pricing, 'pricebandit_context_protected_total{feature="age"}') == 2
 

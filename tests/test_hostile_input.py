@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from conftest import DEADLINE, ServerHandle, make_config
 from learner import DEFAULT_CONTEXT_FEATURES
 from pricing.v1 import pricing_pb2
+from server.decision_log import dsjson_lines
 
 FIELD = re.compile(
     r'^(user_id|quote_id|request_id|products|product|context)'
@@ -68,7 +69,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
     assert healthy.status == health_pb2.HealthCheckResponse.SERVING
     for name, value in handle.server.service.pricer.policy.state().items():
         assert np.all(np.isfinite(value)), name
-    for line in handle.server.service.store.log_lines():  # type: ignore[attr-defined]
+    for line in dsjson_lines(handle.server.service.store):
         assert json.loads(line)["EventId"]
     handle.stop()
 

@@ -17,6 +17,7 @@ from evaluation.cli import main
 from evaluation.logs import BadRecord, read_dsjson, read_state
 from evaluation.replay import evaluate
 from pricing.v1 import pricing_pb2
+from server.decision_log import dsjson_lines
 from server.store import SQLiteStore
 
 CONTEXTS: tuple[dict[str, float], ...] = (
@@ -36,7 +37,7 @@ def serve_quotes(server: ServerHandle, count: int) -> None:
 
 def write_dsjson(server: ServerHandle, path: Path) -> Path:
     store: SQLiteStore = server.server.service.store  # type: ignore[assignment]
-    path.write_text("".join(line + "\n" for line in store.log_lines()))
+    path.write_text("".join(line + "\n" for line in dsjson_lines(store)))
     return path
 
 

@@ -50,7 +50,7 @@ def test_each_expired_quote_is_claimed_by_one_replica_until_its_claim_lapses(
     claimed = [first.due(5.0, 4), second.due(5.0, 10), first.due(5.0, 10)]
     assert [[d.quote_id for d in batch] for batch in claimed] == [
         ["q-0", "q-1", "q-2", "q-3"], ["q-4", "q-5"], []]
-    first.close_quote(claimed[0][0], "expired", 0.0, True, 5.0, "{}")
+    first.close_quote(claimed[0][0], "expired", 0.0, True, 5.0)
     lapsed = 5.0 + CLAIM_SECONDS  # the first sweeper died: its claims go to another
     assert [d.quote_id for d in second.due(lapsed, 10)] == ["q-1", "q-2", "q-3", "q-4", "q-5"]
 
@@ -64,7 +64,7 @@ def test_replicas_racing_to_close_the_same_quotes_close_each_once_in_one_order(
     def close_all(index: int) -> None:
         for quote in quotes:
             with contextlib.suppress(AlreadyClosed):
-                won[index].append(replicas[index].close_quote(quote, "reward", 1.0, True, 5.0, "{}"))
+                won[index].append(replicas[index].close_quote(quote, "reward", 1.0, True, 5.0))
 
     threads = [threading.Thread(target=close_all, args=(i,)) for i in range(2)]
     for thread in threads:
@@ -85,7 +85,7 @@ def test_state_changes_of_two_replicas_for_one_user_both_apply(replicas: list[Re
     def close(index: int) -> None:
         for i, quote in enumerate(quotes[index::2]):
             seen = BehaviorEvent(quote.user_id, 10.0 + i, "view", price=30.0, unit_cost=20.0, list_price=30.0)
-            replicas[index].close_quote(quote, "reward", 1.0, True, 20.0, "{}",
+            replicas[index].close_quote(quote, "reward", 1.0, True, 20.0,
                                         states=StateChange(users[index], [seen], 20.0, restamp=True))
 
     threads = [threading.Thread(target=close, args=(i,)) for i in range(2)]
@@ -101,7 +101,7 @@ def test_a_new_entry_wakes_a_waiting_follower(replicas: list[RedisStore]) -> Non
     assert not follower.wait_for_log(0, 0.05)
     quote = decision("q-1")
     writer.put_pending([quote])
-    threading.Timer(0.1, lambda: writer.close_quote(quote, "reward", 1.0, True, 5.0, "{}")).start()
+    threading.Timer(0.1, lambda: writer.close_quote(quote, "reward", 1.0, True, 5.0)).start()
     assert follower.wait_for_log(0, 5.0)
     assert not follower.wait_for_log(1, 0.05)
 
@@ -110,7 +110,7 @@ def test_acknowledged_writes_survive_a_redis_crash(own_redis: RedisProcess) -> N
     store = RedisStore(own_redis.url)
     quotes = [decision("q-1"), decision("q-2")]
     store.put_pending(quotes)
-    store.close_quote(quotes[0], "reward", 1.0, True, 5.0, "{}")
+    store.close_quote(quotes[0], "reward", 1.0, True, 5.0)
     store.close()
     own_redis.kill()  # SIGKILL: only what appendfsync always wrote survives
     own_redis.start()

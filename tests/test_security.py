@@ -20,6 +20,7 @@ from conftest import DEADLINE, ServerHandle, make_config
 from pricing.v1 import pricing_pb2_grpc
 from server.app import RunningServer, build_server
 from server.config import parse_config
+from server.decision_log import dsjson_lines
 from server.healthcheck import main as healthcheck
 
 TOKEN = "s3cret-token"
@@ -166,7 +167,7 @@ def test_no_user_id_reaches_logs_metrics_or_the_decision_log(
     with urllib.request.urlopen(f"http://127.0.0.1:{handle.server.metrics_port}/metrics",
                                 timeout=DEADLINE) as response:
         metrics = response.read().decode()
-    lines = list(handle.server.service.store.log_lines())  # type: ignore[attr-defined]
+    lines = list(dsjson_lines(handle.server.service.store))
     assert len(lines) == 3 and all(json.loads(line)["EventId"].startswith("q-") for line in lines)
     for text in (caplog.text, metrics, *lines):
         assert user not in text and "alice" not in text

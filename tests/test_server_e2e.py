@@ -18,6 +18,7 @@ from builders import product, quote_request
 from conftest import DEADLINE, ServerHandle, series, wait_for
 from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2
+from server.decision_log import dsjson_lines
 
 RewardStatus = pricing_pb2.RewardResponse
 
@@ -93,7 +94,7 @@ def test_expired_quote_is_learned_as_no_purchase(start_server: Callable[..., Ser
         handle.reward(quote.quote_id, purchased=False)
     assert error.value.code() is grpc.StatusCode.ALREADY_EXISTS
     assert handle.server.service.pricer.updates == 1
-    lines = [json.loads(line) for line in handle.server.service.store.log_lines()]  # type: ignore[attr-defined]
+    lines = [json.loads(line) for line in dsjson_lines(handle.server.service.store)]
     assert [(line["_skipLearn"], line["_late"], line["_label_cost"]) for line in lines] == [
         (False, False, -0.0), (True, True, -1.0)]
 
@@ -251,7 +252,7 @@ def test_decision_log_is_dsjson(pricing: ServerHandle) -> None:
     quote = pricing.quote(context={"is_mobile": 1.0, "hour_sin": 0.5},
                           product=product(floor_price=50.0, ceiling_price=90.0))
     pricing.reward(quote.quote_id, purchased=True)
-    (line,) = [json.loads(text) for text in pricing.server.service.store.log_lines()]  # type: ignore[attr-defined]
+    (line,) = [json.loads(text) for text in dsjson_lines(pricing.server.service.store)]
     offered = [a for a in quote.explanation.arms if a.allowed]
     assert line["EventId"] == quote.quote_id
     assert line["_label_cost"] == -1.0 and line["_label_probability"] == 1.0

@@ -13,6 +13,7 @@ from builders import product
 from conftest import ServerHandle, series
 from evaluation.logs import read_dsjson, read_state
 from pricing.v1 import pricing_pb2
+from server.decision_log import dsjson_lines
 from server.store import SQLiteStore
 
 ON_GRID = 70.0
@@ -68,7 +69,7 @@ def test_the_incumbents_outcomes_are_learned_logged_and_kept_when_switched_onlin
     pricer = shadow.server.service.pricer
     assert pricer.updates == 12
     store: SQLiteStore = shadow.server.service.store  # type: ignore[assignment]
-    lines = [json.loads(line) for line in store.log_lines()]
+    lines = [json.loads(line) for line in dsjson_lines(store)]
     assert {line["_mode"] for line in lines} == {"shadow"}
     assert all(line["_label_probability"] == 1.0 and line["p"][0] == 1.0 for line in lines)
     assert {line["_price"] for line in lines} == {ON_GRID, OFF_GRID}
@@ -96,7 +97,7 @@ def test_dsjson_shadow_lines_read_back_as_the_state_file_does(
         shadow.reward(shadow.quote(quote_id=f"d-{i}", incumbent_price=price).quote_id, purchased=True)
     store: SQLiteStore = shadow.server.service.store  # type: ignore[assignment]
     path = shadow.config.data_dir.parent / "shadow.dsjson"
-    path.write_text("".join(line + "\n" for line in store.log_lines()))
+    path.write_text("".join(line + "\n" for line in dsjson_lines(store)))
     from_state = read_state(shadow.config.data_dir).decisions
     for from_line, stored in zip(read_dsjson(path).decisions, from_state, strict=True):
         assert from_line.price == stored.price

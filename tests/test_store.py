@@ -72,7 +72,7 @@ def test_concurrent_writes_share_a_commit_and_one_failure_spares_the_others(tmp_
     assert outcomes == {"q-1": "stored", "q-2": "stored", "q-0": "taken", "q-3": "stored"}
     seqs = []
     for quote_id in ("q-1", "q-2", "q-3"):
-        seqs.append(store.close_quote(store.pending(quote_id), "reward", 1.0, True, 5.0, "{}"))
+        seqs.append(store.close_quote(store.pending(quote_id), "reward", 1.0, True, 5.0))
     assert seqs == [1, 2, 3]
     store.close()
     reopened = SQLiteStore(tmp_path)
@@ -88,12 +88,12 @@ def test_after_commit_steps_run_once_durable_and_in_log_order(tmp_path: Path) ->
     ran: list[int] = []
 
     def close(quote: Decision) -> None:
-        store.close_quote(quote, "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+        store.close_quote(quote, "reward", 1.0, True, 5.0, after_commit=ran.append)
 
     run_behind_one_commit(store, close, quotes)
     assert ran == [1, 2, 3, 4, 5, 6]
     with pytest.raises(AlreadyClosed):  # closing again fails, and its step never runs
-        store.close_quote(quotes[0], "reward", 1.0, True, 6.0, "{}", after_commit=ran.append)
+        store.close_quote(quotes[0], "reward", 1.0, True, 6.0, after_commit=ran.append)
     assert ran == [1, 2, 3, 4, 5, 6]
     store.close()
 
@@ -108,7 +108,7 @@ def test_a_failed_commit_fails_every_write_in_it_and_runs_no_after_commit_step(t
 
     def close(quote: Decision) -> None:
         try:
-            store.close_quote(quote, "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+            store.close_quote(quote, "reward", 1.0, True, 5.0, after_commit=ran.append)
         except Unavailable as exc:
             errors.append(exc)
 
@@ -119,7 +119,7 @@ def test_a_failed_commit_fails_every_write_in_it_and_runs_no_after_commit_step(t
     other.close()
     assert len(errors) == 3 and "database is locked" in str(errors[0])
     assert ran == [] and store.pending_count() == 3 and store.last_seq() == 0
-    store.close_quote(quotes[0], "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+    store.close_quote(quotes[0], "reward", 1.0, True, 5.0, after_commit=ran.append)
     assert ran == [1]  # the store works again once the file is free
     store.close()
 
@@ -139,7 +139,7 @@ def test_a_close_and_an_observe_batch_for_one_user_in_one_commit_both_apply(tmp_
         if kind == "observe":
             users.observe([seen], 20.0)
         else:
-            store.close_quote(quote, "reward", 1.0, True, 20.0, "{}", states=answer)
+            store.close_quote(quote, "reward", 1.0, True, 20.0, states=answer)
 
     run_behind_one_commit(store, write, ["observe", "close"])
     assert users.get(quote.user_id).events == 2
@@ -159,12 +159,12 @@ def test_a_state_change_commits_with_its_close_or_not_at_all(tmp_path: Path) -> 
     other = sqlite3.connect(store.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another writer holds the file: the commit fails
     with pytest.raises(Unavailable):
-        store.close_quote(quote, "reward", 1.0, True, 20.0, "{}",
+        store.close_quote(quote, "reward", 1.0, True, 20.0,
                           states=StateChange(users, [answer], 20.0, restamp=True))
     other.execute("ROLLBACK")
     other.close()
     assert store.pending(quote.quote_id) == quote and users.get(quote.user_id).events == 0
-    store.close_quote(quote, "reward", 1.0, True, 20.0, "{}",
+    store.close_quote(quote, "reward", 1.0, True, 20.0,
                       states=StateChange(users, [answer], 20.0, restamp=True))
     assert users.get(quote.user_id).events == 1
     store.close()

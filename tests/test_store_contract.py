@@ -85,12 +85,12 @@ def test_closing_moves_a_quote_into_the_log_exactly_once(store: Store) -> None:
     quote = decision("q-1")
     store.put_pending([quote])
     ran: list[int] = []
-    seq = store.close_quote(quote, "reward", 1.0, True, 5.0, "{}", after_commit=ran.append)
+    seq = store.close_quote(quote, "reward", 1.0, True, 5.0, after_commit=ran.append)
     assert seq == store.last_seq() == 1 and ran == [1]
     assert store.pending("q-1") is None and store.pending_count() == 0
     assert store.find_decision("q-1") == quote
     with pytest.raises(AlreadyClosed):  # and its after-commit step never runs
-        store.close_quote(quote, "expired", 0.0, True, 6.0, "{}", after_commit=ran.append)
+        store.close_quote(quote, "expired", 0.0, True, 6.0, after_commit=ran.append)
     assert ran == [1]
     assert [(e.seq, e.kind, e.reward, e.learned) for e in store.log_after(0)] == [(1, "reward", 1.0, True)]
     assert store.settlement("q-1") == Settlement(reward=1.0, reported=True)
@@ -100,10 +100,10 @@ def test_closing_moves_a_quote_into_the_log_exactly_once(store: Store) -> None:
 def test_a_late_report_is_part_of_the_settlement(store: Store) -> None:
     quote = decision("q-1")
     store.put_pending([quote])
-    store.close_quote(quote, "expired", 0.0, True, 5.0, "{}")
+    store.close_quote(quote, "expired", 0.0, True, 5.0)
     ran: list[int] = []
-    assert store.append_log(quote, "late", 1.0, False, 6.0, "{}", after_commit=ran.append) == 2
-    store.append_log(quote, "late", 0.0, False, 7.0, "{}")  # only the first late report counts
+    assert store.append_log(quote, "late", 1.0, False, 6.0, after_commit=ran.append) == 2
+    store.append_log(quote, "late", 0.0, False, 7.0)  # only the first late report counts
     assert ran == [2]
     assert store.settlement("q-1") == Settlement(reward=0.0, reported=False, late_reward=1.0)
     assert store.find_decision("q-1") == quote
@@ -113,9 +113,9 @@ def test_the_log_keeps_its_order_and_is_read_after_any_entry(store: Store) -> No
     quotes = [decision(f"q-{i}") for i in range(5)]
     store.put_pending(quotes)
     for quote in quotes[:3]:
-        store.close_quote(quote, "reward", 1.0, True, 5.0, "{}")
-    store.append_log(quotes[0], "late", 0.0, False, 6.0, "{}")
-    store.close_quote(quotes[3], "expired", 0.0, False, 7.0, "{}")
+        store.close_quote(quote, "reward", 1.0, True, 5.0)
+    store.append_log(quotes[0], "late", 0.0, False, 6.0)
+    store.close_quote(quotes[3], "expired", 0.0, False, 7.0)
     entries = list(store.log_after(0))
     assert [(e.seq, e.decision.quote_id, e.kind, e.learned) for e in entries] == [
         (1, "q-0", "reward", True), (2, "q-1", "reward", True), (3, "q-2", "reward", True),
@@ -131,7 +131,7 @@ def test_due_quotes_come_in_learning_order(store: Store) -> None:
     store.put_pending([decision("f", 3.0), decision("e", 3.0)])
     assert store.due(now=0.5, limit=10) == []
     for quote_id in ("c", "a"):
-        store.close_quote(store.pending(quote_id) or decision(quote_id), "expired", 0.0, True, 5.0, "{}")
+        store.close_quote(store.pending(quote_id) or decision(quote_id), "expired", 0.0, True, 5.0)
     assert [d.quote_id for d in store.due(now=5.0, limit=10)] == ["b", "e", "f"]
 
 
@@ -156,7 +156,7 @@ def test_an_adopted_configuration_is_kept_with_its_snapshot(store: Store) -> Non
 def test_state_survives_reopening(store: Store, backend: Backend) -> None:
     quotes = [decision("q-1"), decision("q-2")]
     store.put_pending(quotes)
-    store.close_quote(quotes[1], "reward", 0.0, True, 5.0, "{}")
+    store.close_quote(quotes[1], "reward", 0.0, True, 5.0)
     store.save_snapshot(b"blob", 1, 5.0)
     store.adopt("{}", None)
     store.close()
@@ -180,7 +180,7 @@ def test_recent_quotes_keep_the_time_their_price_was_set(store: Store) -> None:
     store.put_pending([repeat], remember_prices=True)
     recent = store.recent_quote(first.user_id, first.product_id)
     assert recent is not None and (recent.decision.quote_id, recent.priced_at) == ("q-2", 10.0)
-    store.close_quote(repeat, "reward", 1.0, True, 60.0, "{}")
+    store.close_quote(repeat, "reward", 1.0, True, 60.0)
     recent = store.recent_quote(first.user_id, first.product_id)
     assert recent is not None and (recent.decision, recent.open) == (repeat, False)
     assert store.forget_recent_quotes(priced_before=10.0) == 0
@@ -194,10 +194,10 @@ def test_user_states_change_with_a_close_or_not_at_all(store: Store) -> None:
     store.put_pending([quote])
     assert store.load_user_state(quote.user_id, VALUE_MODEL.version) is None
     answer = BehaviorEvent(quote.user_id, 10.0, "view", price=30.0, unit_cost=20.0, list_price=30.0)
-    store.close_quote(quote, "reward", 1.0, True, 20.0, "{}",
+    store.close_quote(quote, "reward", 1.0, True, 20.0,
                       states=StateChange(users, [answer], 20.0, restamp=True))
     with pytest.raises(AlreadyClosed):  # the loser of a race to close applies nothing
-        store.close_quote(quote, "expired", 0.0, True, 21.0, "{}",
+        store.close_quote(quote, "expired", 0.0, True, 21.0,
                           states=StateChange(users, [replace(answer, timestamp=11.0)], 21.0, restamp=True))
     assert users.get(quote.user_id).events == 1
     stored = store.load_user_state(quote.user_id, VALUE_MODEL.version)
