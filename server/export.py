@@ -16,7 +16,7 @@ import dataclasses
 import itertools
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from learner import PricingError, cliargs
@@ -48,6 +48,16 @@ def event_row(event: BehaviorEvent) -> str:
     return json.dumps(dataclasses.asdict(event), separators=(",", ":"))
 
 
+def write_lines(out: Path, lines: Iterable[str]) -> int:
+    """Write one line each to ``out``; returns how many (an export's report)."""
+    written = 0
+    with out.open("w") as handle:
+        for line in lines:
+            handle.write(line + "\n")
+            written += 1
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cliargs.CommandParser(prog="pricebandit-export-behavior", description=__doc__.split("\n")[0],
                                    formatter_class=cliargs.DefaultsHelp)
@@ -66,11 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = SQLiteStore(args.data_dir, reader=True)
         try:
             sources = [settled_quotes(store)] + [keyed(read_log(path), key) for path in args.merge]
-            written = 0
-            with args.out.open("w") as handle:
-                for event in itertools.chain(*sources):
-                    handle.write(event_row(event) + "\n")
-                    written += 1
+            written = write_lines(args.out, map(event_row, itertools.chain(*sources)))
         finally:
             store.close()
     except PricingError as error:

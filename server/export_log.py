@@ -18,6 +18,7 @@ from pathlib import Path
 from learner import PricingError, cliargs
 from server.config import PARSERS
 from server.decision_log import dsjson_lines
+from server.export import write_lines
 from server.redis_store import RedisStore
 from server.store import SQLiteStore
 
@@ -36,11 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store = SQLiteStore(args.data_dir, reader=True) if args.store == "sqlite" else RedisStore(args.store)
         try:
-            written = 0
-            with args.out.open("w") as handle:
-                for line in dsjson_lines(store):
-                    handle.write(line + "\n")
-                    written += 1
+            written = write_lines(args.out, dsjson_lines(store))
         finally:
             store.close()
     except PricingError as error:
