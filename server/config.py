@@ -34,8 +34,9 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     data_dir: Path = Path("pricebandit-data")
-    store: str = "sqlite"
-    """``sqlite`` (the file in ``data_dir``) or ``redis://host:port/db`` (shared by replicas)."""
+    store: str = field(default="sqlite", repr=False)
+    """``sqlite`` (the file in ``data_dir``) or ``redis://host:port/db`` (shared by replicas); out of
+    the repr, as the tokens are: the URL may hold Redis's password."""
     reuse_port: bool = False
     """Let replicas on one machine listen on one port (``SO_REUSEPORT``: the kernel spreads
     connections over them); only with a shared store."""

@@ -105,3 +105,9 @@ def test_the_rollout_gate_refuses_to_switch_one_replica_of_several(start_server:
     with pytest.raises(NotNow, match="shared by replicas"):
         service.go_online("{}")
     assert service.mode == "shadow" and server.server.service.store.adopted() is None
+
+
+def test_a_redis_password_in_the_environment_stays_out_of_the_configs_repr() -> None:
+    config = parse_config([], environ={"PRICEBANDIT_STORE": "redis://:s3cret@127.0.0.1:6379/0"})
+    assert config.store == "redis://:s3cret@127.0.0.1:6379/0"
+    assert "s3cret" not in repr(config)
