@@ -119,9 +119,6 @@ class DemandModel(ABC):
     def score_variance(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         return _answer(self.row_variance, x, levels)
 
-    def score_factor(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        return _answer(self.row_factor, x, levels)
-
     def probabilities(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         return self.link(self.scores(x, levels))
 

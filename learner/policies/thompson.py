@@ -13,7 +13,7 @@ from learner.policies.demand_policy import DemandPolicy, Distribution
 
 class LinearThompson(DemandPolicy):
     """Posterior draw of every arm's score ``s = mean + v * L z``, with ``L Lᵀ`` the covariance of the
-    arms' scores (the demand model's ``score_factor``) and ``z`` standard normals from the decision's
+    arms' scores (the demand model's ``row_factor``) and ``z`` standard normals from the decision's
     seeded generator; the purchase probability is the model's link of the draw.
 
     Drawing the scores instead of whole ``θ`` vectors is exact and cheap: with one model per arm the
