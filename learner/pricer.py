@@ -99,7 +99,7 @@ class PricerConfig:
 
 @dataclass(frozen=True)
 class Pricing:
-    """One pricing step (``Pricer.choose``): what the guardrails allow, and the policy's choice."""
+    """One pricing step (``Pricer.choose_many``): what the guardrails allow, and the policy's choice."""
 
     arm_prices: ArmPrices
     levels: np.ndarray
@@ -123,7 +123,7 @@ class Pricing:
 
 @dataclass(frozen=True, eq=False)
 class Ask:
-    """What one pricing step is asked (``Pricer.choose``): see its arguments."""
+    """What one pricing step is asked (``Pricer.choose_many`` says what each field does)."""
 
     product: Product
     value: float
@@ -389,11 +389,10 @@ class Pricer:
         model, the embedding of its zero state (what the reference price is quoted for)."""
         return self.features.neutral(x, self._neutral_embedding)
 
-    def choose(self, product: Product, value: float, x: np.ndarray, rng: np.random.Generator, *,
-               limit: float | None = None, reference: float | None = None,
-               stable_price: float | None = None, opportunity: float = 0.0) -> Pricing:
-        """The pricing step the server (``quote``) and the offline replay share: each arm's price at
-        ``V = value``, masked outside the guardrails, and the policy's choice among the rest.
+    def choose_many(self, asks: Sequence[Ask]) -> list[Pricing]:
+        """The pricing step the server (``quote_many``) and the offline replay share, for each ask:
+        each arm's price at ``V = ask.value``, masked outside the guardrails, and the policy's choice
+        among the rest, the policy choosing for every ask with an allowed arm at once.
 
         The guardrails are the product's floor and ceiling, the spread band ``limit`` around
         ``reference`` (``Pricer.reference``; needed with a limit) and, with ``stable_price`` (a
@@ -402,11 +401,6 @@ class Pricer:
         weighed against the unit cost plus ``opportunity``, the value of a unit of stock kept
         (``learner.inventory``; 0 without stock).
         """
-        return self.choose_many([Ask(product, value, x, rng, limit=limit, reference=reference,
-                                     stable_price=stable_price, opportunity=opportunity)])[0]
-
-    def choose_many(self, asks: Sequence[Ask]) -> list[Pricing]:
-        """``choose`` for each ask, the policy choosing for all that have an allowed arm at once."""
         with self._lock:
             masked = [self._guardrails(ask) for ask in asks]
             rows = [i for i, mask in enumerate(masked) if mask.arm_prices.any_allowed]

@@ -48,9 +48,6 @@ class Choices:
     explored: np.ndarray
     estimates: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.arms)
-
     def row(self, index: int) -> Choice:
         """Decision ``index`` as a Choice of its own."""
         return Choice(arm=int(self.arms[index]), probability=float(self.probabilities[index]),
