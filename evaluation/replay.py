@@ -26,8 +26,9 @@ logged V and embedding: it is the logging model, not another one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,47 +51,49 @@ ACCEPT_STREAM = "\x00explore_eval"
 """Appended to the quote id to seed the acceptance draw apart from the decision's own draws."""
 
 
-def guardrails(decision: LoggedDecision) -> Product:
-    """The product as far as the log shows its guardrails (see the module docstring)."""
+def guardrails(decision: LoggedDecision, products: dict[tuple[float, ...], Product]) -> Product:
+    """The product as far as the log shows its guardrails (see the module docstring); one Product per
+    distinct set of guardrails, kept in ``products``."""
     offered = decision.prices[decision.allowed]
     low, high = float(offered.min()), float(offered.max())
     refused = decision.prices[~decision.allowed]
-    return Product("logged", unit_cost=decision.unit_cost, list_price=decision.list_price,
-                   floor_price=low if (refused < low).any() else None,
-                   ceiling_price=high if (refused > high).any() else None)
+    floor = low if (refused < low).any() else math.nan
+    ceiling = high if (refused > high).any() else math.nan
+    key = (decision.unit_cost, decision.list_price, floor, ceiling)
+    product = products.get(key)
+    if product is None:
+        product = products[key] = Product(
+            "logged", unit_cost=decision.unit_cost, list_price=decision.list_price,
+            floor_price=None if math.isnan(floor) else floor,
+            ceiling_price=None if math.isnan(ceiling) else ceiling)
+    return product
 
 
 class RewardModel:
-    """P(purchase | x, price level) fitted online on every logged decision, for DR."""
+    """P(purchase | x, price level) fitted online on every logged decision, for DR. For each decision
+    it keeps the intercept and slope of the purchase logit from before it learned that decision, so a
+    candidate's probabilities at all its prices are computed at the end, at once, and still never
+    from an outcome the model had seen."""
 
     def __init__(self, dim: int) -> None:
         self._model = SharedLogit(1, dim, np.zeros(1), l2=1.0, decay=1.0)
-
-    def purchase_probability(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        return self._model.probabilities(x, levels)
+        self._terms: list[np.ndarray] = []
 
     def learn(self, x: np.ndarray, level: float, purchased: bool) -> None:
+        self._terms.append(self._model.logit_terms(x[None, :])[0])
         self._model.learn_one(x, 0, level, float(purchased))
 
+    def purchase_probabilities(self, levels: np.ndarray) -> np.ndarray:
+        """Row ``i`` of ``levels`` (one per decision learned, in order): P(purchase) at each level, by
+        the model as it stood before it learned decision ``i``."""
+        return self._model.link(SharedLogit.scores_at(np.array(self._terms), levels))
 
-@dataclass
-class Terms:
-    """Per-decision terms of one reward (profit or conversion)."""
 
-    reward: list[float] = field(default_factory=list)
-    model_value: list[float] = field(default_factory=list)
-    model_factual: list[float] = field(default_factory=list)
-
-    def add(self, reward: float, model_value: float, model_factual: float) -> None:
-        self.reward.append(reward)
-        self.model_value.append(model_value)
-        self.model_factual.append(model_factual)
-
-    def estimates(self, weight: np.ndarray) -> dict[str, Estimate]:
-        reward = np.asarray(self.reward)
-        return {"ips": ips(reward, weight), "snips": snips(reward, weight),
-                "dr": doubly_robust(reward, weight, np.asarray(self.model_value),
-                                    np.asarray(self.model_factual))}
+def _estimates(reward: np.ndarray, weight: np.ndarray, model_value: np.ndarray,
+               model_factual: np.ndarray) -> dict[str, Estimate]:
+    """IPS, SNIPS and DR from per-decision terms of one reward (profit or conversion)."""
+    return {"ips": ips(reward, weight), "snips": snips(reward, weight),
+            "dr": doubly_robust(reward, weight, model_value, model_factual)}
 
 
 @dataclass(frozen=True)
@@ -117,12 +120,54 @@ uniform log's, so about six of eight are used before the next outcome makes the 
 16 cost the same within 10% (``python -m bench.offline_eval``)."""
 
 
+UNSUPPORTED_CHUNK = 4096
+"""Decisions compared at once for the unsupported mass (a chunk × candidate arms × logged arms)."""
+
+
 @dataclass(frozen=True)
 class _Log:
-    """The decisions replayed, and each one's product as far as the log shows its guardrails."""
+    """The decisions replayed, each one's product as far as the log shows its guardrails, and the
+    columns the estimates read at the end: the logged price and its level, cost, outcome and profit,
+    and the logger's grid as rows padded with NaN prices of probability 0."""
 
     decisions: Sequence[LoggedDecision]
     products: Sequence[Product]
+    price: np.ndarray
+    level: np.ndarray
+    unit_cost: np.ndarray
+    purchased: np.ndarray
+    profit: np.ndarray
+    logged_prices: np.ndarray
+    logged_pmf: np.ndarray
+
+    @staticmethod
+    def of(decisions: Sequence[LoggedDecision]) -> _Log:
+        kept: dict[tuple[float, ...], Product] = {}
+        width = max(decision.prices.size for decision in decisions)
+        logged_prices = np.full((len(decisions), width), np.nan)
+        logged_pmf = np.zeros((len(decisions), width))
+        for i, decision in enumerate(decisions):
+            logged_prices[i, :decision.prices.size] = decision.prices
+            logged_pmf[i, :decision.pmf.size] = decision.pmf
+        return _Log(decisions, [guardrails(decision, kept) for decision in decisions],
+                    price=np.array([decision.price for decision in decisions]),
+                    level=np.array([float(log_price_ratio(decision.price, decision.list_price))
+                                    for decision in decisions]),
+                    unit_cost=np.array([decision.unit_cost for decision in decisions]),
+                    purchased=np.array([float(decision.purchased) for decision in decisions]),
+                    profit=np.array([decision.profit for decision in decisions]),
+                    logged_prices=logged_prices, logged_pmf=logged_pmf)
+
+    def unsupported_mass(self, prices: np.ndarray, pmf: np.ndarray) -> float:
+        """The candidate's probability (rows of ``pmf`` at ``prices``) on prices the logger gave no
+        chance, summed over the decisions."""
+        total = 0.0
+        for start in range(0, len(prices), UNSUPPORTED_CHUNK):
+            rows = slice(start, start + UNSUPPORTED_CHUNK)
+            same = same_price(prices[rows, :, None], self.logged_prices[rows, None, :])
+            logged_at = (same * self.logged_pmf[rows, None, :]).sum(axis=2)
+            total += float(pmf[rows][logged_at == 0.0].sum())
+        return total
 
 
 class _Run:
@@ -136,9 +181,10 @@ class _Run:
         self.index = {name: j for j, name in enumerate(names)}
         self.checked_names: tuple[str, ...] | None = None
         self.weight: list[float] = []
-        self.profit, self.conversion = Terms(), Terms()
+        self.pmf: list[np.ndarray] = []
+        self.prices: list[np.ndarray] = []
+        self.levels: list[np.ndarray] = []
         self.could_take = 0
-        self.unsupported = 0.0
         self.learned = 0
         self._planned: dict[int, tuple[np.ndarray, Pricing]] = {}
 
@@ -190,46 +236,48 @@ class _Run:
                 for decision, product, x, reference in zip(decisions, products, xs, references, strict=True)]
         self._planned = dict(zip(ahead, zip(xs, pricer.choose_many(asks), strict=True), strict=True))
 
-    def step(self, log: _Log, index: int, model: RewardModel, multiplier: float) -> np.ndarray:
-        """Score decision ``index`` with the candidate's current model, then maybe learn it; returns
+    def step(self, log: _Log, index: int, multiplier: float) -> np.ndarray:
+        """Price decision ``index`` with the candidate's current model, then maybe learn it; returns
         the candidate's features of it."""
         if index not in self._planned:
             self._plan(log, index)
         x, pricing = self._planned.pop(index)
         decision, config = log.decisions[index], self.candidate.config
-        prices, allowed, levels = pricing.arm_prices.prices, pricing.arm_prices.allowed, pricing.levels
+        prices, allowed = pricing.arm_prices.prices, pricing.arm_prices.allowed
         # A guardrail-bound quote is no arm's price: nothing the log can weigh.
         pmf = np.zeros(len(prices)) if pricing.guardrail_bound else pricing.pmf
         match = np.flatnonzero(same_price(prices, decision.price) & allowed)
         arm = int(match[0]) if match.size else -1
         probability = float(pmf[arm]) if arm >= 0 else 0.0
         weight = probability / decision.propensity
-        logged_at = (same_price(prices[:, None], decision.prices[None, :]) * decision.pmf).sum(axis=1)
-        self.unsupported += float(pmf[logged_at == 0.0].sum())
-        self.could_take += arm >= 0
-        level = float(log_price_ratio(decision.price, decision.list_price))
-        buy = model.purchase_probability(x, np.append(levels, level))
-        margins = prices - decision.unit_cost
         self.weight.append(weight)
-        self.conversion.add(float(decision.purchased), float(pmf @ buy[:-1]), float(buy[-1]))
-        self.profit.add(decision.profit, float(pmf @ (buy[:-1] * margins)),
-                        float(buy[-1]) * (decision.price - decision.unit_cost))
+        self.pmf.append(pmf)
+        self.prices.append(prices)
+        self.levels.append(pricing.levels)
+        self.could_take += arm >= 0
         if arm >= 0 and probability > 0.0:
             draw = decision_rng(config.seed, decision.quote_id + ACCEPT_STREAM).random()
             if draw < multiplier * weight:
-                self.pricer.policy.learn_one(x, arm, level, float(decision.purchased), probability)
+                self.pricer.policy.learn_one(x, arm, float(log.level[index]), float(decision.purchased),
+                                             probability)
                 self.learned += 1
                 self._planned.clear()  # priced by the model before this outcome
         return x
 
-    def result(self) -> Result:
-        weight = np.asarray(self.weight)
+    def result(self, log: _Log, model: RewardModel) -> Result:
+        """The estimates, from every decision's terms at once."""
+        weight, pmf, prices = np.asarray(self.weight), np.array(self.pmf), np.array(self.prices)
         n = weight.size
-        return Result(label=self.candidate.label, decisions=n, profit=self.profit.estimates(weight),
-                      conversion=self.conversion.estimates(weight),
+        levels = np.concatenate([np.array(self.levels), log.level[:, None]], axis=1)
+        buy = model.purchase_probabilities(levels)
+        at_arms, at_logged = buy[:, :-1] * pmf, buy[:, -1]
+        conversion = _estimates(log.purchased, weight, at_arms.sum(axis=1), at_logged)
+        profit = _estimates(log.profit, weight, (at_arms * (prices - log.unit_cost[:, None])).sum(axis=1),
+                            at_logged * (log.price - log.unit_cost))
+        return Result(label=self.candidate.label, decisions=n, profit=profit, conversion=conversion,
                       effective_sample_size=effective_sample_size(weight),
-                      could_not_take=1.0 - self.could_take / n, unsupported_mass=self.unsupported / n,
-                      learned=self.learned)
+                      could_not_take=1.0 - self.could_take / n,
+                      unsupported_mass=log.unsupported_mass(prices, pmf) / n, learned=self.learned)
 
 
 @dataclass(frozen=True)
@@ -255,22 +303,19 @@ def evaluate(reading: LogReading, candidates: Sequence[Candidate]) -> Evaluation
     for run in runs:
         models.setdefault(run.names, RewardModel(len(run.names)))
     multiplier = min(decision.propensity for decision in decisions)
-    log = _Log(decisions, [guardrails(decision) for decision in decisions])
+    log = _Log.of(decisions)
     for index, decision in enumerate(decisions):
         xs: dict[tuple[str, ...], np.ndarray] = {}
         for run in runs:
-            xs.setdefault(run.names, run.step(log, index, models[run.names], multiplier))
-        level = float(log_price_ratio(decision.price, decision.list_price))
+            xs.setdefault(run.names, run.step(log, index, multiplier))
         for names, model in models.items():
-            model.learn(xs[names], level, decision.purchased)
-    results = [run.result() for run in runs]
+            model.learn(xs[names], float(log.level[index]), decision.purchased)
+    results = [run.result(log, models[run.names]) for run in runs]
     for result in results:
         if result.could_not_take == 1.0:
             raise CandidateError(f"candidate {result.label!r} does not fit the log: it could take none of "
                                  f"the {len(decisions)} logged prices (another grid or V)")
-    profit = np.array([decision.profit for decision in decisions])
-    purchased = np.array([float(decision.purchased) for decision in decisions])
     deterministic = sum(decision.propensity == 1.0 for decision in decisions) / len(decisions)
-    return Evaluation(decisions=len(decisions), logged_profit=Estimate.of_terms(profit),
-                      logged_conversion=Estimate.of_terms(purchased), deterministic_share=deterministic,
+    return Evaluation(decisions=len(decisions), logged_profit=Estimate.of_terms(log.profit),
+                      logged_conversion=Estimate.of_terms(log.purchased), deterministic_share=deterministic,
                       multiplier=multiplier, results=results)

@@ -74,10 +74,19 @@ class SharedLogit(DemandModel):
         np.multiply(levels, LEVEL_SCALE, out=basis[..., 1])
         return basis
 
-    def row_scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        """``u + LEVEL_SCALE·l·v`` with ``(u, v) = theta`` read as two rows against ``x``."""
-        terms = x @ self._theta.reshape(2, self.dim).T  # (n, 2): each row's intercept and slope
+    def logit_terms(self, x: np.ndarray) -> np.ndarray:
+        """Each row's intercept ``u`` and slope ``v`` of the purchase logit in the level, (n, 2):
+        ``theta`` read as two rows against ``x``. With ``scores_at`` they give the score at any price
+        later, from the model as it is now."""
+        return x @ self._theta.reshape(2, self.dim).T
+
+    @staticmethod
+    def scores_at(terms: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """``u + LEVEL_SCALE·l·v`` for each row's ``terms`` and its levels (n, K)."""
         return terms[:, :1] + (LEVEL_SCALE * levels) * terms[:, 1:]
+
+    def row_scores(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        return self.scores_at(self.logit_terms(x), levels)
 
     def _term_covariances(self, x: np.ndarray) -> np.ndarray:
         """``S`` per row (n, 2, 2): the covariance of its intercept and slope, ``(I ⊗ xᵀ) A⁻¹ (I ⊗ x)``."""
