@@ -110,6 +110,23 @@ def _number(line: int, field_name: str, value: Any, *, minimum: float = -math.in
     return float(value)
 
 
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _numbers(line: int, field_name: str, values: list[Any], *, minimum: float = -math.inf,
+             keys: Iterable[Any] | None = None) -> list[Any]:
+    """``values`` when every one is a finite number >= ``minimum``, else BadRecord naming the first that
+    is not (``field_name`` holds ``{}`` for its index, or its key in ``keys``). The whole list is
+    checked by C loops first; only a list that fails them is read one by one (a sum can overflow
+    where no value does)."""
+    if not values or (set(map(type, values)) <= _NUMBER_TYPES and math.isfinite(sum(values))
+                      and min(values) >= minimum):
+        return values
+    for key, value in zip(range(len(values)) if keys is None else keys, values, strict=True):
+        _number(line, field_name.format(key), value, minimum=minimum)
+    return values
+
+
 def _get(line: int, record: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
     if key not in record:
         raise BadRecord(line, key, f"{what} (missing)")
@@ -117,6 +134,23 @@ def _get(line: int, record: Mapping[str, Any], key: str, kind: type | tuple[type
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise BadRecord(line, key, f"{what}, got {value!r}")
     return value
+
+
+def _alpha(action: Any) -> Any:
+    price = action.get("Price") if isinstance(action, dict) else None
+    return price.get("alpha") if isinstance(price, dict) else None
+
+
+def _features(line: int, context: Mapping[str, Any]) -> dict[str, float]:
+    """The context's namespaces as ``namespace.name`` (lower-case namespace) -> value."""
+    features: dict[str, float] = {}
+    for namespace, values in context.items():
+        if namespace == "_multi" or not isinstance(values, dict):
+            continue
+        _numbers(line, f"c.{namespace}.{{}}", list(values.values()), keys=values)
+        prefix = f"{namespace.lower()}."
+        features.update(zip([prefix + name for name in values], values.values(), strict=True))
+    return features
 
 
 def from_dsjson_line(line: int, text: str) -> LoggedDecision:
@@ -133,43 +167,36 @@ def from_dsjson_line(line: int, text: str) -> LoggedDecision:
         raise _Bound
     context = _get(line, record, "c", dict, "the shared context object")
     multi = _get(line, context, "_multi", list, "a list of the offered arms")
-    offered = []
-    for index, action in enumerate(multi):
-        alpha = action.get("Price", {}).get("alpha") if isinstance(action, dict) else None
-        offered.append(_number(line, f"c._multi[{index}].Price.alpha", alpha, minimum=0.0))
+    offered = _numbers(line, "c._multi[{}].Price.alpha", [_alpha(action) for action in multi], minimum=0.0)
     actions = _get(line, record, "a", list, "the list of action ids")
     probabilities = _get(line, record, "p", list, "the list of action probabilities")
     if len(actions) != len(offered) or len(probabilities) != len(offered) or \
             sorted(actions) != list(range(1, len(offered) + 1)):
         raise BadRecord(line, "a", f"a permutation of the action ids 1..{len(offered)} with one "
                                    f"probability each in p, got a={actions!r}, p={probabilities!r}")
-    pmf_offered = np.zeros(len(offered))
-    for index, (action, probability) in enumerate(zip(actions, probabilities, strict=True)):
-        pmf_offered[action - 1] = _probability(line, f"p[{index}]", probability) if index == 0 else \
-            _number(line, f"p[{index}]", probability, minimum=0.0)
+    _probability(line, "p[0]", probabilities[0])
+    _numbers(line, "p[{}]", probabilities, minimum=0.0)
     propensity = _probability(line, "_label_probability", record.get("_label_probability"))
-    refused = _get(line, record, "_refused_alphas", list, "the list of refused alphas")
+    refused = _numbers(line, "_refused_alphas[{}]",
+                       _get(line, record, "_refused_alphas", list, "the list of refused alphas"), minimum=0.0)
     unit_cost = _number(line, "_unit_cost", record.get("_unit_cost"), minimum=0.0)
     list_price = _number(line, "_list_price", record.get("_list_price"), minimum=0.0)
     value = _number(line, "_value", record.get("_value"), minimum=0.0)
     reward = -_number(line, "_label_cost", record.get("_label_cost"))
     if reward not in (0.0, 1.0):
         raise BadRecord(line, "_label_cost", f"0 (no purchase) or -1 (a purchase), got {-reward!r}")
-    alphas = np.array(offered + [_number(line, f"_refused_alphas[{i}]", a, minimum=0.0)
-                                 for i, a in enumerate(refused)])
-    order = np.argsort(alphas, kind="stable")
-    allowed = np.concatenate([np.ones(len(offered), bool), np.zeros(len(refused), bool)])
-    features = {
-        f"{namespace.lower()}.{name}": _number(line, f"c.{namespace}.{name}", number)
-        for namespace, values in context.items() if namespace != "_multi" and isinstance(values, dict)
-        for name, number in values.items()
-    }
+    pmf = np.zeros(len(offered) + len(refused))
+    pmf[np.array(actions) - 1] = probabilities
+    alphas = np.array(offered + refused, dtype=float)
+    allowed = np.arange(alphas.size) < len(offered)
+    if refused:  # offered arms come in grid order: only refused ones need sorting in
+        order = np.argsort(alphas, kind="stable")
+        alphas, allowed, pmf = alphas[order], allowed[order], pmf[order]
     return LoggedDecision(
         line=line, quote_id=str(_get(line, record, "EventId", str, "the quote id")),
-        features=features, feature_names=None, unit_cost=unit_cost, list_price=list_price,
+        features=_features(line, context), feature_names=None, unit_cost=unit_cost, list_price=list_price,
         value=value, value_source=str(record.get("_value_source", "")),
-        prices=(unit_cost + alphas * value)[order], allowed=allowed[order],
-        pmf=np.concatenate([pmf_offered, np.zeros(len(refused))])[order],
+        prices=unit_cost + alphas * value, allowed=allowed, pmf=pmf,
         price=_number(line, "_price", record.get("_price"), minimum=0.0), propensity=propensity,
         purchased=reward == 1.0,
     )

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,6 +114,46 @@ def test_bad_lines_are_named_and_stop_the_run_unless_skipped(
     assert main([str(path), "--skip-bad"]) == 0
     printed = capsys.readouterr().out
     assert "1 decisions; 1 bad records skipped" in printed and "first bad record: line 2: line" in printed
+
+def _spoiled(record: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """``record`` with the field at ``path`` (keys and list indexes, dot-separated) set to ``value``."""
+    spoiled = json.loads(json.dumps(record))
+    *parents, last = [int(key) if key.isdigit() else key for key in path.split(".")]
+    target = spoiled
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return spoiled
+
+
+@pytest.mark.parametrize(("path", "value", "named"), [
+    ("p.3", True, "p[3]: expected a finite number >= 0, got True"),
+    ("p.5", -0.01, "p[5]: expected a finite number >= 0, got -0.01"),
+    ("c._multi.4.Price.alpha", "0.4", "c._multi[4].Price.alpha: expected a finite number >= 0, got '0.4'"),
+    ("c._multi.2.Price", None, "c._multi[2].Price.alpha: expected a finite number >= 0, got None"),
+    ("c.Context.is_mobile", float("nan"), "c.Context.is_mobile: expected a finite number, got nan"),
+    ("_refused_alphas", [0.9, None], "_refused_alphas[1]: expected a finite number >= 0, got None"),
+])
+def test_a_bad_number_in_a_list_is_named_by_its_index(
+        pricing: ServerHandle, tmp_path: Path, path: str, value: Any, named: str) -> None:
+    serve_quotes(pricing, 1)  # context {"is_mobile": 1.0}
+    record = json.loads(write_dsjson(pricing, tmp_path / "good.dsjson").read_text().splitlines()[0])
+    bad = tmp_path / "bad.dsjson"
+    bad.write_text(json.dumps(_spoiled(record, path, value)) + "\n")
+    with pytest.raises(BadRecord) as caught:
+        read_dsjson(bad)
+    assert str(caught.value) == f"line 1: {named}"
+
+
+def test_numbers_whose_sum_overflows_are_still_each_accepted(pricing: ServerHandle, tmp_path: Path) -> None:
+    serve_quotes(pricing, 1)
+    record = json.loads(write_dsjson(pricing, tmp_path / "good.dsjson").read_text().splitlines()[0])
+    record["c"]["Context"] = {"a": 1e308, "b": 1e308}
+    path = tmp_path / "huge.dsjson"
+    path.write_text(json.dumps(record) + "\n")
+    features = read_dsjson(path).decisions[0].features
+    assert (features["context.a"], features["context.b"]) == (1e308, 1e308)
+
 
 def test_a_late_report_is_counted_and_its_quote_evaluated_once_as_no_purchase(
         start_server: Callable[..., ServerHandle], tmp_path: Path) -> None:
