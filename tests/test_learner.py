@@ -26,6 +26,7 @@ from learner import (
     judge_repeat,
 )
 from learner.policies import DEMAND_MODELS
+from learner.policies.base import masked_argmax, masked_argmax_rows
 from learner.seeding import decision_rng
 
 # -- price grid and guardrails -----------------------------------------------------------------
@@ -283,3 +284,28 @@ def test_forgetting_ages_the_evidence_of_prices_no_longer_played(demand_model: s
         if decay < 1.0 and demand_model == "per_arm":
             assert demand.probabilities(x, levels)[2] == pytest.approx(prior, abs=0.05)
     assert widths[0.98] > (1.5 if demand_model == "shared" else 50.0) * widths[1.0]
+
+
+def _first_best(values: list[float], allowed: list[bool], payoffs: list[float]) -> int:
+    """The argmax rule read literally, one arm at a time: the largest allowed value, a tie to the
+    larger payoff, then the lower index; all allowed values NaN: the first allowed arm."""
+    best, chosen, chosen_payoff = -math.inf, -1, -math.inf
+    for arm, (value, ok, payoff) in enumerate(zip(values, allowed, payoffs, strict=True)):
+        if ok and (value > best or (value == best and payoff > chosen_payoff)):
+            best, chosen, chosen_payoff = value, arm, payoff
+    return chosen if chosen >= 0 else allowed.index(True)
+
+
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_masked_argmax_rows_follows_the_rule_with_ties_and_nans(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows, arms = 6, 5
+    values = rng.choice([0.0, 0.5, 1.0, -np.inf, np.nan], size=(rows, arms))  # many ties
+    payoffs = rng.choice([0.1, 0.2, 0.3], size=(rows, arms))
+    allowed = rng.random((rows, arms)) < 0.7
+    allowed[np.arange(rows), rng.integers(0, arms, rows)] = True  # a page's rows have an allowed arm
+    lists = zip(values.tolist(), allowed.tolist(), payoffs.tolist(), strict=True)
+    expected = [_first_best(*row) for row in lists]
+    assert masked_argmax_rows(values, allowed, payoffs).tolist() == expected
+    assert [masked_argmax(*row) for row in zip(values, allowed, payoffs, strict=True)] == expected

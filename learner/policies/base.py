@@ -14,7 +14,6 @@ state: the caller passes the generator for each decision.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -244,9 +243,16 @@ def choose_rows(pmf: np.ndarray, allowed: np.ndarray, greedy: np.ndarray, estima
 
 
 def masked_argmax_rows(values: np.ndarray, allowed: np.ndarray, payoffs: np.ndarray) -> np.ndarray:
-    """``masked_argmax`` of each row."""
-    rows = zip(values.tolist(), allowed.tolist(), payoffs.tolist(), strict=True)
-    return np.array([_best(*row) for row in rows], dtype=np.int64)
+    """For each row, the index of the largest allowed value; a tie goes to the arm with the larger
+    payoff (a model that sees no difference never gives the margin away), then to the lowest index;
+    a row whose allowed values are all NaN takes its first allowed arm. In arrays, a few calls for a
+    whole page."""
+    usable = allowed & ~np.isnan(values)
+    masked = np.where(usable, values, -np.inf)
+    top = usable & (masked == masked.max(axis=1, keepdims=True))
+    tied = np.where(top, payoffs, -np.inf)
+    best = top & (tied == tied.max(axis=1, keepdims=True))
+    return np.where(best.any(axis=1), best.argmax(axis=1), allowed.argmax(axis=1))
 
 
 def select_rows(select: Callable[..., Choice], x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray,
@@ -262,19 +268,8 @@ def select_rows(select: Callable[..., Choice], x: np.ndarray, levels: np.ndarray
 
 
 def masked_argmax(values: np.ndarray, allowed: np.ndarray, payoffs: np.ndarray) -> int:
-    """Index of the largest allowed value; a tie goes to the arm with the larger payoff (a model that
-    sees no difference never gives the margin away), then to the lowest index. A loop over the grid's
-    few arms as Python numbers: a third of what the same rule costs in numpy calls."""
-    return _best(values.tolist(), allowed.tolist(), payoffs.tolist())
-
-
-def _best(values: list[float], allowed: list[bool], payoffs: list[float]) -> int:
-    """``masked_argmax`` on Python lists."""
-    best, chosen, chosen_payoff = -math.inf, -1, -math.inf
-    for arm, (value, ok, payoff) in enumerate(zip(values, allowed, payoffs, strict=True)):
-        if ok and (value > best or (value == best and payoff > chosen_payoff)):
-            best, chosen, chosen_payoff = value, arm, payoff
-    return chosen if chosen >= 0 else allowed.index(True)  # every allowed value NaN: the first
+    """``masked_argmax_rows`` of one row."""
+    return int(masked_argmax_rows(values[None, :], allowed[None, :], payoffs[None, :])[0])
 
 
 def default_alphas(n_arms: int) -> np.ndarray:
