@@ -38,30 +38,41 @@ class PriceBounds:
     def of(cls, product: Product) -> PriceBounds:
         return cls(product.floor, product.ceiling)
 
-    @staticmethod
-    def band(reference: float, limit: float) -> PriceBounds:
-        """``[reference·(1 − limit), reference·(1 + limit)]``."""
-        return PriceBounds(reference * (1.0 - limit), reference * (1.0 + limit))
-
-    def intersect(self, other: PriceBounds) -> PriceBounds | None:
-        """Both intervals at once; None when they do not meet."""
-        low, high = max(self.low, other.low), min(self.high, other.high)
-        return PriceBounds(low, high) if low <= high + _slack(high) else None
-
     def contains(self, price: float) -> bool:
         return self.low - _slack(self.low) <= price <= self.high + _slack(self.high)
 
 
+RELATIVE_SLACK = 1e-9
+"""A price within this fraction of a bound counts as on it (``cost + 0.3 * V`` may round past a
+floor set at exactly that price)."""
+
+
 def same_price(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """Prices equal up to the grid's rounding (a relative 1e-9, as ``PriceGrid.prices`` clamps).
+    """Prices equal up to the grid's rounding (``RELATIVE_SLACK``, as ``PriceGrid.prices`` clamps).
     Written out: ``np.isclose`` costs a fifth of a whole replay step."""
-    return np.abs(np.subtract(a, b)) <= 1e-9 * np.maximum(1.0, np.abs(b))
+    return np.abs(np.subtract(a, b)) <= RELATIVE_SLACK * np.maximum(1.0, np.abs(b))
 
 
 def _slack(bound: float) -> float:
-    """A price within a relative 1e-9 of a bound counts as on it (``cost + 0.3 * V`` may round past a
-    floor set at exactly that price)."""
-    return 1e-9 * max(1.0, abs(bound)) if math.isfinite(bound) else 0.0
+    """``RELATIVE_SLACK`` of ``bound`` (at least of 1; none for an infinite bound)."""
+    return RELATIVE_SLACK * max(1.0, abs(bound)) if math.isfinite(bound) else 0.0
+
+
+def _slacks(bounds: np.ndarray) -> np.ndarray:
+    """``_slack`` of each bound."""
+    return np.where(np.isfinite(bounds), RELATIVE_SLACK * np.maximum(1.0, np.abs(bounds)), 0.0)
+
+
+def band_rows(reference: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's spread band ``[reference·(1 − limit), reference·(1 + limit)]``."""
+    return reference * (1.0 - limit), reference * (1.0 + limit)
+
+
+def intersect_rows(low: np.ndarray, high: np.ndarray, other_low: np.ndarray, other_high: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's two intervals at once, and whether they meet (within ``RELATIVE_SLACK``)."""
+    low, high = np.maximum(low, other_low), np.minimum(high, other_high)
+    return low, high, low <= high + _slacks(high)
 
 
 @dataclass(frozen=True)
@@ -99,17 +110,26 @@ class PriceGrid:
         return int(self.alphas.size)
 
     def prices(self, product: Product, user_value: float, bounds: PriceBounds | None = None) -> ArmPrices:
-        """Each arm's price, and the mask of arms inside ``bounds`` (default the product's).
+        """Each arm's price, and the mask of arms inside ``bounds`` (default the product's): one row
+        of ``price_rows``."""
+        bounds = bounds or PriceBounds.of(product)
+        prices, allowed = self.price_rows(np.array([product.unit_cost]), np.array([user_value]),
+                                          np.array([bounds.low]), np.array([bounds.high]))
+        return ArmPrices(prices=prices[0], allowed=allowed[0])
 
-        A price within a relative 1e-9 of a bound counts as inside and is clamped onto the bound, so
+    def price_rows(self, unit_cost: np.ndarray, user_value: np.ndarray, low: np.ndarray,
+                   high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each arm's price for each row's cost and value (n, arms), and the mask of the arms inside
+        the row's bounds ``[low, high]``.
+
+        A price within ``RELATIVE_SLACK`` of a bound counts as inside and is clamped onto the bound, so
         every allowed price lies inside exactly.
         """
-        bounds = bounds or PriceBounds.of(product)
-        prices = product.unit_cost + self.alphas * user_value
-        low, high = bounds.low, bounds.high
-        allowed = (prices >= low - _slack(low)) & (prices <= high + _slack(high))
+        prices = unit_cost[:, None] + self.alphas * user_value[:, None]
+        low, high = low[:, None], high[:, None]
+        allowed = (prices >= low - _slacks(low)) & (prices <= high + _slacks(high))
         clamped = np.minimum(np.maximum(prices, low), high)  # np.clip, without its dispatch
-        return ArmPrices(prices=np.where(allowed, clamped, prices), allowed=allowed)
+        return np.where(allowed, clamped, prices), allowed
 
     @staticmethod
     def nearest_bound(bounds: PriceBounds, prices: np.ndarray) -> tuple[int, float]:

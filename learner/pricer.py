@@ -17,7 +17,15 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from learner import snapshot
-from learner.arms import DEFAULT_ALPHAS, ArmPrices, PriceBounds, PriceGrid, check_spread_limit
+from learner.arms import (
+    DEFAULT_ALPHAS,
+    ArmPrices,
+    PriceBounds,
+    PriceGrid,
+    band_rows,
+    check_spread_limit,
+    intersect_rows,
+)
 from learner.errors import InvalidInput, SnapshotError
 from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, ContextUse, FeatureBuilder
 from learner.inventory import StockBook, StockSummary
@@ -136,16 +144,18 @@ class Ask:
 
 
 class _Masked(NamedTuple):
-    """One ask's arms under its guardrails (``Pricer._guardrails``)."""
+    """The asks' arms under their guardrails (``Pricer._guardrail_rows``), a row per ask."""
 
-    arm_prices: ArmPrices
+    prices: np.ndarray
+    allowed: np.ndarray
     payoffs: np.ndarray
     levels: np.ndarray
-    spread_bound: bool
-    pin: PriceBounds | None
-    """The stable price's bounds where the pin held; None without one."""
-    bounds: PriceBounds
-    """The bounds in force: floor and ceiling, narrowed by the band."""
+    spread_bound: np.ndarray
+    pinned: np.ndarray
+    """Whether the ask's stable price held."""
+    low: np.ndarray
+    high: np.ndarray
+    """The bounds in force: floor and ceiling, narrowed by the band, or the pin where it held."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -401,50 +411,69 @@ class Pricer:
         weighed against the unit cost plus ``opportunity``, the value of a unit of stock kept
         (``learner.inventory``; 0 without stock).
         """
+        if not asks:
+            return []
         with self._lock:
-            masked = [self._guardrails(ask) for ask in asks]
-            rows = [i for i, mask in enumerate(masked) if mask.arm_prices.any_allowed]
+            masked = self._guardrail_rows(asks)
+            rows = np.flatnonzero(masked.allowed.any(axis=1)).tolist()
             choices: dict[int, Choice] = {}
             if rows:
-                picked = self.policy.select_many(
-                    np.array([asks[i].x for i in rows]), np.array([masked[i].levels for i in rows]),
-                    np.array([masked[i].payoffs for i in rows]),
-                    np.array([masked[i].arm_prices.allowed for i in rows]), [asks[i].rng for i in rows])
+                levels, payoffs, allowed = masked.levels, masked.payoffs, masked.allowed
+                if len(rows) < len(asks):  # the usual page has an allowed arm in every row: no copies
+                    levels, payoffs, allowed = levels[rows], payoffs[rows], allowed[rows]
+                x = np.array([asks[i].x for i in rows])
+                picked = self.policy.select_many(x, levels, payoffs, allowed, [asks[i].rng for i in rows])
                 choices = {i: picked.row(j) for j, i in enumerate(rows)}
-            return [self._priced(ask, *mask, choices.get(i))
-                    for i, (ask, mask) in enumerate(zip(asks, masked, strict=True))]
+            return [self._priced(ask, masked, i, choices.get(i)) for i, ask in enumerate(asks)]
 
-    def _guardrails(self, ask: Ask) -> _Masked:
-        """The arms ``ask`` allows, their payoffs and levels, whether the band masked one, the stable
-        pin that held and the bounds in force."""
-        product, value = ask.product, ask.value
-        bounds = PriceBounds.of(product)
-        unbanded = banded = self.grid.prices(product, value, bounds)
-        if ask.limit is not None:
-            if ask.reference is None:
+    def _guardrail_rows(self, asks: Sequence[Ask]) -> _Masked:
+        """The arms each ask allows, their payoffs and levels, whether the band masked one, whether
+        the stable pin held and the bounds in force, in arrays over the asks."""
+        products = [ask.product for ask in asks]
+        cost = np.array([product.unit_cost for product in products])
+        value = np.array([ask.value for ask in asks])
+        low = floor = np.array([product.floor for product in products])
+        high = ceiling = np.array([product.ceiling for product in products])
+        prices, allowed = self.grid.price_rows(cost, value, floor, ceiling)
+        spread_bound = pinned = np.zeros(len(asks), dtype=bool)
+        limited = np.array([ask.limit is not None for ask in asks])
+        if limited.any():
+            if any(ask.limit is not None and ask.reference is None for ask in asks):
                 raise ValueError("a spread limit needs the reference price it is around")
-            band = PriceBounds.band(ask.reference, ask.limit)  # holds the reference, inside floor and ceiling
-            bounds = bounds.intersect(band) or PriceBounds(ask.reference, ask.reference)
-            banded = self.grid.prices(product, value, bounds)
-        pin = None if ask.stable_price is None else bounds.intersect(
-            PriceBounds(ask.stable_price, ask.stable_price))
-        arm_prices = banded if pin is None else self.grid.prices(product, value, pin)
-        payoffs = margin_payoffs(arm_prices.prices, product.unit_cost + ask.opportunity, value)
-        levels = log_price_ratio(arm_prices.prices, product.list_price)
-        spread_bound = banded is not unbanded and bool((unbanded.allowed & ~banded.allowed).any())
-        return _Masked(arm_prices, payoffs, levels, spread_bound, pin, bounds)
+            reference = np.array([np.nan if ask.reference is None else ask.reference for ask in asks])
+            band_low, band_high = band_rows(reference, np.array([ask.limit or 0.0 for ask in asks]))
+            band_low, band_high, meets = intersect_rows(floor, ceiling, band_low, band_high)
+            # the band holds the reference; where it misses floor and ceiling, the reference alone
+            low = np.where(limited, np.where(meets, band_low, reference), floor)
+            high = np.where(limited, np.where(meets, band_high, reference), ceiling)
+            unbanded = allowed
+            prices, allowed = self.grid.price_rows(cost, value, low, high)
+            spread_bound = limited & (unbanded & ~allowed).any(axis=1)
+        stable = np.array([np.nan if ask.stable_price is None else ask.stable_price for ask in asks])
+        if not np.isnan(stable).all():  # a pin that no longer fits is dropped
+            pin_low, pin_high, meets = intersect_rows(low, high, stable, stable)
+            pinned = meets & ~np.isnan(stable)
+            if pinned.any():
+                low, high = np.where(pinned, pin_low, low), np.where(pinned, pin_high, high)
+                prices, allowed = self.grid.price_rows(cost, value, low, high)
+        payoffs = margin_payoffs(prices, (cost + np.array([ask.opportunity for ask in asks]))[:, None],
+                                 value[:, None])
+        levels = log_price_ratio(prices, np.array([product.list_price for product in products])[:, None])
+        return _Masked(prices, allowed, payoffs, levels, spread_bound, pinned, low, high)
 
-    def _priced(self, ask: Ask, arm_prices: ArmPrices, payoffs: np.ndarray, levels: np.ndarray,
-                spread_bound: bool, pin: PriceBounds | None, bounds: PriceBounds,
-                choice: Choice | None) -> Pricing:
-        """The Pricing of one ask: the policy's ``choice``, or with none (no arm allowed) the bound
+    def _priced(self, ask: Ask, masked: _Masked, row: int, choice: Choice | None) -> Pricing:
+        """The Pricing of ask ``row``: the policy's ``choice``, or with none (no arm allowed) the bound
         nearest the grid."""
+        arm_prices = ArmPrices(masked.prices[row], masked.allowed[row])
+        levels, payoffs = masked.levels[row], masked.payoffs[row]
+        spread_bound, pinned = bool(masked.spread_bound[row]), bool(masked.pinned[row])
         if choice is not None:
-            return Pricing(arm_prices, levels, spread_bound, pin is not None, choice.arm,
+            return Pricing(arm_prices, levels, spread_bound, pinned, choice.arm,
                            float(arm_prices.prices[choice.arm]), choice.pmf, float(choice.probability),
                            bool(choice.explored), False, choice.estimates, payoffs)
-        arm, price = PriceGrid.nearest_bound(pin or bounds, arm_prices.prices)
-        return Pricing(arm_prices, levels, spread_bound, pin is not None, arm, price,
+        bounds = PriceBounds(float(masked.low[row]), float(masked.high[row]))
+        arm, price = PriceGrid.nearest_bound(bounds, arm_prices.prices)
+        return Pricing(arm_prices, levels, spread_bound, pinned, arm, price,
                        np.eye(len(self.grid))[arm], 1.0, False, True, self.policy.estimates(ask.x, levels),
                        payoffs)
 

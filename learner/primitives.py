@@ -39,8 +39,8 @@ def category_bucket(category: str, buckets: int) -> int:
     return zlib.crc32((category or "uncategorized").encode()) % buckets
 
 
-def log_price_ratio(price: float | np.ndarray, list_price: float) -> np.ndarray:
+def log_price_ratio(price: float | np.ndarray, list_price: float | np.ndarray) -> np.ndarray:
     """``log(price / list_price)``, clipped to +-MAX_LOG_RATIO: where a price sits against the list
     price, the scale-free price that demand models read (0 for a free product listed at 0)."""
-    ratio = np.log(np.maximum(price, 1e-300)) - np.log(max(list_price, 1e-300))
+    ratio = np.log(np.maximum(price, 1e-300)) - np.log(np.maximum(list_price, 1e-300))
     return np.minimum(np.maximum(ratio, -MAX_LOG_RATIO), MAX_LOG_RATIO)
