@@ -411,6 +411,11 @@ class RedisStore:
         found = self._io(lambda: self._client.xrange(key("log"), f"0-{seq}", f"0-{seq}"))
         return _log_entry(*found[0]) if found else None
 
+    def logged_at(self, seq: int) -> float | None:
+        """When log entry ``seq`` was logged (its ``closed_at``); None if there is none."""
+        found = self._io(lambda: self._client.xrange(key("log"), f"0-{seq}", f"0-{seq}"))
+        return float(found[0][1][b"closed_at"]) if found else None
+
     def log_after(self, seq: int) -> Iterator[LogEntry]:
         """Log entries after ``seq`` in order, read in pages."""
         while True:

@@ -3,7 +3,9 @@ follows Redis. The replicas' shared log is tests/test_replicas.py."""
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +20,20 @@ from learner import StoreCorrupt
 from learner.errors import NotNow
 from server.app import build_server
 from server.config import parse_config
+from server.health import DETAIL_KEY
+from server.healthcheck import main as healthcheck
+from server.log_lag import BEHIND_ENTRIES
 from server.pseudonyms import KEY_FILENAME
+from server.redis_store import RedisStore
+
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def health(handle: ServerHandle) -> tuple[int, str]:
+    """The server's health status and its detail (``server/health.py``)."""
+    stub = health_pb2_grpc.HealthStub(handle.channel)
+    answer, call = stub.Check.with_call(health_pb2.HealthCheckRequest(), timeout=DEADLINE)
+    return answer.status, dict(call.initial_metadata())[DETAIL_KEY]
 
 
 @pytest.mark.parametrize("value", ["mysql://db:3306/0", "redis://", "redis://host:port/0",
@@ -77,14 +92,10 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 def test_health_follows_redis_down_and_back(own_redis: RedisProcess,
                                             start_server: Callable[..., ServerHandle]) -> None:
     server = start_server(store=own_redis.url)
-    health = health_pb2_grpc.HealthStub(server.channel)
-
-    def status() -> int:
-        return health.Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE).status  # type: ignore[no-any-return]
-
-    assert status() == health_pb2.HealthCheckResponse.SERVING
+    assert health(server) == (SERVING, "")
     own_redis.kill()
-    wait_for(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING, 1.0, "NOT_SERVING")
+    wait_for(lambda: health(server)[0] == NOT_SERVING, 1.0, "NOT_SERVING")
+    assert "the state store failed: unreachable" in health(server)[1]  # the calls' cause, in health too
     with pytest.raises(grpc.RpcError) as refused:
         server.stub.Quote(quote_request(quote_id="q-down"), timeout=DEADLINE)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "unreachable" in refused.value.details()
@@ -92,8 +103,42 @@ def test_health_follows_redis_down_and_back(own_redis: RedisProcess,
     assert math.isnan(readings["pricebandit_pending_quotes"])
     assert math.isnan(readings["pricebandit_log_lag_entries"])
     own_redis.start()
-    wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 2.0, "SERVING again")
+    wait_for(lambda: health(server) == (SERVING, ""), 2.0, "SERVING again")
     assert server.stub.Quote(quote_request(quote_id="q-up"), timeout=DEADLINE).quote_id == "q-up"
+
+
+def test_health_says_when_a_replica_falls_behind_the_log_and_when_it_caught_up(
+        start_server: Callable[..., ServerHandle], redis_url: str, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Other replicas log faster than this one applies (its learner held busy here): health stays
+    SERVING, its detail gives the numbers, and clears once the follower has caught up."""
+    server = start_server(store=redis_url)
+    server.quote(quote_id="q-0")
+    service = server.server.service
+    decision = service.store.find_decision("q-0")
+    assert decision is not None and health(server) == (SERVING, "")
+    others = RedisStore(redis_url)
+    try:
+        with caplog.at_level(logging.INFO, logger="server.health"):
+            with service._learn_lock:
+                for _ in range(BEHIND_ENTRIES + 1):  # late reports another replica logged
+                    others.append_log(decision, "late", 1.0, False, time.time())
+                wait_for(lambda: "behind" in health(server)[1], 2.0, "the detail says it is behind")
+                status, detail = health(server)
+                assert status == SERVING
+                assert f"behind the outcome log by {BEHIND_ENTRIES + 1} entries" in detail
+                bound = f"bound {BEHIND_ENTRIES} entries or 5 s"
+                assert f"applied entry 0 of {BEHIND_ENTRIES + 1}; {bound}" in detail
+                assert healthcheck(["--address", server.server.address]) == 0
+                assert capsys.readouterr().out.strip().endswith(f"SERVING ({detail})")
+            wait_for(lambda: health(server) == (SERVING, ""), 1.0, "caught up")
+    finally:
+        others.close()
+    said = [record.getMessage() for record in caplog.records]
+    assert any(line.startswith("this replica is behind the outcome log") for line in said), said
+    assert f"this replica caught up with the outcome log (applied entry {BEHIND_ENTRIES + 1} of " \
+           f"{BEHIND_ENTRIES + 1})" in said
+    assert service.last_applied == BEHIND_ENTRIES + 1
 
 
 def test_the_rollout_gate_refuses_to_switch_one_replica_of_several(start_server: Callable[..., ServerHandle],
