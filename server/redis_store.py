@@ -22,7 +22,7 @@ store logs a warning at start when Redis is not set to ``always``.
 
 Failures are named (``server/redis_faults.py``): unreachable, timeout, loading, out of memory,
 persistence failed, read-only; the client never retries by itself (a retried write could be
-doubled), ``check()`` pings and ``recover()`` tries a one-field write, so health follows Redis.
+doubled), ``check()`` and ``recover()`` try a one-field write, so health follows Redis.
 The decision is stored as the SQLite store stores it: the JSON of ``Decision.to_dict()``.
 """
 
@@ -481,14 +481,11 @@ class RedisStore:
 
     # -- health ------------------------------------------------------------------------------
     def check(self) -> StoreFailed | None:
-        """Why the store cannot be used now (the last call failed, or Redis does not answer a PING)."""
-        if self._fault is not None:
-            return self._fault
-        try:
-            self._io(self._client.ping)
-        except StoreFailed as failure:
-            return failure
-        return None
+        """Why the store cannot be used now: the last call failed, or the probe write does. A write,
+        not a PING: Redis answers PING while it refuses writes (out of memory, persistence failed,
+        read-only), and an idle replica must say so too. Every 0.25 s (the store watch), one small
+        append-only-file write per replica."""
+        return self._fault if self._fault is not None else self.recover()
 
     def recover(self) -> StoreFailed | None:
         """A one-field write: None once Redis takes writes again."""

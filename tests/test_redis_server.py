@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,17 +14,19 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.process import ServerProcess
 from bench.redis_process import RedisProcess
 from builders import quote_request
 from conftest import DEADLINE, ServerHandle, drive, make_config, series, wait_for
 from learner import StoreCorrupt
 from learner.errors import NotNow
+from pricing.v1 import pricing_pb2
 from server.app import build_server
 from server.config import parse_config
 from server.health import DETAIL_KEY
 from server.healthcheck import main as healthcheck
 from server.log_lag import BEHIND_ENTRIES
-from server.pseudonyms import KEY_FILENAME
+from server.pseudonyms import KEY_FILENAME, UserIdKey
 from server.redis_store import RedisStore
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
@@ -34,6 +37,10 @@ def health(handle: ServerHandle) -> tuple[int, str]:
     stub = health_pb2_grpc.HealthStub(handle.channel)
     answer, call = stub.Check.with_call(health_pb2.HealthCheckRequest(), timeout=DEADLINE)
     return answer.status, dict(call.initial_metadata())[DETAIL_KEY]
+
+
+def says(handle: ServerHandle, status: int) -> Callable[[], bool]:
+    return lambda: health(handle)[0] == status
 
 
 @pytest.mark.parametrize("value", ["mysql://db:3306/0", "redis://", "redis://host:port/0",
@@ -156,3 +163,71 @@ def test_a_redis_password_in_the_environment_stays_out_of_the_configs_repr() -> 
     config = parse_config([], environ={"PRICEBANDIT_STORE": "redis://:s3cret@127.0.0.1:6379/0"})
     assert config.store == "redis://:s3cret@127.0.0.1:6379/0"
     assert "s3cret" not in repr(config)
+
+
+PASSWORD = "pw-7f3a9c"
+
+
+def test_a_redis_with_a_password_serves_with_it_and_a_wrong_one_stops_the_start_without_saying_it(
+        tmp_path: Path, processes: list[ServerProcess]) -> None:
+    locked = RedisProcess(tmp_path / "redis", password=PASSWORD)
+    try:
+        key_file = tmp_path / "user-id.key"
+        UserIdKey.create(key_file)
+
+        def start(url: str, name: str) -> ServerProcess:
+            child = ServerProcess(tmp_path / name, "--user-id-key-file", str(key_file),
+                                  environ={"PRICEBANDIT_STORE": url})
+            processes.append(child)
+            return child
+
+        right = start(locked.url, "right")
+        assert drive(right.wait_until_serving(), 2, "pw") == "linucb:2"
+        right.process.send_signal(signal.SIGTERM)
+        code, log = right.finish()
+        assert code == 0 and PASSWORD not in log
+        assert f"state in redis://127.0.0.1:{locked.port}/0)" in log
+        for url in (locked.url.replace(PASSWORD, "wrong-pw"), locked.url.replace(f":{PASSWORD}@", "")):
+            code, log = start(url, "wrong").finish()
+            assert code == 2, log
+            (line,) = [line for line in log.splitlines() if "cannot start" in line]
+            assert "the state store failed: auth (" in line and "give its password (requirepass)" in line
+            assert PASSWORD not in log and "wrong-pw" not in log
+        store = RedisStore(locked.url)
+        try:
+            assert PASSWORD not in repr(store) + repr(store.__dict__) + store.where
+        finally:
+            store.close()
+    finally:
+        locked.stop()
+
+
+def test_redis_out_of_memory_is_said_by_an_idle_replica_too_and_it_serves_again_by_itself(
+        own_redis: RedisProcess, start_server: Callable[..., ServerHandle]) -> None:
+    """``maxmemory`` reached with ``noeviction``: Redis answers PING but refuses every write."""
+    first = start_server(store=own_redis.url)
+    idle = start_server(store=own_redis.url, user_id_key_file=first.config.data_dir / KEY_FILENAME)
+    first.quote(quote_id="q-before")
+    admin = own_redis.client()
+    try:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")  # far below what it holds: full
+        full = time.monotonic()
+        for replica in (idle, first):  # neither is asked anything
+            wait_for(says(replica, NOT_SERVING), 1.0, "NOT_SERVING")
+            assert "the state store failed: out of memory" in health(replica)[1]
+        waited = time.monotonic() - full
+        with pytest.raises(grpc.RpcError) as refused:
+            first.quote(quote_id="q-full")
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "out of memory" in refused.value.details() and "maxmemory" in refused.value.details()
+        assert first.server.service.store.find_decision("q-full") is None  # nothing half-written
+        admin.config_set("maxmemory", "0")
+        for replica in (first, idle):
+            wait_for(says(replica, SERVING), 2.0, "SERVING again")
+            assert health(replica) == (SERVING, "")
+    finally:
+        admin.close()
+    assert waited < 1.0
+    assert idle.reward("q-before", True).status == pricing_pb2.RewardResponse.LEARNED
+    wait_for(lambda: first.server.service.last_applied == 1, 2.0, "the other replica learned it")
