@@ -94,6 +94,14 @@ class QuoteIdTaken(StoreError):
     """A pending or logged quote already has this id (two requests raced with one caller id)."""
 
 
+class LogMoved(StoreError):
+    """An entry meant to follow log entry ``expected`` was not written: the log is at ``found`` now."""
+
+    def __init__(self, expected: int, found: int) -> None:
+        super().__init__(f"the log moved on from entry {expected} to {found}")
+        self.expected, self.found = expected, found
+
+
 class AlreadyClosed(StoreError):
     """The quote is no longer pending: another thread (a retry, the sweeper) closed it first."""
 

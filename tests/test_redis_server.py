@@ -19,7 +19,6 @@ from bench.redis_process import RedisProcess
 from builders import quote_request
 from conftest import DEADLINE, ServerHandle, drive, make_config, series, wait_for
 from learner import StoreCorrupt
-from learner.errors import NotNow
 from pricing.v1 import pricing_pb2
 from server.app import build_server
 from server.config import parse_config
@@ -146,17 +145,6 @@ def test_health_says_when_a_replica_falls_behind_the_log_and_when_it_caught_up(
     assert f"this replica caught up with the outcome log (applied entry {BEHIND_ENTRIES + 1} of " \
            f"{BEHIND_ENTRIES + 1})" in said
     assert service.last_applied == BEHIND_ENTRIES + 1
-
-
-def test_the_rollout_gate_refuses_to_switch_one_replica_of_several(start_server: Callable[..., ServerHandle],
-                                                                   redis_url: str) -> None:
-    server = start_server(store=redis_url, mode="shadow")
-    service = server.server.service
-    with pytest.raises(NotNow, match="shared by replicas"):
-        service.adopt(service.pricer.with_config(service.pricer.config), "{}")
-    with pytest.raises(NotNow, match="shared by replicas"):
-        service.go_online("{}")
-    assert service.mode == "shadow" and server.server.service.store.adopted() is None
 
 
 def test_a_redis_password_in_the_environment_stays_out_of_the_configs_repr() -> None:
