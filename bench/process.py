@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 SERVING = re.compile(r"serving pricing\.v1 on (\S+) \(metrics on \S+:(\d+)")
@@ -40,12 +41,13 @@ class ServerProcess:
     A thread reads the child's log all along, so a chatty server never blocks on a full pipe.
     """
 
-    def __init__(self, data_dir: Path, *extra: str) -> None:
-        """Start the server on free ports with its state in ``data_dir``; ``extra`` are more flags."""
+    def __init__(self, data_dir: Path, *extra: str, environ: Mapping[str, str] | None = None) -> None:
+        """Start the server on free ports with its state in ``data_dir``; ``extra`` are more flags,
+        ``environ`` more variables (``PRICEBANDIT_*``)."""
         command = [sys.executable, "-m", "server.cli", "--port", "0", "--metrics-port", "0",
                    "--data-dir", str(data_dir), "--sweep-interval-seconds", "0.05", *extra]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env={**os.environ, **(environ or {}), "PYTHONUNBUFFERED": "1"})
         self.log: list[str] = []
         self.address = ""
         self.metrics_port = 0

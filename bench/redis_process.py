@@ -20,10 +20,11 @@ class RedisProcess:
     """``redis-server`` with its data in ``folder``; ``kill()`` and ``start()`` again keep the data
     (the append-only file), as a crash and restart of Redis would."""
 
-    def __init__(self, folder: Path, *, fsync: str = "always") -> None:
+    def __init__(self, folder: Path, *, fsync: str = "always", password: str = "") -> None:
+        """``password``: started with ``requirepass`` (then ``url`` carries it)."""
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
-        self.folder, self.fsync = folder, fsync
+        self.folder, self.fsync, self.password = folder, fsync, password
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -31,15 +32,17 @@ class RedisProcess:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{f':{self.password}@' if self.password else ''}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         """Start (again) on the same port and folder; returns once it answers PING."""
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
                    "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "",
                    "--daemonize", "no", "--logfile", str(self.folder / "redis.log")]
+        if self.password:
+            command += ["--requirepass", self.password]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1.0, socket_connect_timeout=1.0)
+        client = self.client()
         deadline = time.monotonic() + START_SECONDS
         try:
             while True:
@@ -53,6 +56,11 @@ class RedisProcess:
                 time.sleep(0.02)
         finally:
             client.close()
+
+    def client(self) -> redis.Redis:
+        """A plain client of this Redis (for a test to change its settings, as an operator would)."""
+        return redis.Redis(port=self.port, password=self.password or None, socket_timeout=1.0,
+                           socket_connect_timeout=1.0)
 
     def log(self) -> str:
         path = self.folder / "redis.log"

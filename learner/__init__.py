@@ -9,6 +9,7 @@ from learner.errors import (
     ConflictingReport,
     DataDirInUse,
     InvalidInput,
+    LogMoved,
     PricingError,
     QuoteIdTaken,
     SnapshotError,
@@ -27,7 +28,7 @@ from learner.types import MODES, ONLINE, SHADOW, ArmView, Decision, Product, Quo
 __all__ = [
     "DEFAULT_ALPHAS", "DEFAULT_CONTEXT_FEATURES", "MODES", "ONLINE", "POLICIES", "SHADOW", "AlreadyClosed",
     "ArmView", "Choice", "ConflictingReport", "DataDirInUse", "Decision", "FeatureBuilder", "InvalidInput",
-    "Policy", "PriceGrid", "Pricer", "PricerConfig", "PricingError", "Product", "QuoteIdTaken",
+    "LogMoved", "Policy", "PriceGrid", "Pricer", "PricerConfig", "PricingError", "Product", "QuoteIdTaken",
     "QuoteRequest", "ReportStatus", "RewardWindow", "Settlement", "SnapshotError", "StoreCorrupt",
     "StoreError", "StoreFailed", "Unavailable", "UnknownQuote", "build_pricer", "fingerprint", "judge_repeat",
     "make_policy", "reward_of",

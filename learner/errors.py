@@ -18,8 +18,10 @@ to do (exit 2), or are answers between the store and the service that never reac
      │    ├── StoreCorrupt           the state file is damaged: restore it     -> DATA_LOSS
      │    ├── DataDirInUse           another server owns the data dir (start refused)
      │    ├── QuoteIdTaken           a concurrent request took this quote id (the service re-reads)
-     │    └── AlreadyClosed          a quote closed by another thread first (the service answers
+     │    ├── AlreadyClosed          a quote closed by another thread first (the service answers
      │                               as for a repeated report)
+     │    └── LogMoved               a switch meant to follow an entry that is no longer the last
+     │                               (the service catches its successor up and tries again)
      ├── DeadlinePassed              the caller's deadline passed before the   -> DEADLINE_EXCEEDED
      │                               work was stored or learned (nothing was)
      ├── RequestNotReceived          the request message never arrived (gRPC   -> RESOURCE_EXHAUSTED
@@ -92,6 +94,14 @@ class DataDirInUse(StoreError):
 
 class QuoteIdTaken(StoreError):
     """A pending or logged quote already has this id (two requests raced with one caller id)."""
+
+
+class LogMoved(StoreError):
+    """An entry meant to follow log entry ``expected`` was not written: the log is at ``found`` now."""
+
+    def __init__(self, expected: int, found: int) -> None:
+        super().__init__(f"the log moved on from entry {expected} to {found}")
+        self.expected, self.found = expected, found
 
 
 class AlreadyClosed(StoreError):

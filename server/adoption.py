@@ -31,9 +31,14 @@ class Adoption:
     requested_by: str
     adopted_at: float
 
+    @property
+    def flags(self) -> str:
+        """The learner settings that differ from the defaults, as server flags ("" for none)."""
+        return shlex.join(pricer_flags(self.pricer))
+
     def to_json(self) -> str:
-        return json.dumps({"flags": shlex.join(pricer_flags(self.pricer)), "mode": self.mode,
-                           "requested_by": self.requested_by, "adopted_at": self.adopted_at})
+        return json.dumps({"flags": self.flags, "mode": self.mode, "requested_by": self.requested_by,
+                           "adopted_at": self.adopted_at})
 
     @staticmethod
     def from_json(text: str) -> Adoption:

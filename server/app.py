@@ -13,7 +13,7 @@ from importlib import metadata
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
@@ -26,6 +26,8 @@ from server.auth import BearerTokenInterceptor, operator_interceptor, read_token
 from server.config import ServerConfig
 from server.edge import add_pricing_service, add_service
 from server.gate import RolloutGate
+from server.health import ServerHealth
+from server.log_lag import LagWatch
 from server.logs import RequestIdInterceptor
 from server.metrics import Metrics, MetricsInterceptor, create_metrics
 from server.operator import OPERATOR_SERVICE, OperatorServicer
@@ -61,17 +63,19 @@ class RunningServer:
     metrics_port: int
     service: PricingService
     metrics: Metrics
-    health: health.HealthServicer
+    health: ServerHealth
     _metrics_http: object
     _housekeeper: threading.Thread
     _stopping: threading.Event
     _admission: AdmissionInterceptor
     _follower: threading.Thread | None = None
     """On a shared store: the thread that learns the other replicas' outcomes (``_follow_log``)."""
+    _lag_watch: LagWatch | None = None
+    """On a shared store: how far this replica trails the log, for health's detail."""
     _watch: StoreWatch = field(init=False)
 
     def __post_init__(self) -> None:
-        self._watch = StoreWatch(self.service.store, self._store_changed)
+        self._watch = StoreWatch(self.service.store, self.health.store)
 
     @property
     def address(self) -> str:
@@ -83,27 +87,15 @@ class RunningServer:
         store = self.service.store
         return store.where if isinstance(store, RedisStore) else str(self.config.data_dir)
 
-    def _set_health(self, status: int) -> None:
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, status)
-
-    def _store_changed(self, fault: StoreFailed | None) -> None:
-        """Health is SERVING only while the store works (the store watch calls this on a change)."""
-        if fault is not None:
-            log.error("%s; health NOT_SERVING until it works again", fault)
-            self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        elif self.service.ready:
-            log.info("the state store works again; health SERVING")
-            self._set_health(health_pb2.HealthCheckResponse.SERVING)
-
     def load(self) -> None:
         """Recover state (health NOT_SERVING meanwhile), then serve."""
         self.service.recover()
         self._housekeeper.start()
-        if self._follower is not None:
-            self._follower.start()
+        for thread in (self._follower, self._lag_watch):
+            if thread is not None:
+                thread.start()
         self._watch.start()
-        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.health.loaded()
 
     def stop(self) -> None:
         """Health NOT_SERVING, drain in-flight RPCs, stop housekeeping, write a final snapshot.
@@ -111,7 +103,9 @@ class RunningServer:
         Raises StoreFailed, once everything is closed, if the final expiry or snapshot failed.
         """
         self._watch.stop()
-        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._lag_watch is not None:
+            self._lag_watch.stop()
+        self.health.stopping()
         self.service.stop_serving()
         self.server.stop(self.config.shutdown_grace_seconds).wait()
         self._admission.close()
@@ -281,10 +275,8 @@ def build_server(config: ServerConfig) -> RunningServer:
     add_pricing_service(PricingServicer(service, reader), server, metrics.undecodable_requests)
     add_service(OperatorServicer(RolloutGate(service, config.value_model)), server,
                 metrics.undecodable_requests, OPERATOR_SERVICE)
-    health_servicer = health.HealthServicer()
+    health_servicer = ServerHealth(("", SERVICE_NAME))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
         (SERVICE_NAME, OPERATOR_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
@@ -300,12 +292,14 @@ def build_server(config: ServerConfig) -> RunningServer:
         target=_housekeeping, args=(service, config.sweep_interval_seconds, stopping),
         name="housekeeping", daemon=True,
     )
-    follower = None
+    follower = lag_watch = None
     if isinstance(store, RedisStore):
         follower = threading.Thread(target=_follow_log, args=(service, store, stopping),
                                     name="log-follower", daemon=True)
+        lag_watch = LagWatch(store, lambda: service.last_applied, health_servicer.lag)
     return RunningServer(
         config=config, server=server, port=port, metrics_port=metrics_http.server_address[1],
         service=service, metrics=metrics, health=health_servicer, _metrics_http=metrics_http,
         _housekeeper=housekeeper, _stopping=stopping, _admission=admission, _follower=follower,
+        _lag_watch=lag_watch,
     )

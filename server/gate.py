@@ -5,9 +5,11 @@ The candidate is the running learner configuration with the flags given changed.
 through the last N entries of the decision log by ``evaluation.replay`` (progressive: each scored
 before it learns a decision, as VW's ``--explore_eval``), doubly robust, with 95% intervals. A switch
 is accepted only when the candidate's lower bound is above the running configuration's estimate;
-then a fresh Pricer of the candidate learns the whole log (what a restart would rebuild) and replaces
-the running one (``PricingService.adopt``), with its snapshot and the adopted configuration
-(``server/adoption.py``) committed in one transaction. A refused switch changes nothing.
+then a fresh Pricer of the candidate learns the whole log (what a restart would rebuild), and the
+switch (the adopted configuration, ``server/adoption.py``, with that Pricer's snapshot) is appended
+to the outcome log (``PricingService.switch``): every replica applies it at that position, so all
+switch at one point and keep one model; the answer comes once this replica has. A refused switch
+changes nothing and appends nothing.
 
 What cannot change live: the feature layout (``--context-features``, ``--category-buckets``,
 ``--protected-features``, ``--unknown-context``: the log's decisions and the request reader are
@@ -114,16 +116,18 @@ class RolloutGate:
             service = self._service
             successor = service.pricer.with_config(numbers.candidate_config)
             record = Adoption(numbers.candidate_config, service.mode, requested_by, time.time())
-            service.adopt(successor, record.to_json())
+            seq = service.switch(record, successor)
             return self._finish("accepted", numbers, requested_by, flags,
-                                f"{numbers.comparison()}; it now serves")
+                                f"{numbers.comparison()}; it now serves, from log entry {seq} on every "
+                                "replica")
 
     def go_online(self, requested_by: str) -> GateReport:
         with self._lock:
             service = self._service
-            service.go_online(Adoption(service.pricer.config, ONLINE, requested_by, time.time()).to_json())
+            seq = service.go_online(Adoption(service.pricer.config, ONLINE, requested_by, time.time()))
             return self._finish("accepted", None, requested_by, "",
-                                "shadow mode ended: the policy's prices are answered from now on")
+                                f"shadow mode ended at log entry {seq}: the policy's prices are answered "
+                                "from now on, on every replica")
 
     def _candidate(self, flags: str) -> PricerConfig:
         running = self._service.pricer.config

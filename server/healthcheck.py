@@ -1,6 +1,8 @@
 """``pricebandit-healthcheck``: exit 0 when the server's gRPC health service says SERVING.
 
-Used by the Docker HEALTHCHECK and by ops (``pricebandit-healthcheck --port 50051``).
+Used by the Docker HEALTHCHECK and by ops (``pricebandit-healthcheck --port 50051``). It prints the
+status and, when there is one, the server's detail (``server/health.py``): why it is not serving, or
+that a replica is behind the outcome log.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from learner import cliargs
+from server.health import DETAIL_KEY
 
 DEFAULT_PORT = 50051
 
@@ -57,14 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         channel = grpc.insecure_channel(args.address)
     try:
         with channel:
-            answer = health_pb2_grpc.HealthStub(channel).Check(
+            answer, call = health_pb2_grpc.HealthStub(channel).Check.with_call(
                 health_pb2.HealthCheckRequest(service="pricing.v1.PricingService"), timeout=args.timeout
             )
+            detail = dict(call.initial_metadata() or ()).get(DETAIL_KEY, "")
     except grpc.RpcError as error:
         print(f"{args.address}: {error.code().name} {error.details()}", file=sys.stderr)
         return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
-    print(f"{args.address}: {status}")
+    print(f"{args.address}: {status}" + (f" ({detail})" if detail else ""))
     return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 

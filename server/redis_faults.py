@@ -15,7 +15,8 @@ _HINTS = {
     "persistence failed": "redis-server at {url} cannot write its append-only file or snapshot "
                           "(disk full or not writable): see its log",
     "read-only": "{url} is a read-only Redis replica: point --store at the primary",
-    "auth": "give the password in the URL (redis://:password@host:port/db)",
+    "auth": "redis-server at {url} refused this client: give its password (requirepass) in the URL, "
+            "redis://:password@host:port/db, best as PRICEBANDIT_STORE",
     "store error": "see the server log and the Redis log",
 }
 

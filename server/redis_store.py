@@ -22,7 +22,7 @@ store logs a warning at start when Redis is not set to ``always``.
 
 Failures are named (``server/redis_faults.py``): unreachable, timeout, loading, out of memory,
 persistence failed, read-only; the client never retries by itself (a retried write could be
-doubled), ``check()`` pings and ``recover()`` tries a one-field write, so health follows Redis.
+doubled), ``check()`` and ``recover()`` try a one-field write, so health follows Redis.
 The decision is stored as the SQLite store stores it: the JSON of ``Decision.to_dict()``.
 """
 
@@ -44,6 +44,7 @@ from redis.retry import Retry
 from learner import (
     AlreadyClosed,
     Decision,
+    LogMoved,
     QuoteIdTaken,
     Settlement,
     StoreCorrupt,
@@ -61,6 +62,8 @@ from server.store import (
     LogEntry,
     RecentQuote,
     StoredSnapshot,
+    Switch,
+    SwitchEntry,
     recent_quotes_key,
 )
 
@@ -152,6 +155,36 @@ then the users' states). With an empty decision it closes the pending quote, mov
 decision: 0 if it is not pending (nothing written). Returns the entry's seq. The DSJSON line is made
 from the entry when the log is exported (``server.decision_log.dsjson_lines``), not stored."""
 
+_SWITCH = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if last ~= tonumber(ARGV[1]) then return -last end
+local seq = last + 1
+redis.call('SET', KEYS[1], seq)
+redis.call('XADD', KEYS[2], '0-' .. seq, 'kind', 'switch', 'closed_at', ARGV[2], 'record', ARGV[3],
+           'snapshot', ARGV[4], 'learner', ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[6], ARGV[3], 'learner', ARGV[5])
+if ARGV[4] ~= '' then
+  redis.call('LPUSH', KEYS[4], ARGV[7])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
+  redis.call('HSET', KEYS[3], 'switched_at', seq)
+end
+return seq
+"""
+"""Append a switch as the entry after ARGV[1] (KEYS: seq, log, meta, snapshots; ARGV: after, at,
+record, snapshot or '', learner settings, the adopted record's field, the packed snapshot, snapshots
+kept): the record and the learner settings replace the stored ones and a new learner's snapshot
+becomes the latest, in the one script. Returns the switch's seq, or minus the log's last seq when
+that is not ARGV[1] (nothing written)."""
+
+_SNAPSHOT = """
+if tonumber(ARGV[1]) < tonumber(redis.call('HGET', KEYS[2], 'switched_at') or '0') then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[2])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+return 1
+"""
+"""Push a snapshot (KEYS: snapshots, meta; ARGV: its last_seq, packed, snapshots kept) unless it is
+from before the last switch of the learner: another replica's model of the old configuration."""
+
 _STATES = """
 for i = 1, #KEYS do
   redis.call('HSET', KEYS[i], 'model_version', ARGV[1], 'updated_at', ARGV[2], 'state', ARGV[i + 2])
@@ -205,6 +238,8 @@ class RedisStore:
         self._write_states_script = self._client.register_script(_STATES)
         self._claim = self._client.register_script(_CLAIM)
         self._forget = self._client.register_script(_FORGET)
+        self._switch = self._client.register_script(_SWITCH)
+        self._snapshot = self._client.register_script(_SNAPSHOT)
         self._fault: StoreFailed | None = None
         try:
             self._check_schema_version()
@@ -409,10 +444,20 @@ class RedisStore:
 
     def _entry(self, seq: int) -> LogEntry | None:
         found = self._io(lambda: self._client.xrange(key("log"), f"0-{seq}", f"0-{seq}"))
-        return _log_entry(*found[0]) if found else None
+        entry = _log_entry(*found[0]) if found else None
+        return entry if isinstance(entry, LogEntry) else None
+
+    def logged_at(self, seq: int) -> float | None:
+        """When log entry ``seq`` was logged (its ``closed_at``); None if there is none."""
+        found = self._io(lambda: self._client.xrange(key("log"), f"0-{seq}", f"0-{seq}"))
+        return float(found[0][1][b"closed_at"]) if found else None
 
     def log_after(self, seq: int) -> Iterator[LogEntry]:
-        """Log entries after ``seq`` in order, read in pages."""
+        """The outcomes after ``seq`` in order (the switches between them left out)."""
+        return (entry for entry in self.entries_after(seq) if isinstance(entry, LogEntry))
+
+    def entries_after(self, seq: int) -> Iterator[LogEntry | SwitchEntry]:
+        """The outcomes and switches after ``seq`` in order, read in pages."""
         while True:
             page = self._io(partial(self._client.xrange, key("log"), f"(0-{seq}", "+", count=LOG_PAGE))
             if not page:
@@ -421,6 +466,22 @@ class RedisStore:
                 entry = _log_entry(entry_id, fields)
                 yield entry
                 seq = entry.seq
+
+    def append_switch(self, switch: Switch, after: int, after_commit: AfterCommit | None = None) -> int:
+        """Append ``switch`` as the entry after ``after``, in one script with the adopted record, the
+        learner settings every replica is checked by, and (a new learner) its snapshot as the latest;
+        LogMoved, writing nothing, if another entry came after ``after`` first."""
+        blob = switch.snapshot or b""
+        packed = _SNAPSHOT_HEADER.pack(after + 1, switch.at) + blob if switch.snapshot is not None else b""
+        seq = int(self._io(lambda: self._switch(
+            keys=[key("seq"), key("log"), key("meta"), key("snapshots")],
+            args=[after, _number(switch.at), switch.record, blob, json.dumps(switch.learner, sort_keys=True),
+                  ADOPTED_KEY, packed, SNAPSHOTS_KEPT])))
+        if seq <= 0:
+            raise LogMoved(after, -seq)
+        if after_commit is not None:
+            after_commit(seq)
+        return seq
 
     def wait_for_log(self, seq: int, seconds: float) -> bool:
         """Wait up to ``seconds`` for an entry after ``seq``; whether there is one."""
@@ -432,26 +493,13 @@ class RedisStore:
         return int(self._io(lambda: self._client.get(key("seq"))) or 0)
 
     # -- snapshots ---------------------------------------------------------------------------
-    def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> None:
-        """Store a snapshot of the learner after log entry ``last_seq``; keep the newest few."""
-        self._io(lambda: self._push_snapshot(self._client.pipeline(transaction=True),
-                                             StoredSnapshot(blob, last_seq, created_at)).execute())
-
-    @staticmethod
-    def _push_snapshot(pipe: Any, snapshot: StoredSnapshot) -> Any:
-        packed = _SNAPSHOT_HEADER.pack(snapshot.last_seq, snapshot.created_at) + snapshot.blob
-        return pipe.lpush(key("snapshots"), packed).ltrim(key("snapshots"), 0, SNAPSHOTS_KEPT - 1)
-
-    def adopt(self, record: str, snapshot: StoredSnapshot | None) -> None:
-        """Keep the adopted configuration with its snapshot (if any) in one MULTI/EXEC."""
-        def write() -> None:
-            with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(key("meta"), ADOPTED_KEY, record)
-                if snapshot is not None:
-                    self._push_snapshot(pipe, snapshot)
-                pipe.execute()
-
-        self._io(write)
+    def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> bool:
+        """Store a snapshot of the learner after log entry ``last_seq``; keep the newest few. False
+        (nothing stored) for a snapshot from before the last switch of the learner: it is of the old
+        configuration (a replica that has not reached the switch yet)."""
+        packed = _SNAPSHOT_HEADER.pack(last_seq, created_at) + blob
+        return bool(self._io(lambda: self._snapshot(keys=[key("snapshots"), key("meta")],
+                                                    args=[last_seq, packed, SNAPSHOTS_KEPT])))
 
     def adopted(self) -> str | None:
         return _text(self._io(lambda: self._client.hget(key("meta"), ADOPTED_KEY)))
@@ -476,14 +524,11 @@ class RedisStore:
 
     # -- health ------------------------------------------------------------------------------
     def check(self) -> StoreFailed | None:
-        """Why the store cannot be used now (the last call failed, or Redis does not answer a PING)."""
-        if self._fault is not None:
-            return self._fault
-        try:
-            self._io(self._client.ping)
-        except StoreFailed as failure:
-            return failure
-        return None
+        """Why the store cannot be used now: the last call failed, or the probe write does. A write,
+        not a PING: Redis answers PING while it refuses writes (out of memory, persistence failed,
+        read-only), and an idle replica must say so too. Every 0.25 s (the store watch), one small
+        append-only-file write per replica."""
+        return self._fault if self._fault is not None else self.recover()
 
     def recover(self) -> StoreFailed | None:
         """A one-field write: None once Redis takes writes again."""
@@ -504,7 +549,11 @@ def _decision(text: bytes, where: str) -> Decision:
         raise StoreCorrupt(f"{where} is unreadable ({exc}): the Redis store is damaged") from None
 
 
-def _log_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LogEntry:
+def _log_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LogEntry | SwitchEntry:
     seq = int(entry_id.split(b"-")[1])
+    if fields[b"kind"] == b"switch":
+        snapshot = fields[b"snapshot"]
+        return SwitchEntry(seq, Switch(fields[b"record"].decode(), snapshot or None,
+                                       json.loads(fields[b"learner"]), float(fields[b"closed_at"])))
     return LogEntry(seq, _decision(fields[b"decision"], f"log entry {seq}"), fields[b"kind"].decode(),
                     float(fields[b"reward"]), fields[b"learned"] == b"1")

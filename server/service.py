@@ -34,6 +34,7 @@ from learner import (
     ConflictingReport,
     Decision,
     InvalidInput,
+    LogMoved,
     Pricer,
     QuoteIdTaken,
     QuoteRequest,
@@ -49,8 +50,9 @@ from learner.arms import PriceBounds
 from learner.errors import DeadlinePassed, NotNow
 from learner.stability import StableWindow
 from learner.value import BehaviorEvent, Observation
+from server.adoption import Adoption
 from server.metrics import Metrics
-from server.store import AfterCommit, LogEntry, Store, StoredSnapshot
+from server.store import AfterCommit, LogEntry, Store, Switch, SwitchEntry
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ OBSERVE_BATCH = 500
 """Events of an Observe stream applied (and committed in one transaction) at a time."""
 FOLLOW_PAGE = 1000
 """Log entries read at a time while following the log (then learned under the learn lock)."""
+SWITCH_ATTEMPTS = 50
+"""A switch whose successor had to catch up with this many newer entries in a row is refused: the
+log grows faster than it can follow (retry when traffic is lower)."""
 T = TypeVar("T")
 TimeLeft = Callable[[], float]
 """Seconds until the caller's deadline (gRPC's ``context.time_remaining``)."""
@@ -117,8 +122,6 @@ class PricingService:
         self._has_snapshot = False
         self.stable = StableWindow(pricer.config.stable_price_seconds)
         self._write_seconds = 0.0  # moving average; races between threads only blur it
-        self._tap: list[tuple[Decision, float]] | None = None
-        """While the rollout gate trains a successor Pricer: the outcomes learned meanwhile."""
 
     # -- life cycle --------------------------------------------------------------------------
     def recover(self) -> int:
@@ -153,7 +156,7 @@ class PricingService:
         """
         learned = 0
         while True:
-            page = list(islice(self.store.log_after(self._last_seq), FOLLOW_PAGE))
+            page = list(islice(self.store.entries_after(self._last_seq), FOLLOW_PAGE))
             if not page:
                 return learned
             with self._learn_lock:
@@ -161,16 +164,18 @@ class PricingService:
                     if entry.seq > self._last_seq:
                         learned += self._apply(entry)
 
-    def _apply(self, entry: LogEntry) -> bool:
+    def _apply(self, entry: LogEntry | SwitchEntry) -> bool:
         """The one settlement rule, for live learning, replay and replicas alike: a log entry is
         learned if it was learned when logged and the running Pricer's grid can take it (a quote
-        priced on another grid, before the rollout gate switched, may not). The caller holds the
-        learn lock; a log written under other settings raises SnapshotError (it stops a start)."""
+        priced on another grid, before the rollout gate switched, may not); a switch entry changes
+        the configuration here (``_switch``). The caller holds the learn lock; a log written under
+        other settings raises SnapshotError (it stops a start)."""
         self._last_seq = entry.seq
+        if isinstance(entry, SwitchEntry):
+            self._switch(entry)
+            return False
         if not entry.learned:
             return False
-        if self._tap is not None:
-            self._tap.append((entry.decision, entry.reward))
         if not self.pricer.learnable(entry.decision):
             return False
         expected = self.pricer.features.names
@@ -183,7 +188,26 @@ class PricingService:
         self.pricer.update(entry.decision, entry.reward)
         return True
 
+    def _switch(self, entry: SwitchEntry) -> None:
+        """Apply a configuration switch at its log position: the adopted mode and, when the learner
+        changed, a Pricer of the adopted configuration holding the switch's snapshot (the successor
+        that learned every outcome before it). The same on every replica, in replay and on the
+        replica that asked, so all hold one model after it. The caller holds the learn lock."""
+        adoption = Adoption.from_json(entry.switch.record)
+        if entry.switch.snapshot is not None:
+            successor = self.pricer.with_config(adoption.pricer)
+            successor.restore(entry.switch.snapshot)
+            self.pricer = successor
+            self._snapshot_seq, self._snapshot_time, self._has_snapshot = entry.seq, entry.switch.at, True
+        self.mode = adoption.mode
+        log.info("configuration switch at log entry %d (asked by %s): now %s, mode %s, model %s", entry.seq,
+                 adoption.requested_by, adoption.flags or "defaults", self.mode, self.pricer.model_version)
+
     def _learner(self, decision: Decision, kind: str, reward: float, learned: bool) -> AfterCommit | None:
+        """The after-commit step of a new outcome entry (``_applier``)."""
+        return self._applier(lambda seq: LogEntry(seq, decision, kind, reward, learned))
+
+    def _applier(self, entry: Callable[[int], LogEntry | SwitchEntry]) -> AfterCommit | None:
         """The after-commit step of a new log entry: on a log of this process's own, the store runs
         it in log order and it applies the entry; a shared log has other writers, so it is learned by
         following it (``_follow_own``) instead, never here too."""
@@ -192,7 +216,7 @@ class PricingService:
 
         def apply(seq: int) -> None:
             with self._learn_lock:
-                self._apply(LogEntry(seq, decision, kind, reward, learned))
+                self._apply(entry(seq))
 
         return apply
 
@@ -417,63 +441,64 @@ class PricingService:
         return total
 
     # -- the rollout gate ----------------------------------------------------------------------
-    def adopt(self, successor: Pricer, record: str) -> None:
-        """Replace the running Pricer by ``successor`` (fresh, of the adopted configuration), which
-        then holds what a restart with that configuration would: every learned log entry its grid
-        can take, in log order.
+    def switch(self, record: Adoption, successor: Pricer | None) -> int:
+        """Switch to the configuration of ``record`` (``server/adoption.py``) by appending it to the
+        log, where every replica, a replay and this process apply it at one position (``_switch``);
+        returns once this process has applied it, with its log position.
 
-        It learns the log up to the last learned entry outside the learn lock (a store read must not
-        wait under it), taps the outcomes learned meanwhile, catches up on them under the lock, and
-        commits its snapshot with ``record`` (``server/adoption.py``) in one transaction before it
-        serves. A failure anywhere leaves the running Pricer and the state file as they were.
+        ``successor`` (fresh, of the adopted configuration; None when only the mode changes) learns
+        every learned outcome of the log its grid can take, as a restart with that configuration
+        would; its snapshot goes into the switch, which must follow the last entry it learned: when
+        other entries came first, it learns those too and tries again. A failure, or another switch
+        landing meanwhile, leaves everything as it was (nothing is appended).
         """
-        self._require_own_store("switch configurations")
-        with self._snapshot_lock:  # no snapshot of the old Pricer may follow the new one's
-            with self._learn_lock:
-                upto, self._tap = self._last_seq, []
-            try:
-                for entry in self.store.log_after(0):
-                    if entry.seq > upto:
-                        break
-                    if entry.learned and successor.learnable(entry.decision):
-                        successor.update(entry.decision, entry.reward)
-                with self._learn_lock:
-                    self._catch_up(successor)
-                    snapshot = StoredSnapshot(successor.snapshot(), self._last_seq, self.clock())
-                self._write(lambda: self.store.adopt(record, snapshot), "snapshot")
-                with self._learn_lock:
-                    self._catch_up(successor)
-                    self.pricer = successor
-            finally:
-                with self._learn_lock:
-                    self._tap = None
-            self._snapshot_seq, self._snapshot_time = snapshot.last_seq, snapshot.created_at
-            self._has_snapshot = True
-        self.metrics.snapshots.inc()
-        self.metrics.snapshot_timestamp.set(snapshot.created_at)
+        begun = self._last_seq
+        with self._snapshot_lock:  # no snapshot of the old Pricer may follow the switch's own
+            upto = self._teach(successor, 0, begun) if successor is not None else self.store.last_seq()
+            for _ in range(SWITCH_ATTEMPTS):
+                learner = (successor or self.pricer).config.decision_config()
+                switch = Switch(record.to_json(), successor.snapshot() if successor is not None else None,
+                                learner, self.clock())
+                try:
+                    seq = self._append_switch(switch, upto)
+                except LogMoved as moved:
+                    upto = self._teach(successor, upto, begun) if successor is not None else moved.found
+                    continue
+                self._follow_own()
+                break
+            else:
+                raise Unavailable(f"the outcome log grew faster than the switch could follow it "
+                                  f"({SWITCH_ATTEMPTS} attempts); retry when traffic is lower")
+        if switch.snapshot is not None:
+            self.metrics.snapshots.inc()
+            self.metrics.snapshot_timestamp.set(switch.at)
+        return seq
 
-    def _require_own_store(self, work: str) -> None:
-        """The rollout gate changes the one server it is sent to: on a store shared by replicas the
-        others would go on with the old configuration and write its snapshots over the new one's."""
-        if self.store.shared_log:
-            raise NotNow(f"the rollout gate cannot {work} on a store shared by replicas (--store redis://…) "
-                         "yet: the other replicas would keep the old configuration")
+    def _append_switch(self, switch: Switch, after: int) -> int:
+        """Append ``switch`` after entry ``after``; on a log of this process's own it is applied in
+        the store's after-commit step, as an outcome is."""
+        apply = self._applier(lambda seq: SwitchEntry(seq, switch))
+        return self._write(lambda: self.store.append_switch(switch, after, after_commit=apply), "snapshot")
 
-    def _catch_up(self, successor: Pricer) -> None:
-        """Teach ``successor`` the tapped outcomes; the caller holds the learn lock."""
-        assert self._tap is not None
-        for decision, reward in self._tap:
-            if successor.learnable(decision):
-                successor.update(decision, reward)
-        self._tap.clear()
+    def _teach(self, successor: Pricer, after: int, begun: int) -> int:
+        """Teach ``successor`` the learned outcomes after entry ``after`` that its grid can take, in
+        log order; returns the last entry read. NotNow when a switch after ``begun`` is among them
+        (another switch landed while this one was prepared: evaluate the candidate again)."""
+        for entry in self.store.entries_after(after):
+            if isinstance(entry, SwitchEntry):
+                if entry.seq > begun:
+                    raise NotNow(f"another configuration switch landed (log entry {entry.seq}) while this "
+                                 "one was prepared; evaluate the candidate again")
+            elif entry.learned and successor.learnable(entry.decision):
+                successor.update(entry.decision, entry.reward)
+            after = entry.seq
+        return after
 
-    def go_online(self, record: str) -> None:
-        """End shadow mode: the policy's prices from the next quote on, the mode kept in ``record``."""
+    def go_online(self, record: Adoption) -> int:
+        """End shadow mode on every replica: the policy's prices from the switch's log position on."""
         if self.mode != SHADOW:
             raise NotNow(f"mode: the server is already {self.mode}; only a shadow server switches online")
-        self._require_own_store("switch online")
-        self._write(lambda: self.store.adopt(record, None), "snapshot")
-        self.mode = ONLINE
+        return self.switch(record, None)
 
     # -- housekeeping ------------------------------------------------------------------------
     def expire_due(self) -> int:
@@ -518,7 +543,8 @@ class PricingService:
                 blob = self.pricer.snapshot()
                 last_seq = self._last_seq
             # Written outside the learn lock: the store may run other writes' learning meanwhile.
-            self._write(lambda: self.store.save_snapshot(blob, last_seq, now), "snapshot")
+            if not self._write(lambda: self.store.save_snapshot(blob, last_seq, now), "snapshot"):
+                return False  # a replica that has not reached a switch another one logged yet
             self._snapshot_seq, self._snapshot_time, self._has_snapshot = last_seq, now, True
         self.metrics.snapshots.inc()
         self.metrics.snapshot_timestamp.set(now)

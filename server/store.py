@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 from learner import (
     AlreadyClosed,
     Decision,
+    LogMoved,
     QuoteIdTaken,
     Settlement,
     StoreCorrupt,
@@ -83,6 +84,29 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class Switch:
+    """A configuration switch of the rollout gate, as the log holds it: every process applying the
+    log applies it at its position the same way (``PricingService._apply``), so replicas switch at
+    one point and keep one model."""
+
+    record: str
+    """The adopted configuration (``server/adoption.py``: the learner's flags and the mode)."""
+    snapshot: bytes | None
+    """The new learner, having learned every outcome before the switch; None: only the mode changes."""
+    learner: dict[str, Any]
+    """Its ``PricerConfig.decision_config()``: what ``RedisStore.use_learner`` checks replicas by."""
+    at: float
+
+
+@dataclass(frozen=True)
+class SwitchEntry:
+    """A switch's place in the log: it takes a sequence number, as an outcome does."""
+
+    seq: int
+    switch: Switch
+
+
+@dataclass(frozen=True)
 class RecentQuote:
     """A user's latest quote for a product, when its price was set, and whether it awaits its reward."""
 
@@ -121,11 +145,12 @@ class Store(Protocol):
                    closed_at: float, after_commit: AfterCommit | None = None) -> int: ...
     def due(self, now: float, limit: int) -> list[Decision]: ...
     def pending_count(self) -> int: ...
-    def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> None: ...
+    def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> bool: ...
     def latest_snapshot(self) -> StoredSnapshot | None: ...
-    def adopt(self, record: str, snapshot: StoredSnapshot | None) -> None: ...
+    def append_switch(self, switch: Switch, after: int, after_commit: AfterCommit | None = None) -> int: ...
     def adopted(self) -> str | None: ...
     def log_after(self, seq: int) -> Iterator[LogEntry]: ...
+    def entries_after(self, seq: int) -> Iterator[LogEntry | SwitchEntry]: ...
     def last_seq(self) -> int: ...
     def load_user_state(self, user_id: str, model_version: str) -> bytes | None: ...
     def save_user_states(self, change: StateChange) -> None: ...
@@ -134,6 +159,9 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+_LAST_SEQ = ("SELECT MAX(COALESCE((SELECT MAX(seq) FROM decision_log), 0), "
+             "COALESCE((SELECT MAX(seq) FROM switches), 0))")
+"""The log's last entry: an outcome or a switch."""
 _STATE_QUERY = "SELECT state FROM user_states WHERE user_id = ? AND model_version = ?"
 """One user's stored state under one model: read by the cache, and inside a state change's write."""
 _SCHEMA = """
@@ -155,6 +183,13 @@ CREATE TABLE IF NOT EXISTS decision_log (
     line TEXT NOT NULL  -- empty: DSJSON lines are made on export (server.decision_log); older files hold them
 );
 CREATE INDEX IF NOT EXISTS decision_log_by_quote ON decision_log (quote_id);
+CREATE TABLE IF NOT EXISTS switches (
+    seq INTEGER PRIMARY KEY,  -- in the decision log's sequence (sqlite_sequence): the next number
+    switched_at REAL NOT NULL,
+    record TEXT NOT NULL,
+    snapshot BLOB,  -- NULL: the mode alone changed
+    learner TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS snapshots (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     created_at REAL NOT NULL,
@@ -603,36 +638,65 @@ class SQLiteStore:
                                reward, bool(learned))
             seq = rows[-1][0]
 
+    def entries_after(self, seq: int) -> Iterator[LogEntry | SwitchEntry]:
+        """The outcomes and the switches after ``seq``, in log order (switches are few: read at once)."""
+        with self._lock:
+            rows = self._execute("SELECT seq, switched_at, record, snapshot, learner FROM switches "
+                                 "WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+        switches = [SwitchEntry(row_seq, Switch(record, None if blob is None else bytes(blob),
+                                                json.loads(learner), at))
+                    for row_seq, at, record, blob, learner in rows]
+        for entry in self.log_after(seq):
+            while switches and switches[0].seq < entry.seq:
+                yield switches.pop(0)
+            yield entry
+        yield from switches
+
     def last_seq(self) -> int:
         with self._lock:
-            return int(self._execute("SELECT COALESCE(MAX(seq), 0) FROM decision_log").fetchone()[0])
+            return int(self._execute(_LAST_SEQ).fetchone()[0])
+
+    def append_switch(self, switch: Switch, after: int, after_commit: AfterCommit | None = None) -> int:
+        """Append ``switch`` as the entry after ``after``, with the adopted record and (a new learner)
+        its snapshot, in one transaction; LogMoved, writing nothing, if the log's last entry is not
+        ``after``. The switch takes the decision log's next number (``sqlite_sequence``), so the next
+        outcome comes after it."""
+        def write() -> int:
+            last = int(self._db.execute(_LAST_SEQ).fetchone()[0])
+            if last != after:
+                raise LogMoved(after, last)
+            seq = last + 1
+            if not self._db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'decision_log'",
+                                    (seq,)).rowcount:
+                self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('decision_log', ?)", (seq,))
+            self._db.execute("INSERT INTO switches VALUES (?, ?, ?, ?, ?)",
+                             (seq, switch.at, switch.record, switch.snapshot, json.dumps(switch.learner)))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ADOPTED_KEY, switch.record))
+            if switch.snapshot is not None:
+                self._db.execute("INSERT INTO snapshots (created_at, last_seq, blob) VALUES (?, ?, ?)",
+                                 (switch.at, seq, switch.snapshot))
+            return seq
+
+        return self._commit(write, after_commit)
 
     # -- snapshots ---------------------------------------------------------------------------
-    def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> None:
-        """Store a snapshot of the learner after log entry ``last_seq``; keep the newest few."""
-        def insert() -> None:
-            self._db.execute(
-                "INSERT INTO snapshots (created_at, last_seq, blob) VALUES (?, ?, ?)",
-                (created_at, last_seq, blob),
+    def save_snapshot(self, blob: bytes, last_seq: int, created_at: float) -> bool:
+        """Store a snapshot of the learner after log entry ``last_seq``; keep the newest few. A
+        snapshot from before the last switch of the learner is refused (False): it is of the old
+        configuration, and the latest snapshot must be one the adopted configuration loads."""
+        def insert() -> bool:
+            cursor = self._db.execute(
+                "INSERT INTO snapshots (created_at, last_seq, blob) SELECT ?, ?, ? WHERE ? >= "
+                "(SELECT COALESCE(MAX(seq), 0) FROM switches WHERE snapshot IS NOT NULL)",
+                (created_at, last_seq, blob, last_seq),
             )
             self._db.execute(
                 "DELETE FROM snapshots WHERE id NOT IN "
                 "(SELECT id FROM snapshots ORDER BY id DESC LIMIT ?)", (SNAPSHOTS_KEPT,),
             )
+            return cursor.rowcount == 1
 
-        self._commit(insert)
-
-    def adopt(self, record: str, snapshot: StoredSnapshot | None) -> None:
-        """Keep the configuration the rollout gate adopted (``record``, its JSON) and, when it changed
-        the learner, the new learner's snapshot: one transaction, so a crash leaves the old
-        configuration with its snapshot or the new with its own, never one with the other's."""
-        def write() -> None:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ADOPTED_KEY, record))
-            if snapshot is not None:
-                self._db.execute("INSERT INTO snapshots (created_at, last_seq, blob) VALUES (?, ?, ?)",
-                                 (snapshot.created_at, snapshot.last_seq, snapshot.blob))
-
-        self._commit(write)
+        return self._commit(insert)
 
     def adopted(self) -> str | None:
         """The record of the configuration the rollout gate last adopted; None if it never did."""

@@ -16,14 +16,14 @@ import grpc
 import numpy as np
 import pytest
 
-from conftest import ServerHandle, make_config, series
+from conftest import ServerHandle, make_config, series, wait_for
 from learner import Pricer
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.adoption import Adoption
 from server.config import parse_config
 from server.gate_cli import main as gate_main
 from server.pseudonyms import KEY_FILENAME
-from server.store import SQLiteStore
+from server.store import SQLiteStore, SwitchEntry
 
 CHECKOUT = "checkout-token"
 OPERATOR = "operator-token"
@@ -240,7 +240,7 @@ def test_after_a_grid_switch_old_quotes_are_learned_where_their_alpha_is_on_the_
         handle.reward(quote.quote_id, purchased=quote.arm % 2 == 0)
     service = handle.server.service
     coarse = replace(service.pricer.config, alphas=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))
-    service.adopt(service.pricer.with_config(coarse), Adoption(coarse, "online", "test", 0.0).to_json())
+    service.switch(Adoption(coarse, "online", "test", 0.0), service.pricer.with_config(coarse))
     # Arm k quoted alpha k/10: the odd arms are off the new grid.
     assert service.pricer.updates == 20 - sum(quote.arm % 2 for quote in quotes[:20])
     for quote in quotes[20:]:  # priced on the old grid, settled on the new one
@@ -293,3 +293,60 @@ def test_a_model_learned_in_shadow_beats_the_incumbent_once_switched_online(
     assert gate_call(handle, "Switch", online=True).result == pricing_pb2.GateResponse.ACCEPTED
     online = serve(handle, 200, "online", rng)
     assert online > 1.5 * incumbent, (online, incumbent)  # best alpha 0.4 earns 2.6 times the incumbent
+
+
+def switches(handle: ServerHandle) -> list[SwitchEntry]:
+    return [entry for entry in handle.server.service.store.entries_after(0) if isinstance(entry, SwitchEntry)]
+
+
+def test_a_switch_through_one_replica_is_applied_by_every_replica_at_one_log_position(
+        start_server: Callable[..., ServerHandle], redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Two replicas on one Redis: the switch is an entry of the shared log, so the replica that was
+    not asked switches at the same position and both keep one model, also through a restart."""
+    first = start_server(store=redis_url, **POOR)
+    second = start_server(store=redis_url, user_id_key_file=first.config.data_dir / KEY_FILENAME, **POOR)
+    rng = np.random.default_rng(7)
+    serve(first, LOGGED, "poor", rng)  # the log on which the single server adopts BETTER, above
+    store = first.server.service.store
+    logged = store.last_seq()
+    refused = gate_call(first, "Switch", candidate=WORSE[0])
+    assert refused.result == pricing_pb2.GateResponse.REFUSED
+    assert store.last_seq() == logged and switches(first) == [] and store.adopted() is None
+
+    traffic = threading.Thread(target=serve, args=(second, 100, "during", np.random.default_rng(8)))
+    with caplog.at_level(logging.INFO, logger="server.service"):
+        traffic.start()
+        switched = gate_call(first, "Switch", candidate=BETTER)
+        traffic.join()
+        assert switched.result == pricing_pb2.GateResponse.ACCEPTED
+        (entry,) = switches(first)
+        assert f"from log entry {entry.seq} on every replica" in switched.reason
+        assert first.server.service.pricer.config.policy == "linucb"  # applied before the answer
+        wait_for(lambda: second.server.service.pricer.config.policy == "linucb", 5.0, "the other switched")
+    applied = [record.getMessage() for record in caplog.records
+               if record.getMessage().startswith(f"configuration switch at log entry {entry.seq} ")]
+    assert len(applied) == 2, applied  # once on each replica, at that entry
+
+    serve(first, 50, "after-first", rng)
+    serve(second, 50, "after-second", rng)
+    end = store.last_seq()
+    for replica in (first, second):
+        wait_for(lambda replica=replica: replica.server.service.last_applied == end, 5.0, "all applied")
+    assert first.server.service.pricer.snapshot() == second.server.service.pricer.snapshot() == rebuilt(first)
+    second.restart()  # from the latest snapshot (the switch's or later) and the log after it
+    assert second.server.config.pricer.policy == "linucb"
+    assert second.server.service.pricer.snapshot() == first.server.service.pricer.snapshot()
+
+
+def test_shadow_goes_online_on_every_replica(start_server: Callable[..., ServerHandle],
+                                            redis_url: str) -> None:
+    flags = {"store": redis_url, "value_model": "none", "mode": "shadow", "operator_token": OPERATOR}
+    first = start_server(**flags)
+    second = start_server(**flags, user_id_key_file=first.config.data_dir / KEY_FILENAME)
+    assert second.quote(incumbent_price=80.0).price == 80.0
+    assert gate_call(first, "Switch", online=True).result == pricing_pb2.GateResponse.ACCEPTED
+    assert first.server.service.mode == "online"
+    wait_for(lambda: second.server.service.mode == "online", 5.0, "the other replica online")
+    assert second.quote(incumbent_price=80.0).price != 80.0
+    (entry,) = switches(second)
+    assert entry.switch.snapshot is None  # the mode alone

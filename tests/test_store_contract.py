@@ -12,11 +12,11 @@ import pytest
 import redis
 
 from builders import request
-from learner import AlreadyClosed, Decision, Pricer, QuoteIdTaken, Settlement, StoreCorrupt
+from learner import AlreadyClosed, Decision, LogMoved, Pricer, QuoteIdTaken, Settlement, StoreCorrupt
 from learner.value import BehaviorEvent, StateChange, UserStates, load
 from server.pseudonyms import UserIdKey
 from server.redis_store import RedisStore, key
-from server.store import SQLiteStore, Store, StoredSnapshot
+from server.store import SQLiteStore, Store, StoredSnapshot, Switch, SwitchEntry
 
 VALUE_MODEL = load("default")
 
@@ -143,14 +143,38 @@ def test_the_newest_three_snapshots_are_kept(store: Store, backend: Backend) -> 
     assert backend.snapshots_kept() == 3
 
 
-def test_an_adopted_configuration_is_kept_with_its_snapshot(store: Store) -> None:
+def test_a_switch_takes_its_place_in_the_log_only_right_after_the_entry_it_follows(store: Store) -> None:
+    """The rollout gate's switch: an entry of the log (outcome readers never see it), appended only
+    after the entry its snapshot learned up to, with the adopted record and that snapshot in one
+    write; a snapshot from before it (a replica that has not reached it) is refused."""
+    quotes = [decision(f"q-{i}") for i in range(3)]
+    store.put_pending(quotes)
+    store.close_quote(quotes[0], "reward", 1.0, True, 5.0)
+    store.save_snapshot(b"incumbent", 1, 5.0)
     assert store.adopted() is None
-    snapshot = StoredSnapshot(b"\x00successor\xff", 7, 12.5)
-    store.save_snapshot(b"incumbent", 7, 12.0)
-    store.adopt('{"policy": "thompson"}', snapshot)
-    assert store.adopted() == '{"policy": "thompson"}' and store.latest_snapshot() == snapshot
-    store.adopt('{"mode": "online"}', None)  # a record alone leaves the snapshots as they are
-    assert store.adopted() == '{"mode": "online"}' and store.latest_snapshot() == snapshot
+    switch = Switch('{"flags": "--policy thompson"}', b"\x00successor\xff", {"policy": "thompson"}, 6.0)
+    store.close_quote(quotes[1], "reward", 0.0, True, 5.5)
+    ran: list[int] = []
+    with pytest.raises(LogMoved) as moved:  # entry 2 came after the entry the successor learned
+        store.append_switch(switch, 1, after_commit=ran.append)
+    assert (moved.value.expected, moved.value.found) == (1, 2) and ran == []
+    assert store.last_seq() == 2 and store.adopted() is None and store.latest_snapshot() == \
+        StoredSnapshot(b"incumbent", 1, 5.0)
+    assert store.append_switch(switch, 2, after_commit=ran.append) == 3 and ran == [3]
+    assert store.adopted() == switch.record
+    assert store.latest_snapshot() == StoredSnapshot(b"\x00successor\xff", 3, 6.0)
+    assert store.close_quote(quotes[2], "expired", 0.0, True, 7.0) == 4  # the next number
+    assert [e.seq for e in store.log_after(0)] == [1, 2, 4] and store.last_seq() == 4
+    assert [(e.seq, type(e).__name__) for e in store.entries_after(1)] == [
+        (2, "LogEntry"), (3, "SwitchEntry"), (4, "LogEntry")]
+    assert [e for e in store.entries_after(2) if isinstance(e, SwitchEntry)] == [SwitchEntry(3, switch)]
+    assert not store.save_snapshot(b"old configuration", 2, 8.0)  # from before the switch
+    assert store.save_snapshot(b"after", 4, 8.0)
+    assert store.latest_snapshot() == StoredSnapshot(b"after", 4, 8.0)
+    online = Switch('{"mode": "online"}', None, {"policy": "thompson"}, 9.0)
+    assert store.append_switch(online, 4) == 5  # the mode alone: the snapshots stay as they are
+    assert store.adopted() == online.record and store.latest_snapshot() == StoredSnapshot(b"after", 4, 8.0)
+    assert store.save_snapshot(b"same configuration", 4, 9.5)
 
 
 def test_state_survives_reopening(store: Store, backend: Backend) -> None:
@@ -158,12 +182,13 @@ def test_state_survives_reopening(store: Store, backend: Backend) -> None:
     store.put_pending(quotes)
     store.close_quote(quotes[1], "reward", 0.0, True, 5.0)
     store.save_snapshot(b"blob", 1, 5.0)
-    store.adopt("{}", None)
+    store.append_switch(Switch("{}", None, {}, 6.0), 1)
     store.close()
     reopened = backend.open()
     try:
         assert reopened.pending("q-1") == quotes[0] and reopened.pending_count() == 1
-        assert [e.decision for e in reopened.log_after(0)] == [quotes[1]] and reopened.last_seq() == 1
+        assert [e.decision for e in reopened.log_after(0)] == [quotes[1]] and reopened.last_seq() == 2
+        assert [e.seq for e in reopened.entries_after(0)] == [1, 2]
         assert reopened.latest_snapshot() == StoredSnapshot(b"blob", 1, 5.0) and reopened.adopted() == "{}"
     finally:
         reopened.close()
