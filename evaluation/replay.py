@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from evaluation.logs import LoggedDecision, LogReading
 from learner import Pricer, Product
 from learner.arms import same_price
 from learner.policies.shared import SharedLogit
-from learner.pricer import Ask, Pricing
+from learner.pricer import AskRows, PricedRows
 from learner.primitives import log_price_ratio
 from learner.seeding import decision_rng
 
@@ -135,6 +136,10 @@ class _Log:
     price: np.ndarray
     level: np.ndarray
     unit_cost: np.ndarray
+    list_price: np.ndarray
+    value: np.ndarray
+    floor: np.ndarray
+    ceiling: np.ndarray
     purchased: np.ndarray
     profit: np.ndarray
     logged_prices: np.ndarray
@@ -149,11 +154,15 @@ class _Log:
         for i, decision in enumerate(decisions):
             logged_prices[i, :decision.prices.size] = decision.prices
             logged_pmf[i, :decision.pmf.size] = decision.pmf
-        return _Log(decisions, [guardrails(decision, kept) for decision in decisions],
-                    price=np.array([decision.price for decision in decisions]),
+        products = [guardrails(decision, kept) for decision in decisions]
+        return _Log(decisions, products, price=np.array([decision.price for decision in decisions]),
                     level=np.array([float(log_price_ratio(decision.price, decision.list_price))
                                     for decision in decisions]),
                     unit_cost=np.array([decision.unit_cost for decision in decisions]),
+                    list_price=np.array([decision.list_price for decision in decisions]),
+                    value=np.array([decision.value for decision in decisions]),
+                    floor=np.array([product.floor for product in products]),
+                    ceiling=np.array([product.ceiling for product in products]),
                     purchased=np.array([float(decision.purchased) for decision in decisions]),
                     profit=np.array([decision.profit for decision in decisions]),
                     logged_prices=logged_prices, logged_pmf=logged_pmf)
@@ -170,23 +179,37 @@ class _Log:
         return total
 
 
+class _Plan(NamedTuple):
+    """A candidate's pricing of the log's decisions ``start`` on (``_Run._plan``), with the arm of each
+    logged price on its grid (-1: none) and the candidate's probability of it."""
+
+    start: int
+    priced: PricedRows
+    pmf: np.ndarray
+    """The candidate's distribution; zeros for a guardrail-bound quote, no arm's price, which the log
+    cannot weigh."""
+    arm: np.ndarray
+    probability: np.ndarray
+
+
 class _Run:
     """One candidate going through the log."""
 
-    def __init__(self, candidate: Candidate) -> None:
+    def __init__(self, candidate: Candidate, log: _Log) -> None:
         self.candidate = candidate
         self.pricer: Pricer = candidate.pricer()
         names = self.pricer.features.names
         self.names = names
         self.index = {name: j for j, name in enumerate(names)}
         self.checked_names: tuple[str, ...] | None = None
-        self.weight: list[float] = []
-        self.pmf: list[np.ndarray] = []
-        self.prices: list[np.ndarray] = []
-        self.levels: list[np.ndarray] = []
+        self.x = np.array([self.features(decision) for decision in log.decisions])
+        self.value = log.value if candidate.uses_value_model else log.list_price - log.unit_cost
+        n, arms = len(log.decisions), len(self.pricer.grid)
+        self.weight = np.zeros(n)
+        self.pmf, self.prices, self.levels = np.zeros((n, arms)), np.zeros((n, arms)), np.zeros((n, arms))
         self.could_take = 0
         self.learned = 0
-        self._planned: dict[int, tuple[np.ndarray, Pricing]] = {}
+        self._plan: _Plan | None = None
 
     def fail(self, decision: LoggedDecision, field_name: str, expected: str) -> CandidateError:
         return CandidateError(f"candidate {self.candidate.label!r} does not fit the log: line "
@@ -216,59 +239,57 @@ class _Run:
                                                 "of category buckets or embedding values)")
         return x
 
-    def _value(self, decision: LoggedDecision) -> float:
-        return decision.value if self.candidate.uses_value_model else decision.list_price - decision.unit_cost
-
-    def _plan(self, log: _Log, start: int) -> None:
+    def _planned(self, log: _Log, start: int) -> _Plan:
         """The candidate's pricing of the next ``LOOKAHEAD`` decisions from ``start``, all at once with
-        its model as it is now: each holds until the candidate next learns (``step`` drops the rest
-        then), so every decision is still priced by the model that has learned all before it."""
+        its model as it is now, through ``Pricer.choose_rows``: it holds until the candidate next
+        learns (``step`` drops it then), so every decision is still priced by the model that has
+        learned all before it."""
         pricer, config = self.pricer, self.candidate.config
-        ahead = range(start, min(start + LOOKAHEAD, len(log.decisions)))
-        decisions = [log.decisions[i] for i in ahead]
-        products = [log.products[i] for i in ahead]
-        xs = [self.features(decision) for decision in decisions]
-        limit = config.spread_limit
-        references: list[float | None] = [None] * len(decisions) if limit is None else list(
-            pricer.references(products, [pricer.neutral_features(x) for x in xs]))
-        asks = [Ask(product, self._value(decision), x, decision_rng(config.seed, decision.quote_id),
-                    limit=limit, reference=reference)
-                for decision, product, x, reference in zip(decisions, products, xs, references, strict=True)]
-        self._planned = dict(zip(ahead, zip(xs, pricer.choose_many(asks), strict=True), strict=True))
+        ahead = slice(start, min(start + LOOKAHEAD, len(log.decisions)))
+        x, count = self.x[ahead], len(log.decisions[ahead])
+        limit = math.nan if config.spread_limit is None else config.spread_limit
+        references = np.full(count, math.nan) if config.spread_limit is None else np.array(
+            pricer.references(log.products[ahead], [pricer.neutral_features(row) for row in x]))
+        priced = pricer.choose_rows(AskRows(
+            unit_cost=log.unit_cost[ahead], list_price=log.list_price[ahead], floor=log.floor[ahead],
+            ceiling=log.ceiling[ahead], value=self.value[ahead], x=x,
+            rngs=[decision_rng(config.seed, decision.quote_id) for decision in log.decisions[ahead]],
+            limit=np.full(count, limit), reference=references, stable_price=np.full(count, math.nan),
+            opportunity=np.zeros(count)))
+        masked = priced.masked
+        pmf = np.where(priced.guardrail_bound[:, None], 0.0, priced.pmf)
+        match = same_price(masked.prices, log.price[ahead, None]) & masked.allowed
+        arm = np.where(match.any(axis=1), match.argmax(axis=1), -1)
+        probability = np.where(arm >= 0, pmf[np.arange(count), arm], 0.0)
+        return _Plan(start, priced, pmf, arm, probability)
 
     def step(self, log: _Log, index: int, multiplier: float) -> np.ndarray:
         """Price decision ``index`` with the candidate's current model, then maybe learn it; returns
         the candidate's features of it."""
-        if index not in self._planned:
-            self._plan(log, index)
-        x, pricing = self._planned.pop(index)
-        decision, config = log.decisions[index], self.candidate.config
-        prices, allowed = pricing.arm_prices.prices, pricing.arm_prices.allowed
-        # A guardrail-bound quote is no arm's price: nothing the log can weigh.
-        pmf = np.zeros(len(prices)) if pricing.guardrail_bound else pricing.pmf
-        match = np.flatnonzero(same_price(prices, decision.price) & allowed)
-        arm = int(match[0]) if match.size else -1
-        probability = float(pmf[arm]) if arm >= 0 else 0.0
-        weight = probability / decision.propensity
-        self.weight.append(weight)
-        self.pmf.append(pmf)
-        self.prices.append(prices)
-        self.levels.append(pricing.levels)
+        plan = self._plan
+        if plan is None or index - plan.start >= len(plan.arm):
+            plan = self._plan = self._planned(log, index)
+        row = index - plan.start
+        arm, probability, x = int(plan.arm[row]), float(plan.probability[row]), self.x[index]
+        decision = log.decisions[index]
+        weight = self.weight[index] = probability / decision.propensity
+        self.pmf[index], self.prices[index] = plan.pmf[row], plan.priced.masked.prices[row]
+        self.levels[index] = plan.priced.masked.levels[row]
         self.could_take += arm >= 0
         if arm >= 0 and probability > 0.0:
-            draw = decision_rng(config.seed, decision.quote_id + ACCEPT_STREAM).random()
+            draw = decision_rng(self.candidate.config.seed, decision.quote_id + ACCEPT_STREAM).random()
             if draw < multiplier * weight:
                 self.pricer.policy.learn_one(x, arm, float(log.level[index]), float(decision.purchased),
                                              probability)
                 self.learned += 1
-                self._planned.clear()  # priced by the model before this outcome
+                self._plan = None  # priced by the model before this outcome
         return x
 
     def result(self, log: _Log, model: RewardModel) -> Result:
         """The estimates, from every decision's terms at once."""
-        weight, pmf, prices = np.asarray(self.weight), np.array(self.pmf), np.array(self.prices)
+        weight, pmf, prices = self.weight, self.pmf, self.prices
         n = weight.size
-        levels = np.concatenate([np.array(self.levels), log.level[:, None]], axis=1)
+        levels = np.concatenate([self.levels, log.level[:, None]], axis=1)
         buy = model.purchase_probabilities(levels)
         at_arms, at_logged = buy[:, :-1] * pmf, buy[:, -1]
         conversion = _estimates(log.purchased, weight, at_arms.sum(axis=1), at_logged)
@@ -298,12 +319,12 @@ def evaluate(reading: LogReading, candidates: Sequence[Candidate]) -> Evaluation
     decisions = reading.decisions
     if not decisions:
         raise ValueError("the log holds no decision to evaluate on")
-    runs = [_Run(candidate) for candidate in candidates]
+    log = _Log.of(decisions)
+    runs = [_Run(candidate, log) for candidate in candidates]
     models: dict[tuple[str, ...], RewardModel] = {}
     for run in runs:
         models.setdefault(run.names, RewardModel(len(run.names)))
     multiplier = min(decision.propensity for decision in decisions)
-    log = _Log.of(decisions)
     for index, decision in enumerate(decisions):
         xs: dict[tuple[str, ...], np.ndarray] = {}
         for run in runs:

@@ -31,7 +31,7 @@ from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, 
 from learner.inventory import StockBook, StockSummary
 from learner.objective import expected_profit, margin_payoffs
 from learner.policies import DEFAULT_DEMAND_MODEL, make_policy
-from learner.policies.base import Choice, check_hyperparameters, masked_argmax
+from learner.policies.base import check_hyperparameters, masked_argmax
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
@@ -143,6 +143,42 @@ class Ask:
     opportunity: float = 0.0
 
 
+@dataclass(frozen=True, eq=False)
+class AskRows:
+    """Pricing asks as columns, a row each (``Pricer.choose_rows``): what ``Ask`` holds, with NaN for
+    a limit, reference or stable price that is not set. The replay fills it from its log's columns."""
+
+    unit_cost: np.ndarray
+    list_price: np.ndarray
+    floor: np.ndarray
+    ceiling: np.ndarray
+    value: np.ndarray
+    x: np.ndarray
+    rngs: Sequence[np.random.Generator]
+    limit: np.ndarray
+    reference: np.ndarray
+    stable_price: np.ndarray
+    opportunity: np.ndarray
+
+    @staticmethod
+    def of(asks: Sequence[Ask]) -> AskRows:
+        products = [ask.product for ask in asks]
+
+        def column(values: Sequence[float | None]) -> np.ndarray:
+            return np.array([np.nan if value is None else value for value in values], dtype=float)
+
+        return AskRows(
+            unit_cost=column([product.unit_cost for product in products]),
+            list_price=column([product.list_price for product in products]),
+            floor=column([product.floor for product in products]),
+            ceiling=column([product.ceiling for product in products]),
+            value=column([ask.value for ask in asks]), x=np.array([ask.x for ask in asks]),
+            rngs=[ask.rng for ask in asks], limit=column([ask.limit for ask in asks]),
+            reference=column([ask.reference for ask in asks]),
+            stable_price=column([ask.stable_price for ask in asks]),
+            opportunity=column([ask.opportunity for ask in asks]))
+
+
 class _Masked(NamedTuple):
     """The asks' arms under their guardrails (``Pricer._guardrail_rows``), a row per ask."""
 
@@ -156,6 +192,29 @@ class _Masked(NamedTuple):
     low: np.ndarray
     high: np.ndarray
     """The bounds in force: floor and ceiling, narrowed by the band, or the pin where it held."""
+
+
+@dataclass(frozen=True, eq=False)
+class PricedRows:
+    """``Pricer.choose_rows``: each ask's arms under its guardrails and the policy's choice (or, with no
+    arm allowed, the bound nearest the grid), a row each; ``Pricing`` is one row of it."""
+
+    masked: _Masked
+    arm: np.ndarray
+    price: np.ndarray
+    pmf: np.ndarray
+    propensity: np.ndarray
+    explored: np.ndarray
+    guardrail_bound: np.ndarray
+    estimates: np.ndarray
+
+    def pricing(self, row: int) -> Pricing:
+        masked = self.masked
+        return Pricing(ArmPrices(masked.prices[row], masked.allowed[row]), masked.levels[row],
+                       bool(masked.spread_bound[row]), bool(masked.pinned[row]), int(self.arm[row]),
+                       float(self.price[row]), self.pmf[row], float(self.propensity[row]),
+                       bool(self.explored[row]), bool(self.guardrail_bound[row]), self.estimates[row],
+                       masked.payoffs[row])
 
 
 @dataclass(frozen=True, eq=False)
@@ -413,35 +472,50 @@ class Pricer:
         """
         if not asks:
             return []
+        priced = self.choose_rows(AskRows.of(asks))
+        return [priced.pricing(row) for row in range(len(asks))]
+
+    def choose_rows(self, asks: AskRows) -> PricedRows:
+        """``choose_many`` on asks given as columns, answered as columns."""
         with self._lock:
             masked = self._guardrail_rows(asks)
-            rows = np.flatnonzero(masked.allowed.any(axis=1)).tolist()
-            choices: dict[int, Choice] = {}
+            n, arms = masked.prices.shape
+            chosen = masked.allowed.any(axis=1)
+            arm, price = np.zeros(n, dtype=np.int64), np.zeros(n)
+            pmf, propensity, explored = np.zeros((n, arms)), np.ones(n), np.zeros(n, dtype=bool)
+            estimates = np.zeros((n, arms))
+            rows = np.flatnonzero(chosen).tolist()
             if rows:
-                levels, payoffs, allowed = masked.levels, masked.payoffs, masked.allowed
-                if len(rows) < len(asks):  # the usual page has an allowed arm in every row: no copies
-                    levels, payoffs, allowed = levels[rows], payoffs[rows], allowed[rows]
-                x = np.array([asks[i].x for i in rows])
-                picked = self.policy.select_many(x, levels, payoffs, allowed, [asks[i].rng for i in rows])
-                choices = {i: picked.row(j) for j, i in enumerate(rows)}
-            return [self._priced(ask, masked, i, choices.get(i)) for i, ask in enumerate(asks)]
+                x, levels, payoffs, allowed = asks.x, masked.levels, masked.payoffs, masked.allowed
+                rngs = asks.rngs
+                if len(rows) < n:  # the usual page has an allowed arm in every row: no copies
+                    x, levels, payoffs, allowed = x[rows], levels[rows], payoffs[rows], allowed[rows]
+                    rngs = [rngs[i] for i in rows]
+                picked = self.policy.select_many(x, levels, payoffs, allowed, rngs)
+                arm[rows], pmf[rows], propensity[rows] = picked.arms, picked.pmf, picked.probabilities
+                explored[rows], estimates[rows] = picked.explored, picked.estimates
+                price[rows] = masked.prices[rows, picked.arms]
+            for row in np.flatnonzero(~chosen).tolist():  # no arm fits: the bound nearest the grid
+                bounds = PriceBounds(float(masked.low[row]), float(masked.high[row]))
+                arm[row], price[row] = PriceGrid.nearest_bound(bounds, masked.prices[row])
+                pmf[row, arm[row]] = 1.0
+                estimates[row] = self.policy.estimates(asks.x[row], masked.levels[row])
+            bound = np.logical_not(chosen)
+            return PricedRows(masked, arm, price, pmf, propensity, explored, bound, estimates)
 
-    def _guardrail_rows(self, asks: Sequence[Ask]) -> _Masked:
+    def _guardrail_rows(self, asks: AskRows) -> _Masked:
         """The arms each ask allows, their payoffs and levels, whether the band masked one, whether
         the stable pin held and the bounds in force, in arrays over the asks."""
-        products = [ask.product for ask in asks]
-        cost = np.array([product.unit_cost for product in products])
-        value = np.array([ask.value for ask in asks])
-        low = floor = np.array([product.floor for product in products])
-        high = ceiling = np.array([product.ceiling for product in products])
+        cost, value, floor, ceiling = asks.unit_cost, asks.value, asks.floor, asks.ceiling
+        low, high = floor, ceiling
         prices, allowed = self.grid.price_rows(cost, value, floor, ceiling)
-        spread_bound = pinned = np.zeros(len(asks), dtype=bool)
-        limited = np.array([ask.limit is not None for ask in asks])
+        spread_bound = pinned = np.zeros(len(cost), dtype=bool)
+        limited = ~np.isnan(asks.limit)
         if limited.any():
-            if any(ask.limit is not None and ask.reference is None for ask in asks):
+            reference = asks.reference
+            if np.isnan(reference[limited]).any():
                 raise ValueError("a spread limit needs the reference price it is around")
-            reference = np.array([np.nan if ask.reference is None else ask.reference for ask in asks])
-            band_low, band_high = band_rows(reference, np.array([ask.limit or 0.0 for ask in asks]))
+            band_low, band_high = band_rows(reference, np.where(limited, asks.limit, 0.0))
             band_low, band_high, meets = intersect_rows(floor, ceiling, band_low, band_high)
             # the band holds the reference; where it misses floor and ceiling, the reference alone
             low = np.where(limited, np.where(meets, band_low, reference), floor)
@@ -449,33 +523,16 @@ class Pricer:
             unbanded = allowed
             prices, allowed = self.grid.price_rows(cost, value, low, high)
             spread_bound = limited & (unbanded & ~allowed).any(axis=1)
-        stable = np.array([np.nan if ask.stable_price is None else ask.stable_price for ask in asks])
+        stable = asks.stable_price
         if not np.isnan(stable).all():  # a pin that no longer fits is dropped
             pin_low, pin_high, meets = intersect_rows(low, high, stable, stable)
             pinned = meets & ~np.isnan(stable)
             if pinned.any():
                 low, high = np.where(pinned, pin_low, low), np.where(pinned, pin_high, high)
                 prices, allowed = self.grid.price_rows(cost, value, low, high)
-        payoffs = margin_payoffs(prices, (cost + np.array([ask.opportunity for ask in asks]))[:, None],
-                                 value[:, None])
-        levels = log_price_ratio(prices, np.array([product.list_price for product in products])[:, None])
+        payoffs = margin_payoffs(prices, (cost + asks.opportunity)[:, None], value[:, None])
+        levels = log_price_ratio(prices, asks.list_price[:, None])
         return _Masked(prices, allowed, payoffs, levels, spread_bound, pinned, low, high)
-
-    def _priced(self, ask: Ask, masked: _Masked, row: int, choice: Choice | None) -> Pricing:
-        """The Pricing of ask ``row``: the policy's ``choice``, or with none (no arm allowed) the bound
-        nearest the grid."""
-        arm_prices = ArmPrices(masked.prices[row], masked.allowed[row])
-        levels, payoffs = masked.levels[row], masked.payoffs[row]
-        spread_bound, pinned = bool(masked.spread_bound[row]), bool(masked.pinned[row])
-        if choice is not None:
-            return Pricing(arm_prices, levels, spread_bound, pinned, choice.arm,
-                           float(arm_prices.prices[choice.arm]), choice.pmf, float(choice.probability),
-                           bool(choice.explored), False, choice.estimates, payoffs)
-        bounds = PriceBounds(float(masked.low[row]), float(masked.high[row]))
-        arm, price = PriceGrid.nearest_bound(bounds, arm_prices.prices)
-        return Pricing(arm_prices, levels, spread_bound, pinned, arm, price,
-                       np.eye(len(self.grid))[arm], 1.0, False, True, self.policy.estimates(ask.x, levels),
-                       payoffs)
 
     def reference(self, product: Product, neutral: np.ndarray, opportunity: float = 0.0) -> float:
         """The reference price: what the policy would quote a shopper with no history and neutral
