@@ -167,6 +167,8 @@ def from_dsjson_line(line: int, text: str) -> LoggedDecision:
         raise _Bound
     context = _get(line, record, "c", dict, "the shared context object")
     multi = _get(line, context, "_multi", list, "a list of the offered arms")
+    if not multi:
+        raise BadRecord(line, "c._multi", "at least one offered arm (a quote with none is guardrail-bound)")
     offered = _numbers(line, "c._multi[{}].Price.alpha", [_alpha(action) for action in multi], minimum=0.0)
     actions = _get(line, record, "a", list, "the list of action ids")
     probabilities = _get(line, record, "p", list, "the list of action probabilities")

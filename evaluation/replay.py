@@ -52,22 +52,17 @@ ACCEPT_STREAM = "\x00explore_eval"
 """Appended to the quote id to seed the acceptance draw apart from the decision's own draws."""
 
 
-def guardrails(decision: LoggedDecision, products: dict[tuple[float, ...], Product]) -> Product:
-    """The product as far as the log shows its guardrails (see the module docstring); one Product per
-    distinct set of guardrails, kept in ``products``."""
-    offered = decision.prices[decision.allowed]
-    low, high = float(offered.min()), float(offered.max())
-    refused = decision.prices[~decision.allowed]
-    floor = low if (refused < low).any() else math.nan
-    ceiling = high if (refused > high).any() else math.nan
-    key = (decision.unit_cost, decision.list_price, floor, ceiling)
-    product = products.get(key)
-    if product is None:
-        product = products[key] = Product(
-            "logged", unit_cost=decision.unit_cost, list_price=decision.list_price,
-            floor_price=None if math.isnan(floor) else floor,
-            ceiling_price=None if math.isnan(ceiling) else ceiling)
-    return product
+def guardrails(prices: np.ndarray, allowed: np.ndarray, unit_cost: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Each decision's floor and ceiling as far as the log shows them (see the module docstring), from
+    the logger's grid as rows (``prices`` padded with NaN): the lowest offered price where an arm
+    below it was refused, else the unit cost; the highest where one above it was, else none."""
+    offered = np.where(allowed, prices, np.nan)
+    low, high = np.nanmin(offered, axis=1), np.nanmax(offered, axis=1)
+    refused = ~allowed & ~np.isnan(prices)
+    floor = np.where((refused & (prices < low[:, None])).any(axis=1), low, unit_cost)
+    ceiling = np.where((refused & (prices > high[:, None])).any(axis=1), high, np.inf)
+    return floor, ceiling
 
 
 class RewardModel:
@@ -127,12 +122,11 @@ UNSUPPORTED_CHUNK = 4096
 
 @dataclass(frozen=True)
 class _Log:
-    """The decisions replayed, each one's product as far as the log shows its guardrails, and the
-    columns the estimates read at the end: the logged price and its level, cost, outcome and profit,
-    and the logger's grid as rows padded with NaN prices of probability 0."""
+    """The decisions replayed as columns: the logged price and its level, cost, list price, V, the
+    guardrails the log shows, outcome and profit, and the logger's grid as rows padded with NaN prices
+    of probability 0."""
 
     decisions: Sequence[LoggedDecision]
-    products: Sequence[Product]
     price: np.ndarray
     level: np.ndarray
     unit_cost: np.ndarray
@@ -147,25 +141,32 @@ class _Log:
 
     @staticmethod
     def of(decisions: Sequence[LoggedDecision]) -> _Log:
-        kept: dict[tuple[float, ...], Product] = {}
         width = max(decision.prices.size for decision in decisions)
         logged_prices = np.full((len(decisions), width), np.nan)
+        logged_allowed = np.zeros((len(decisions), width), dtype=bool)
         logged_pmf = np.zeros((len(decisions), width))
         for i, decision in enumerate(decisions):
-            logged_prices[i, :decision.prices.size] = decision.prices
-            logged_pmf[i, :decision.pmf.size] = decision.pmf
-        products = [guardrails(decision, kept) for decision in decisions]
-        return _Log(decisions, products, price=np.array([decision.price for decision in decisions]),
-                    level=np.array([float(log_price_ratio(decision.price, decision.list_price))
-                                    for decision in decisions]),
-                    unit_cost=np.array([decision.unit_cost for decision in decisions]),
-                    list_price=np.array([decision.list_price for decision in decisions]),
-                    value=np.array([decision.value for decision in decisions]),
-                    floor=np.array([product.floor for product in products]),
-                    ceiling=np.array([product.ceiling for product in products]),
+            size = decision.prices.size
+            logged_prices[i, :size], logged_allowed[i, :size], logged_pmf[i, :size] = \
+                decision.prices, decision.allowed, decision.pmf
+        price = np.array([decision.price for decision in decisions])
+        unit_cost = np.array([decision.unit_cost for decision in decisions])
+        list_price = np.array([decision.list_price for decision in decisions])
+        floor, ceiling = guardrails(logged_prices, logged_allowed, unit_cost)
+        return _Log(decisions, price=price, level=log_price_ratio(price, list_price), unit_cost=unit_cost,
+                    list_price=list_price, value=np.array([decision.value for decision in decisions]),
+                    floor=floor, ceiling=ceiling,
                     purchased=np.array([float(decision.purchased) for decision in decisions]),
                     profit=np.array([decision.profit for decision in decisions]),
                     logged_prices=logged_prices, logged_pmf=logged_pmf)
+
+    def products(self, rows: slice) -> list[Product]:
+        """The decisions' products as far as the log shows them (what ``Pricer.references`` reads)."""
+        columns = (self.unit_cost, self.list_price, self.floor, self.ceiling)
+        return [Product("logged", unit_cost=cost, list_price=listed, floor_price=floor,
+                        ceiling_price=None if math.isinf(ceiling) else ceiling)
+                for cost, listed, floor, ceiling in zip(*(column[rows].tolist() for column in columns),
+                                                        strict=True)]
 
     def unsupported_mass(self, prices: np.ndarray, pmf: np.ndarray) -> float:
         """The candidate's probability (rows of ``pmf`` at ``prices``) on prices the logger gave no
@@ -249,7 +250,7 @@ class _Run:
         x, count = self.x[ahead], len(log.decisions[ahead])
         limit = math.nan if config.spread_limit is None else config.spread_limit
         references = np.full(count, math.nan) if config.spread_limit is None else np.array(
-            pricer.references(log.products[ahead], [pricer.neutral_features(row) for row in x]))
+            pricer.references(log.products(ahead), [pricer.neutral_features(row) for row in x]))
         priced = pricer.choose_rows(AskRows(
             unit_cost=log.unit_cost[ahead], list_price=log.list_price[ahead], floor=log.floor[ahead],
             ceiling=log.ceiling[ahead], value=self.value[ahead], x=x,

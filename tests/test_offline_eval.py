@@ -133,6 +133,7 @@ def _spoiled(record: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("c._multi.2.Price", None, "c._multi[2].Price.alpha: expected a finite number >= 0, got None"),
     ("c.Context.is_mobile", float("nan"), "c.Context.is_mobile: expected a finite number, got nan"),
     ("_refused_alphas", [0.9, None], "_refused_alphas[1]: expected a finite number >= 0, got None"),
+    ("c._multi", [], "c._multi: expected at least one offered arm (a quote with none is guardrail-bound)"),
 ])
 def test_a_bad_number_in_a_list_is_named_by_its_index(
         pricing: ServerHandle, tmp_path: Path, path: str, value: Any, named: str) -> None:
