@@ -12,8 +12,8 @@ traffic. A candidate thus learns from about ``M·n`` of ``n`` decisions: its est
 ``M·n`` quotes long, spread over the log (reported as ``learned``).
 
 A reward model for DR (``learner.policies.shared.SharedLogit``, the server's demand model, without
-forgetting) is fitted on every logged decision in the same order, scored before it learns each one,
-so it never predicts an outcome it has seen. It gives the purchase probability at any price, so DR
+forgetting) is fitted on every logged decision in the same order, a block of ``REWARD_MODEL_BLOCK``
+at a time, each block scored before it is learned, so it never predicts an outcome it has seen. It gives the purchase probability at any price, so DR
 also covers prices the log never tried.
 
 Limits, said in the report: the guardrails (floor, ceiling) are not logged; a bound is taken where
@@ -65,24 +65,30 @@ def guardrails(prices: np.ndarray, allowed: np.ndarray, unit_cost: np.ndarray
     return floor, ceiling
 
 
+REWARD_MODEL_BLOCK = 64
+"""Logged decisions the DR reward model learns at a time (``RewardModel.fit``)."""
+
+
 class RewardModel:
-    """P(purchase | x, price level) fitted online on every logged decision, for DR. For each decision
-    it keeps the intercept and slope of the purchase logit from before it learned that decision, so a
-    candidate's probabilities at all its prices are computed at the end, at once, and still never
-    from an outcome the model had seen."""
+    """P(purchase | x, price level) for DR, fitted on every logged decision in log order, a block of
+    ``REWARD_MODEL_BLOCK`` at a time (one Newton step each, ``SharedLogit.learn_block``), every block
+    scored before it is learned, so the model never predicts an outcome it has seen. It keeps each
+    decision's logit intercept and slope from then, so a candidate's probabilities at any of its
+    prices are computed at the end, at once."""
 
-    def __init__(self, dim: int) -> None:
-        self._model = SharedLogit(1, dim, np.zeros(1), l2=1.0, decay=1.0)
-        self._terms: list[np.ndarray] = []
-
-    def learn(self, x: np.ndarray, level: float, purchased: bool) -> None:
-        self._terms.append(self._model.logit_terms(x[None, :])[0])
-        self._model.learn_one(x, 0, level, float(purchased))
+    def __init__(self, x: np.ndarray, level: np.ndarray, purchased: np.ndarray) -> None:
+        model = SharedLogit(1, x.shape[1], np.zeros(1), l2=1.0, decay=1.0)
+        terms = []
+        for start in range(0, len(x), REWARD_MODEL_BLOCK):
+            block = slice(start, start + REWARD_MODEL_BLOCK)
+            terms.append(model.logit_terms(x[block]))
+            model.learn_block(x[block], level[block], purchased[block])
+        self._link, self._terms = model.link, np.concatenate(terms)
 
     def purchase_probabilities(self, levels: np.ndarray) -> np.ndarray:
-        """Row ``i`` of ``levels`` (one per decision learned, in order): P(purchase) at each level, by
+        """Row ``i`` of ``levels`` (one per logged decision, in order): P(purchase) at each level, by
         the model as it stood before it learned decision ``i``."""
-        return self._model.link(SharedLogit.scores_at(np.array(self._terms), levels))
+        return self._link(SharedLogit.scores_at(self._terms, levels))
 
 
 def _estimates(reward: np.ndarray, weight: np.ndarray, model_value: np.ndarray,
@@ -264,9 +270,8 @@ class _Run:
         probability = np.where(arm >= 0, pmf[np.arange(count), arm], 0.0)
         return _Plan(start, priced, pmf, arm, probability)
 
-    def step(self, log: _Log, index: int, multiplier: float) -> np.ndarray:
-        """Price decision ``index`` with the candidate's current model, then maybe learn it; returns
-        the candidate's features of it."""
+    def step(self, log: _Log, index: int, multiplier: float) -> None:
+        """Price decision ``index`` with the candidate's current model, then maybe learn it."""
         plan = self._plan
         if plan is None or index - plan.start >= len(plan.arm):
             plan = self._plan = self._planned(log, index)
@@ -284,7 +289,6 @@ class _Run:
                                              probability)
                 self.learned += 1
                 self._plan = None  # priced by the model before this outcome
-        return x
 
     def result(self, log: _Log, model: RewardModel) -> Result:
         """The estimates, from every decision's terms at once."""
@@ -324,14 +328,12 @@ def evaluate(reading: LogReading, candidates: Sequence[Candidate]) -> Evaluation
     runs = [_Run(candidate, log) for candidate in candidates]
     models: dict[tuple[str, ...], RewardModel] = {}
     for run in runs:
-        models.setdefault(run.names, RewardModel(len(run.names)))
+        if run.names not in models:
+            models[run.names] = RewardModel(run.x, log.level, log.purchased)
     multiplier = min(decision.propensity for decision in decisions)
-    for index, decision in enumerate(decisions):
-        xs: dict[tuple[str, ...], np.ndarray] = {}
+    for index in range(len(decisions)):
         for run in runs:
-            xs.setdefault(run.names, run.step(log, index, multiplier))
-        for names, model in models.items():
-            model.learn(xs[names], float(log.level[index]), decision.purchased)
+            run.step(log, index, multiplier)
     results = [run.result(log, models[run.names]) for run in runs]
     for result in results:
         if result.could_not_take == 1.0:

@@ -27,6 +27,7 @@ from learner import (
 )
 from learner.policies import DEMAND_MODELS
 from learner.policies.base import masked_argmax, masked_argmax_rows
+from learner.policies.shared import SharedLogit
 from learner.seeding import decision_rng
 
 # -- price grid and guardrails -----------------------------------------------------------------
@@ -309,3 +310,27 @@ def test_masked_argmax_rows_follows_the_rule_with_ties_and_nans(seed: int) -> No
     expected = [_first_best(*row) for row in lists]
     assert masked_argmax_rows(values, allowed, payoffs).tolist() == expected
     assert [masked_argmax(*row) for row in zip(values, allowed, payoffs, strict=True)] == expected
+
+
+def test_a_block_of_one_outcome_is_the_online_newton_step() -> None:
+    """``SharedLogit.learn_block`` (the offline replay's DR reward model) is ``learn_one`` for many:
+    blocks of one outcome follow it to rounding; a block of many moves the same way."""
+    rng = np.random.default_rng(3)
+    x = np.column_stack([np.ones(200), rng.normal(size=(200, 3))])
+    levels = rng.uniform(-0.5, 0.0, 200)
+    rewards = (rng.random(200) < 0.5 + 0.3 * np.tanh(x[:, 1] - 4 * levels)).astype(float)
+    online, ones, blocks, prior = (SharedLogit(1, 4, np.zeros(1)) for _ in range(4))
+    for i in range(200):
+        online.learn_one(x[i], 0, float(levels[i]), float(rewards[i]))
+        ones.learn_block(x[i:i + 1], levels[i:i + 1], rewards[i:i + 1])
+    for start in range(0, 200, 50):
+        blocks.learn_block(x[start:start + 50], levels[start:start + 50], rewards[start:start + 50])
+    probe = np.linspace(-0.5, 0.0, 6)
+    expected = online.probabilities(x[0], probe)
+    np.testing.assert_allclose(ones.probabilities(x[0], probe), expected, rtol=1e-9)
+    # blocks of 50 land near the online fit (0.03 here), far nearer than the prior they left (0.2)
+    assert np.abs(blocks.probabilities(x[0], probe) - expected).max() < 0.05
+    assert np.abs(prior.probabilities(x[0], probe) - expected).max() > 0.1
+    assert online.total == ones.total == blocks.total == 200
+    with pytest.raises(ValueError, match="no order to forget"):
+        SharedLogit(1, 4, np.zeros(1), decay=0.99).learn_block(x[:2], levels[:2], rewards[:2])

@@ -135,6 +135,25 @@ class SharedLogit(DemandModel):
         self._A, self._A_inv, self._theta = A, A_inv, theta
         self._counted(arm)
 
+    def learn_block(self, x: np.ndarray, levels: np.ndarray, rewards: np.ndarray) -> None:
+        """One Newton step for a block of outcomes (rows of ``x``, their levels and rewards) at once:
+        every outcome's curvature at the current estimate joins the precision, and ``theta`` moves by
+        ``A⁻¹ Σ z (r − p)``. Without forgetting only, where the order inside a block does not matter:
+        the offline replay's DR reward model (``evaluation.replay``), not a policy."""
+        if self.decay < 1.0:
+            raise ValueError("a block of outcomes has no order to forget in: use learn_one")
+        z = np.concatenate([x, (LEVEL_SCALE * levels)[:, None] * x], axis=1)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            p = sigmoid(z @ self._theta)
+            weight = np.maximum(p * (1.0 - p), MIN_CURVATURE)
+            A = self._A + (z * weight[:, None]).T @ z
+            A_inv = np.linalg.inv(A)
+            theta = self._theta + A_inv @ (z.T @ (rewards - p))
+            refuse_non_finite(A.diagonal(), A_inv.diagonal(), theta)
+        self._A, self._A_inv, self._theta = A, A_inv, theta
+        self._counts[0] += len(z)
+        self._total += len(z)
+
     def _shapes(self) -> dict[str, tuple[int, ...]]:
         size = self._theta.size
         return {"A": (size, size), "A_inv": (size, size), "theta": (size,), "counts": (self.n_arms,)}
