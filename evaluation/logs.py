@@ -169,7 +169,11 @@ def from_dsjson_line(line: int, text: str) -> LoggedDecision:
     multi = _get(line, context, "_multi", list, "a list of the offered arms")
     if not multi:
         raise BadRecord(line, "c._multi", "at least one offered arm (a quote with none is guardrail-bound)")
-    offered = _numbers(line, "c._multi[{}].Price.alpha", [_alpha(action) for action in multi], minimum=0.0)
+    try:
+        alphas = [action["Price"]["alpha"] for action in multi]
+    except (KeyError, TypeError):  # an arm not shaped as the server writes it: name which
+        alphas = [_alpha(action) for action in multi]
+    offered = _numbers(line, "c._multi[{}].Price.alpha", alphas, minimum=0.0)
     actions = _get(line, record, "a", list, "the list of action ids")
     probabilities = _get(line, record, "p", list, "the list of action probabilities")
     if len(actions) != len(offered) or len(probabilities) != len(offered) or \

@@ -13,8 +13,8 @@ traffic. A candidate thus learns from about ``M·n`` of ``n`` decisions: its est
 
 A reward model for DR (``learner.policies.shared.SharedLogit``, the server's demand model, without
 forgetting) is fitted on every logged decision in the same order, a block of ``REWARD_MODEL_BLOCK``
-at a time, each block scored before it is learned, so it never predicts an outcome it has seen. It gives the purchase probability at any price, so DR
-also covers prices the log never tried.
+at a time, each block scored before it is learned, so it never predicts an outcome it has seen. It
+gives the purchase probability at any price, so DR also covers prices the log never tried.
 
 Limits, said in the report: the guardrails (floor, ceiling) are not logged; a bound is taken where
 the log shows it (an arm refused beyond the nearest offered price), and a side with no refused arm
