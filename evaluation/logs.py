@@ -170,10 +170,10 @@ def from_dsjson_line(line: int, text: str) -> LoggedDecision:
     if not multi:
         raise BadRecord(line, "c._multi", "at least one offered arm (a quote with none is guardrail-bound)")
     try:
-        alphas = [action["Price"]["alpha"] for action in multi]
+        offered = [action["Price"]["alpha"] for action in multi]
     except (KeyError, TypeError):  # an arm not shaped as the server writes it: name which
-        alphas = [_alpha(action) for action in multi]
-    offered = _numbers(line, "c._multi[{}].Price.alpha", alphas, minimum=0.0)
+        offered = [_alpha(action) for action in multi]
+    _numbers(line, "c._multi[{}].Price.alpha", offered, minimum=0.0)
     actions = _get(line, record, "a", list, "the list of action ids")
     probabilities = _get(line, record, "p", list, "the list of action probabilities")
     if len(actions) != len(offered) or len(probabilities) != len(offered) or \

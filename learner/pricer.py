@@ -31,7 +31,7 @@ from learner.features import DEFAULT_CONTEXT_FEATURES, DEFAULT_UNKNOWN_CONTEXT, 
 from learner.inventory import StockBook, StockSummary
 from learner.objective import expected_profit, margin_payoffs
 from learner.policies import DEFAULT_DEMAND_MODEL, make_policy
-from learner.policies.base import check_hyperparameters, masked_argmax
+from learner.policies.base import check_hyperparameters, masked_argmax_rows
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
@@ -368,15 +368,19 @@ class Pricer:
                         for request, row, pin, reference, (opportunity, _)
                         in zip(requests, read, pins, references, stocks, strict=True)]
 
+            count = len(requests)
             if any(row.limit is not None for row in read):  # the band is around the reference: it first
-                references: list[float | None] = [self._reference_price(p) for p in self.choose_many(anchors)]
-                pricings = self.choose_many(asks(references))
+                anchored = self.choose_rows(AskRows.of(anchors))
+                references: list[float | None] = list(self._reference_prices(anchored))
+                priced = self.choose_rows(AskRows.of(asks(references)))
+                pricings = [priced.pricing(i) for i in range(count)]
             else:
-                both = self.choose_many(anchors + asks([None] * len(requests)))
-                references = [self._reference_price(p) for p in both[:len(requests)]]
-                pricings = both[len(requests):]
-            effects = [self._input_effects(row.x, row.neutral, pricing.levels, pricing.arm)
-                       for row, pricing in zip(read, pricings, strict=True)]
+                both = self.choose_rows(AskRows.of(anchors + asks([None] * count)))
+                references = list(self._reference_prices(both)[:count])
+                pricings = [both.pricing(i) for i in range(count, 2 * count)]
+            effects = self._input_effects(
+                np.array([row.x for row in read]), np.array([row.neutral for row in read]),
+                np.array([pricing.levels for pricing in pricings]), [pricing.arm for pricing in pricings])
             shown = [self._follow(row.x, request.product, pricing, request.incumbent_price)
                      if follow and request.incumbent_price is not None else None
                      for request, row, pricing in zip(requests, read, pricings, strict=True)]
@@ -549,34 +553,38 @@ class Pricer:
         opportunities = opportunities or [0.0] * len(products)
         anchors = [self._reference_ask(product, neutral, opportunity) for product, neutral, opportunity
                    in zip(products, neutrals, opportunities, strict=True)]
-        return [self._reference_price(pricing) for pricing in self.choose_many(anchors)]
+        return self._reference_prices(self.choose_rows(AskRows.of(anchors)))
 
     def _reference_ask(self, product: Product, neutral: np.ndarray, opportunity: float) -> Ask:
         rng = decision_rng(self.config.seed, f"reference\x00{product.product_id}")
         return Ask(product, product.list_price - product.unit_cost, neutral, rng, opportunity=opportunity)
 
     @staticmethod
-    def _reference_price(pricing: Pricing) -> float:
-        """The price of the most probable arm of a reference ask's Pricing (the bound without one)."""
-        if pricing.guardrail_bound:
-            return pricing.price
-        allowed = pricing.arm_prices.allowed
-        return float(pricing.arm_prices.prices[masked_argmax(pricing.pmf, allowed, pricing.payoffs)])
+    def _reference_prices(priced: PricedRows) -> list[float]:
+        """The price of the most probable arm of each reference ask (the bound where none fits)."""
+        masked = priced.masked
+        arms = masked_argmax_rows(priced.pmf, masked.allowed, masked.payoffs)
+        best = masked.prices[np.arange(len(arms)), arms]
+        return np.where(priced.guardrail_bound, priced.price, best).tolist()
 
     def _input_effects(self, x: np.ndarray, neutral: np.ndarray, levels: np.ndarray,
-                       arm: int) -> tuple[tuple[str, float], ...]:
-        """How much each input (a context feature; the behavior embedding as one) moves the chosen
-        arm's purchase logit away from the neutral shopper's, largest first; inputs that do not
-        differ are left out. Exact: every demand model's score is linear in the features."""
+                       arms: Sequence[int]) -> list[tuple[tuple[str, float], ...]]:
+        """For each decision (a row of ``x``, ``neutral`` and ``levels``): how much each input (a
+        context feature; the behavior embedding as one) moves the chosen arm's purchase logit away
+        from the neutral shopper's, largest first; inputs that do not differ are left out. Exact:
+        every demand model's score is linear in the features."""
         groups = self._input_groups
-        rows = self._input_masks * (x - neutral)  # row g: the change in group g's columns alone
-        moved = np.flatnonzero(rows.any(axis=1))
-        if moved.size == 0:
-            return ()
-        effects = self.policy.score_effects(rows[moved], levels, arm)
-        order = np.argsort(-np.abs(effects), kind="stable")
-        names = [groups[i][0] for i in moved]
-        return tuple((names[i], float(effects[i])) for i in order)
+        deltas = self._input_masks * (x - neutral)[:, None, :]  # [i, g]: the change in group g's columns
+        moved = deltas.any(axis=2)
+        if not moved.any():
+            return [()] * len(x)
+        effects = self.policy.score_effects(deltas, levels, np.asarray(arms))
+        answers = []
+        for row_moved, row_effects in zip(moved, effects, strict=True):
+            shown = np.flatnonzero(row_moved)
+            order = shown[np.argsort(-np.abs(row_effects[shown]), kind="stable")]
+            answers.append(tuple((groups[g][0], float(row_effects[g])) for g in order.tolist()))
+        return answers
 
     def own_arm(self, decision: Decision) -> int | None:
         """The arm of this Pricer's grid that ``decision``'s arm is: itself when the decision was made

@@ -55,8 +55,8 @@ class CountingGreedy:
         check_levels(levels, self.n_arms)
         return (self._bought + 2.0 * self._prior) / (self._shown + 2.0)
 
-    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arm: int) -> np.ndarray:
-        return np.zeros(len(deltas))  # no input moves a count
+    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arms: np.ndarray) -> np.ndarray:
+        return np.zeros(deltas.shape[:2])  # no input moves a count
 
     def select(self, x: np.ndarray, levels: np.ndarray, payoffs: np.ndarray, allowed: np.ndarray,
                rng: np.random.Generator) -> Choice:

@@ -103,9 +103,11 @@ class Policy(Protocol):
         """Estimated purchase probability of every arm at ``x`` and its price level, in [0, 1]."""
         ...
 
-    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arm: int) -> np.ndarray:
-        """How much each row of ``deltas`` (a change of the features) moves ``arm``'s purchase score:
-        the disclosure's input effects (zeros for a policy that does not read the features)."""
+    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arms: np.ndarray) -> np.ndarray:
+        """How much each change of the features moves each decision's chosen purchase score: for
+        decision ``i`` (a row of ``levels``, its arm ``arms[i]``), row ``g`` of ``deltas[i]`` (n, G, dim);
+        (n, G) answers, the disclosure's input effects (zeros for a policy that does not read the
+        features)."""
         ...
 
     def learn_one(self, x: np.ndarray, arm: int, level: float, reward: float, probability: float) -> None:

@@ -65,13 +65,21 @@ class DemandPolicy(ABC):
     def estimates(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         return self._model.probabilities(check_features(x, self.dim), check_levels(levels, self.n_arms))
 
-    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arm: int) -> np.ndarray:
-        """The moves of ``arm``'s logit. Every demand model's score is a matrix product with the
-        features, linear in them, so all rows go through one product (as the columns of one matrix)."""
-        deltas = np.asarray(deltas, dtype=float)
-        if deltas.ndim != 2 or deltas.shape[1] != self.dim or not np.isfinite(deltas).all():
-            raise InvalidInput("features", f"expected finite rows of {self.dim} features, got {deltas.shape}")
-        return np.asarray(self._model.scores(deltas, check_levels(levels, self.n_arms))[:, arm])
+    def score_effects(self, deltas: np.ndarray, levels: np.ndarray, arms: np.ndarray) -> np.ndarray:
+        """The moves of each decision's chosen logit. Every demand model's score is a matrix product
+        with the features, linear in them, so all decisions' changes go through one product (as the
+        rows of one matrix, each with its decision's levels)."""
+        deltas, levels = np.asarray(deltas, dtype=float), np.asarray(levels, dtype=float)
+        if deltas.ndim != 3 or deltas.shape[2] != self.dim or not np.isfinite(deltas).all():
+            raise InvalidInput("features", f"expected finite rows of {self.dim} features per decision, "
+                                           f"got {deltas.shape}")
+        if levels.ndim != 2 or levels.shape != (len(deltas), self.n_arms) or not np.isfinite(levels).all():
+            raise InvalidInput("levels", f"expected finite levels of {self.n_arms} arms per decision, "
+                                         f"got {levels.shape}")
+        n, groups = deltas.shape[:2]
+        scores = self._model.row_scores(deltas.reshape(n * groups, self.dim),
+                                        np.repeat(levels, groups, axis=0))
+        return scores[np.arange(n * groups), np.repeat(np.asarray(arms), groups)].reshape(n, groups)
 
     # -- choosing --------------------------------------------------------------------------------
     def select(
