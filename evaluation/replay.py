@@ -187,7 +187,7 @@ class _Log:
 
 
 class _Plan(NamedTuple):
-    """A candidate's pricing of the log's decisions ``start`` on (``_Run._plan``), with the arm of each
+    """A candidate's pricing of the log's decisions ``start`` on (``_Run._planned``), with the arm of each
     logged price on its grid (-1: none) and the candidate's probability of it."""
 
     start: int

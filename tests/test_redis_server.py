@@ -142,8 +142,9 @@ def test_health_says_when_a_replica_falls_behind_the_log_and_when_it_caught_up(
         others.close()
     said = [record.getMessage() for record in caplog.records]
     assert any(line.startswith("this replica is behind the outcome log") for line in said), said
-    assert f"this replica caught up with the outcome log (applied entry {BEHIND_ENTRIES + 1} of " \
-           f"{BEHIND_ENTRIES + 1})" in said
+    # caught up once within the bound again: at the first entry applied already, or any later one
+    assert any(line.startswith("this replica caught up with the outcome log (applied entry ")
+               and line.endswith(f" of {BEHIND_ENTRIES + 1})") for line in said), said
     assert service.last_applied == BEHIND_ENTRIES + 1
 
 
