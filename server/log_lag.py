@@ -10,13 +10,14 @@ machines need their clocks in step (NTP) for it to mean seconds.
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from learner import StoreFailed
+from server.periodic import Periodic
 
 BEHIND_ENTRIES = 1000
 BEHIND_SECONDS = 5.0
@@ -61,27 +62,15 @@ def measure(log: SharedLog, applied: int, now: float) -> Lag:
     return Lag(applied, end, 0.0 if logged is None else max(0.0, now - logged))
 
 
-class LagWatch:
+class LagWatch(Periodic):
     """Measures the lag every ``interval`` and hands it to ``on_lag``; a store failure is health's
     other cause (the store watch reports it), so it is skipped here."""
 
     def __init__(self, log: SharedLog, applied: Callable[[], int], on_lag: Callable[[Lag], None],
                  interval: float = LAG_CHECK_SECONDS) -> None:
-        self._log, self._applied, self._on_lag, self._interval = log, applied, on_lag, interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lag-watch", daemon=True)
+        super().__init__("lag-watch", interval, self._measure)
+        self._log, self._applied, self._on_lag = log, applied, on_lag
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            try:
-                self._on_lag(measure(self._log, self._applied(), time.time()))
-            except StoreFailed:
-                continue
+    def _measure(self) -> None:
+        with contextlib.suppress(StoreFailed):
+            self._on_lag(measure(self._log, self._applied(), time.time()))

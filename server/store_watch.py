@@ -3,11 +3,11 @@ health NOT_SERVING within a second, and a failed store is tried again until it w
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Protocol
 
 from learner import StoreFailed
+from server.periodic import Periodic
 
 STORE_CHECK_SECONDS = 0.25
 
@@ -17,31 +17,21 @@ class Watched(Protocol):
     def recover(self) -> StoreFailed | None: ...
 
 
-class StoreWatch:
+class StoreWatch(Periodic):
     """Calls ``on_change(fault)`` whenever the store's state changes cause (None: it works)."""
 
     def __init__(self, store: Watched, on_change: Callable[[StoreFailed | None], None],
                  interval: float = STORE_CHECK_SECONDS) -> None:
-        self._store, self._on_change, self._interval = store, on_change, interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="store-watch", daemon=True)
+        super().__init__("store-watch", interval, self._check)
+        self._store, self._on_change = store, on_change
         self.fault: StoreFailed | None = None
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            # Reported once as it is before it is tried again: a failure always shows in health.
-            fault = self._store.check() if self.fault is None else self._store.recover()
-            if _cause(fault) != _cause(self.fault):
-                self.fault = fault
-                self._on_change(fault)
+    def _check(self) -> None:
+        # Reported once as it is before it is tried again: a failure always shows in health.
+        fault = self._store.check() if self.fault is None else self._store.recover()
+        if _cause(fault) != _cause(self.fault):
+            self.fault = fault
+            self._on_change(fault)
 
 
 def _cause(fault: StoreFailed | None) -> str | None:
