@@ -2,9 +2,9 @@
 
 Both stores keep every pending quote and every log entry in this form (issues 12 and 16): it is
 written on every quote and read on every reward, on recovery and replay, by a replica following the
-shared log and by the exports. JSON of ``Decision.to_dict()`` cost about 40 µs to write and 50 µs to
-read for 2.3 kB, a quarter of it the feature names repeated in every row and most of the rest
-numbers spelled out in decimal.
+shared log and by the exports. JSON of ``Decision.to_dict()`` cost 35-45 µs to write and 40-50 µs
+to read for 2.3 kB a quote at dim 16, with the feature names repeated in every row and every number
+spelled out in decimal (``python -m bench.records`` measures both).
 
 Layout, little-endian (version 1):
 
@@ -73,9 +73,9 @@ _arm_view = partial(tuple.__new__, ArmView)
 """``ArmView._make`` without its length check (each row is a zip of its 7 columns): 11 per record."""
 _ARM_FLOATS = 5  # alpha, price, purchase_probability, expected_profit, probability
 
-_START = Struct("<BI")  # version, CRC-32 of the rest
-_HEAD = Struct(f"<16s{len(_FLAGS) + len(_OPTIONAL)}?{len(_INTEGERS)}q5I")
 DIGEST_BYTES = 16
+_START = Struct("<BI")  # version, CRC-32 of the rest
+_HEAD = Struct(f"<{DIGEST_BYTES}s{len(_FLAGS) + len(_OPTIONAL)}?{len(_INTEGERS)}q5I")  # 5 counts
 
 
 @lru_cache(maxsize=64)
