@@ -166,7 +166,7 @@ def learner_section(rows: list[learner_scaling.Scaling], pricer_rows: list[learn
              "record; then `Pricer.update`):\n\n" + table(
                  ["path", "dim", "arms", "decision µs", "update µs", "total µs"],
                  [[r.policy, r.dim, r.arms, r.decide_us, r.update_us, r.total_us] for r in pricer_rows]))
-    text += (f"\n\nMemory: a pending quote is {memory.pending_row_bytes:.0f} bytes of JSON, "
+    text += (f"\n\nMemory: a pending quote is {memory.pending_row_bytes:.0f} bytes as its stored record, "
              f"{memory.pending_disk_bytes:.0f} bytes of database with its indexes, and "
              f"{memory.decision_object_bytes} bytes as a Python object while its request is in flight "
              f"(pending quotes live in SQLite, not in memory); the default policy's statistics (the "

@@ -8,7 +8,6 @@ for one configuration, and ``memory`` what a pending quote and the model take.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from learner import DEFAULT_CONTEXT_FEATURES, POLICIES, Choice, Pricer, PricerCo
 from learner.seeding import decision_rng
 from learner.value import BehaviorEvent
 from learner.value import load as load_value_model
+from server.record import RecordCodec
 from server.store import SQLiteStore
 from server.validation import RequestReader
 
@@ -107,7 +107,7 @@ def pricer_row(policy: str, dim: int, n_arms: int, count: int) -> Scaling:
 
 @dataclass(frozen=True)
 class Memory:
-    pending_row_bytes: float  # the stored JSON of one pending decision
+    pending_row_bytes: float  # the stored record of one pending decision (server/record.py)
     pending_disk_bytes: float  # database pages per pending quote, indexes included
     decision_object_bytes: int  # a Decision in memory while its request is in flight
     model_bytes: int  # the default policy's statistics (the shared demand model's)
@@ -150,7 +150,8 @@ def memory(count: int) -> Memory:
         store.put_pending(decisions)
         store.close()
         grown = pages() - before
-    row = sum(len(json.dumps(d.to_dict())) for d in decisions) / count
+    layouts: dict[bytes, str] = {}
+    row = sum(map(len, RecordCodec(layouts.get, layouts.update).encode(decisions))) / count
     model = sum(array.nbytes for array in pricer.policy.state().values())
     network = load_value_model("default").network
     state = network.step(network.zero_state, BehaviorEvent("user-1", 1.0, "view", price=90.0, unit_cost=40.0))

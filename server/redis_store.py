@@ -23,7 +23,8 @@ store logs a warning at start when Redis is not set to ``always``.
 Failures are named (``server/redis_faults.py``): unreachable, timeout, loading, out of memory,
 persistence failed, read-only; the client never retries by itself (a retried write could be
 doubled), ``check()`` and ``recover()`` try a one-field write, so health follows Redis.
-The decision is stored as the SQLite store stores it: the JSON of ``Decision.to_dict()``.
+The decision is stored as the SQLite store stores it: a record (``server/record.py``) naming its
+feature layout, which the ``layouts`` hash holds once; entries from before records hold JSON.
 """
 
 from __future__ import annotations
@@ -53,9 +54,11 @@ from learner import (
 )
 from learner.value import StateChange
 from server.pseudonyms import UserIdKey
+from server.record import RecordCodec
 from server.redis_faults import redis_failure
 from server.store import (
     ADOPTED_KEY,
+    JSON_SCHEMA_VERSION,
     SCHEMA_VERSION,
     SNAPSHOTS_KEPT,
     AfterCommit,
@@ -240,6 +243,9 @@ class RedisStore:
         self._forget = self._client.register_script(_FORGET)
         self._switch = self._client.register_script(_SWITCH)
         self._snapshot = self._client.register_script(_SNAPSHOT)
+        self._records = RecordCodec(
+            lambda digest: _text(self._io(lambda: self._client.hget(key("layouts"), digest))),
+            lambda layouts: self._io(lambda: self._client.hset(key("layouts"), mapping=dict(layouts))))
         self._fault: StoreFailed | None = None
         try:
             self._check_schema_version()
@@ -261,10 +267,14 @@ class RedisStore:
         return result
 
     def _check_schema_version(self) -> None:
+        """Refuse a store of another schema; mark one of JSON decisions (version 2, read as they are)
+        as holding records from now on."""
         meta = key("meta")
         self._io(lambda: self._client.hsetnx(meta, "schema_version", str(SCHEMA_VERSION)))
         version = _text(self._io(lambda: self._client.hget(meta, "schema_version")))
-        if version != str(SCHEMA_VERSION):
+        if version == str(JSON_SCHEMA_VERSION):
+            self._io(lambda: self._client.hset(meta, "schema_version", str(SCHEMA_VERSION)))
+        elif version != str(SCHEMA_VERSION):
             raise StoreCorrupt(
                 f"the Redis store {self.where} has schema version {version}, this build uses "
                 f"{SCHEMA_VERSION}: run the matching pricebandit release, or use another database")
@@ -318,9 +328,9 @@ class RedisStore:
     # -- pending quotes ----------------------------------------------------------------------
     def put_pending(self, decisions: list[Decision], *, remember_prices: bool = False) -> None:
         args: list[Any] = ["1" if remember_prices else "0"]
-        for d in decisions:
+        for d, record in zip(decisions, self._records.encode(decisions), strict=True):
             field = f"{recent_quotes_key(d.user_id)}\n{d.product_id}"
-            args += [d.quote_id, json.dumps(d.to_dict()), _number(d.expires_at), field,
+            args += [d.quote_id, record, _number(d.expires_at), field,
                      "1" if d.stable_of else "0", _number(d.created_at)]
         keys = [key("expiry"), key("recent"), key("recent_at"),
                 *(key(f"quote:{d.quote_id}") for d in decisions)]
@@ -348,7 +358,7 @@ class RedisStore:
 
     def pending(self, quote_id: str) -> Decision | None:
         text = self._io(lambda: self._client.get(key(f"quote:{quote_id}")))
-        return None if text is None else _decision(text, f"pending quote {quote_id!r}")
+        return None if text is None else self._decision(text, f"pending quote {quote_id!r}")
 
     def find_decision(self, quote_id: str) -> Decision | None:
         found = self.pending(quote_id)
@@ -366,7 +376,8 @@ class RedisStore:
         if not ids:
             return []
         texts = self._io(lambda: self._client.mget([key(f"quote:{i.decode()}") for i in ids]))
-        return [_decision(text, f"pending quote {i.decode()!r}") for i, text in zip(ids, texts, strict=True)
+        stored = zip(ids, texts, strict=True)
+        return [self._decision(text, f"pending quote {i.decode()!r}") for i, text in stored
                 if text is not None]  # closed since the claim read it: nothing to expire
 
     def pending_count(self) -> int:
@@ -380,7 +391,7 @@ class RedisStore:
         AlreadyClosed if it is no longer pending (another thread or replica closed it): the states
         are then left alone. ``after_commit(seq)`` runs once Redis has the entry; with several
         writers these calls are not in log order (a shared log is learned by following it)."""
-        seq = self._log(decision.quote_id, kind, reward, learned, closed_at, "", states)
+        seq = self._log(decision.quote_id, kind, reward, learned, closed_at, b"", states)
         if seq == 0:
             raise AlreadyClosed(decision.quote_id)
         if states is not None:
@@ -391,14 +402,14 @@ class RedisStore:
 
     def append_log(self, decision: Decision, kind: str, reward: float, learned: bool,
                    closed_at: float, after_commit: AfterCommit | None = None) -> int:
-        seq = self._log(decision.quote_id, kind, reward, learned, closed_at, json.dumps(decision.to_dict()),
-                        None)
+        seq = self._log(decision.quote_id, kind, reward, learned, closed_at,
+                        self._records.encode([decision])[0], None)
         if after_commit is not None:
             after_commit(seq)
         return seq
 
     def _log(self, quote_id: str, kind: str, reward: float, learned: bool, closed_at: float,
-             decision: str, states: StateChange | None) -> int:
+             decision: bytes, states: StateChange | None) -> int:
         keys = [key(f"quote:{quote_id}"), key("expiry"), key("seq"), key("log"), key("closed"), key("late")]
         args = [quote_id, kind, _number(reward), "1" if learned else "0", _number(closed_at), decision]
         if states is None:
@@ -444,7 +455,7 @@ class RedisStore:
 
     def _entry(self, seq: int) -> LogEntry | None:
         found = self._io(lambda: self._client.xrange(key("log"), f"0-{seq}", f"0-{seq}"))
-        entry = _log_entry(*found[0]) if found else None
+        entry = self._log_entry(*found[0]) if found else None
         return entry if isinstance(entry, LogEntry) else None
 
     def logged_at(self, seq: int) -> float | None:
@@ -463,7 +474,7 @@ class RedisStore:
             if not page:
                 return
             for entry_id, fields in page:
-                entry = _log_entry(entry_id, fields)
+                entry = self._log_entry(entry_id, fields)
                 yield entry
                 seq = entry.seq
 
@@ -541,19 +552,17 @@ class RedisStore:
     def close(self) -> None:
         self._client.close()
 
+    def _decision(self, data: bytes, where: str) -> Decision:
+        try:
+            return self._records.decode(data)
+        except ValueError as exc:
+            raise StoreCorrupt(f"{where} is unreadable ({exc}): the Redis store is damaged") from None
 
-def _decision(text: bytes, where: str) -> Decision:
-    try:
-        return Decision.from_dict(json.loads(text))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise StoreCorrupt(f"{where} is unreadable ({exc}): the Redis store is damaged") from None
-
-
-def _log_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LogEntry | SwitchEntry:
-    seq = int(entry_id.split(b"-")[1])
-    if fields[b"kind"] == b"switch":
-        snapshot = fields[b"snapshot"]
-        return SwitchEntry(seq, Switch(fields[b"record"].decode(), snapshot or None,
-                                       json.loads(fields[b"learner"]), float(fields[b"closed_at"])))
-    return LogEntry(seq, _decision(fields[b"decision"], f"log entry {seq}"), fields[b"kind"].decode(),
-                    float(fields[b"reward"]), fields[b"learned"] == b"1")
+    def _log_entry(self, entry_id: bytes, fields: dict[bytes, bytes]) -> LogEntry | SwitchEntry:
+        seq = int(entry_id.split(b"-")[1])
+        if fields[b"kind"] == b"switch":
+            snapshot = fields[b"snapshot"]
+            return SwitchEntry(seq, Switch(fields[b"record"].decode(), snapshot or None,
+                                           json.loads(fields[b"learner"]), float(fields[b"closed_at"])))
+        return LogEntry(seq, self._decision(fields[b"decision"], f"log entry {seq}"),
+                        fields[b"kind"].decode(), float(fields[b"reward"]), fields[b"learned"] == b"1")

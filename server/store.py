@@ -27,8 +27,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -45,6 +45,7 @@ from learner import (
 from learner.value import StateChange
 from server.dir_lock import DataDirLock
 from server.pseudonyms import UserIdKey
+from server.record import RecordCodec
 from server.store_faults import (
     DAMAGED_FILE_CAUSES,
     RESTART_CAUSES,
@@ -53,9 +54,13 @@ from server.store_faults import (
     store_failure,
 )
 
-SCHEMA_VERSION = 2
-"""2: users are stored under pseudonyms (``server.pseudonyms``); a version-1 file, which holds raw
+SCHEMA_VERSION = 3
+"""3: decisions are stored as compact records (``server/record.py``) naming their feature layout,
+which the ``layouts`` table holds once. 2: users are stored under pseudonyms (``server.pseudonyms``).
+A version-2 file's decisions are JSON, read as they are; the first writer to open it marks it 3 (its
+new rows are records, which a build of version 2 could not read). A version-1 file, which holds raw
 user ids, is migrated in place when the server first opens it with a key."""
+JSON_SCHEMA_VERSION = 2
 LEGACY_SCHEMA_VERSION = 1
 SNAPSHOTS_KEPT = 3
 WAL_CHECKPOINT_PAGES = 256
@@ -162,6 +167,9 @@ class Store(Protocol):
 _LAST_SEQ = ("SELECT MAX(COALESCE((SELECT MAX(seq) FROM decision_log), 0), "
              "COALESCE((SELECT MAX(seq) FROM switches), 0))")
 """The log's last entry: an outcome or a switch."""
+_DECISION = "CAST(decision AS BLOB)"
+"""A stored decision as bytes, whatever it was stored as (a record is a BLOB, a row of a version-2 file
+JSON text): a damaged text row is then the codec's to refuse, not a UTF-8 error of the driver."""
 _STATE_QUERY = "SELECT state FROM user_states WHERE user_id = ? AND model_version = ?"
 """One user's stored state under one model: read by the cache, and inside a state change's write."""
 _SCHEMA = """
@@ -169,7 +177,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
     quote_id TEXT PRIMARY KEY,
     expires_at REAL NOT NULL,
-    decision TEXT NOT NULL
+    decision TEXT NOT NULL  -- a record (a BLOB: server/record.py); JSON text in files of version 2
 );
 CREATE INDEX IF NOT EXISTS pending_by_expiry ON pending (expires_at, quote_id);
 CREATE TABLE IF NOT EXISTS decision_log (
@@ -179,7 +187,7 @@ CREATE TABLE IF NOT EXISTS decision_log (
     reward REAL NOT NULL,
     learned INTEGER NOT NULL,
     closed_at REAL NOT NULL,
-    decision TEXT NOT NULL,
+    decision TEXT NOT NULL,  -- as in pending
     line TEXT NOT NULL  -- empty: DSJSON lines are made on export (server.decision_log); older files hold them
 );
 CREATE INDEX IF NOT EXISTS decision_log_by_quote ON decision_log (quote_id);
@@ -189,6 +197,10 @@ CREATE TABLE IF NOT EXISTS switches (
     record TEXT NOT NULL,
     snapshot BLOB,  -- NULL: the mode alone changed
     learner TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS layouts (
+    digest BLOB PRIMARY KEY,  -- server.record.layout_digest of the names
+    names TEXT NOT NULL  -- the feature names, a JSON list
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -216,15 +228,6 @@ CREATE TABLE IF NOT EXISTS user_states (
 def recent_quotes_key(user_id: str) -> str:
     """The one place the recent-quotes table turns a user id into its key."""
     return user_id
-
-
-def _decision(text: str, where: str) -> Decision:
-    try:
-        return Decision.from_dict(json.loads(text))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise StoreCorrupt(
-            f"{where} is unreadable ({exc}): the state file is damaged; restore it from a backup"
-        ) from None
 
 
 class _Write:
@@ -261,6 +264,8 @@ class SQLiteStore:
         # fsync overlaps this one's callbacks.
         self._after_commit_lock = threading.Lock()
         self._queue: list[_Write] = []
+        self._records = RecordCodec(self._read_layout,
+                                    lambda layouts: self._commit(lambda: self._write_layouts(layouts)))
         self._owner = None if reader else DataDirLock(self.path.parent)
         try:
             self._open()
@@ -308,7 +313,9 @@ class SQLiteStore:
         version = self._meta("schema_version")
         if version is None:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif version not in (str(SCHEMA_VERSION), str(LEGACY_SCHEMA_VERSION)):
+        elif version == str(JSON_SCHEMA_VERSION) and not self.reader:
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        elif version not in (str(SCHEMA_VERSION), str(JSON_SCHEMA_VERSION), str(LEGACY_SCHEMA_VERSION)):
             raise StoreCorrupt(
                 f"the state file {self.path} has schema version {version}, this build uses "
                 f"{SCHEMA_VERSION}: run the matching pricebandit release, or use a new --data-dir"
@@ -351,15 +358,16 @@ class SQLiteStore:
             return migrated
 
     def _pseudonymize(self, key: UserIdKey) -> int:
-        """Replace every raw user id of a version-1 file by its pseudonym, inside a transaction."""
+        """Replace every raw user id of a version-1 file by its pseudonym, inside a transaction (whose
+        layouts its records are read and written with)."""
+        records = RecordCodec(self._layout, self._write_layouts)
         migrated = 0
         for table, id_column in (("pending", "quote_id"), ("decision_log", "seq")):
-            rows = self._db.execute(f"SELECT {id_column}, decision FROM {table}").fetchall()
-            for row_id, text in rows:
-                data = json.loads(text)
-                data["user_id"] = key.pseudonym(data["user_id"])
-                self._db.execute(f"UPDATE {table} SET decision = ? WHERE {id_column} = ?",
-                                 (json.dumps(data), row_id))
+            rows = self._db.execute(f"SELECT {id_column}, {_DECISION} FROM {table}").fetchall()
+            for row_id, data in rows:
+                decision = records.decode(data)
+                (record,) = records.encode([replace(decision, user_id=key.pseudonym(decision.user_id))])
+                self._db.execute(f"UPDATE {table} SET decision = ? WHERE {id_column} = ?", (record, row_id))
             migrated += len(rows)
         states = self._db.execute(
             "SELECT user_id, model_version, updated_at, state FROM user_states").fetchall()
@@ -367,6 +375,28 @@ class SQLiteStore:
         self._db.executemany("INSERT INTO user_states VALUES (?, ?, ?, ?)",
                              [(key.pseudonym(user), *rest) for user, *rest in states])
         return migrated + len(states)
+
+    def _decision(self, data: bytes, where: str) -> Decision:
+        """The decision a row holds; StoreCorrupt naming the row (``where``) if it is unreadable."""
+        try:
+            return self._records.decode(data)
+        except ValueError as exc:
+            raise StoreCorrupt(
+                f"{where} is unreadable ({exc}): the state file is damaged; restore it from a backup"
+            ) from None
+
+    def _read_layout(self, digest: bytes) -> str | None:
+        with self._lock:
+            return self._layout(digest)
+
+    def _layout(self, digest: bytes) -> str | None:
+        """A feature layout's names as stored (JSON), or None; the caller holds the connection."""
+        row = self._execute("SELECT names FROM layouts WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _write_layouts(self, layouts: Mapping[bytes, str]) -> None:
+        """Inside a transaction: store feature layouts (a layout already there is the same one)."""
+        self._db.executemany("INSERT OR IGNORE INTO layouts VALUES (?, ?)", layouts.items())
 
     def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:  # type: ignore[type-arg]
         try:
@@ -499,7 +529,8 @@ class SQLiteStore:
     def put_pending(self, decisions: list[Decision], *, remember_prices: bool = False) -> None:
         """Store new quotes; with ``remember_prices``, also as each user's latest quote for the product
         (a quote that repeats an earlier price keeps that price's time: the window does not slide)."""
-        rows = [(d.quote_id, d.expires_at, json.dumps(d.to_dict())) for d in decisions]
+        rows = list(zip([d.quote_id for d in decisions], [d.expires_at for d in decisions],
+                        self._records.encode(decisions), strict=True))
 
         def insert() -> None:
             try:
@@ -537,8 +568,8 @@ class SQLiteStore:
 
     def pending(self, quote_id: str) -> Decision | None:
         with self._lock:
-            row = self._execute("SELECT decision FROM pending WHERE quote_id = ?", (quote_id,)).fetchone()
-        return None if row is None else _decision(row[0], f"pending quote {quote_id!r}")
+            row = self._execute(f"SELECT {_DECISION} FROM pending WHERE quote_id = ?", (quote_id,)).fetchone()
+        return None if row is None else self._decision(row[0], f"pending quote {quote_id!r}")
 
     def find_decision(self, quote_id: str) -> Decision | None:
         """The decision with this id, pending or closed."""
@@ -547,18 +578,18 @@ class SQLiteStore:
             return found
         with self._lock:
             row = self._execute(
-                "SELECT decision FROM decision_log WHERE quote_id = ? ORDER BY seq LIMIT 1", (quote_id,)
+                f"SELECT {_DECISION} FROM decision_log WHERE quote_id = ? ORDER BY seq LIMIT 1", (quote_id,)
             ).fetchone()
-        return None if row is None else _decision(row[0], f"decision log entry for {quote_id!r}")
+        return None if row is None else self._decision(row[0], f"decision log entry for {quote_id!r}")
 
     def due(self, now: float, limit: int) -> list[Decision]:
         """Pending quotes whose window has closed, oldest first (then by id): the learning order."""
         with self._lock:
             rows = self._execute(
-                "SELECT quote_id, decision FROM pending WHERE expires_at <= ? "
+                f"SELECT quote_id, {_DECISION} FROM pending WHERE expires_at <= ? "
                 "ORDER BY expires_at, quote_id LIMIT ?", (now, limit),
             ).fetchall()
-        return [_decision(decision, f"pending quote {quote_id!r}") for quote_id, decision in rows]
+        return [self._decision(decision, f"pending quote {quote_id!r}") for quote_id, decision in rows]
 
     def pending_count(self) -> int:
         with self._lock:
@@ -572,7 +603,7 @@ class SQLiteStore:
         answer to it) in the same transaction; returns the entry's log sequence number.
 
         Raises AlreadyClosed if the quote is no longer pending (closed by another thread first): the
-        states are then left alone. The decision moves as the JSON text it was stored as.
+        states are then left alone. The decision moves as the record it was stored as.
         """
         def move() -> int:
             cursor = self._db.execute(
@@ -600,11 +631,13 @@ class SQLiteStore:
 
     def append_log(self, decision: Decision, kind: str, reward: float, learned: bool,
                    closed_at: float, after_commit: AfterCommit | None = None) -> int:
+        (record,) = self._records.encode([decision])
+
         def append() -> int:
             cursor = self._db.execute(
                 "INSERT INTO decision_log (quote_id, kind, reward, learned, closed_at, decision, line) "
                 "VALUES (?, ?, ?, ?, ?, ?, '')",
-                (decision.quote_id, kind, reward, int(learned), closed_at, json.dumps(decision.to_dict())),
+                (decision.quote_id, kind, reward, int(learned), closed_at, record),
             )
             return int(cursor.lastrowid or 0)
 
@@ -628,13 +661,13 @@ class SQLiteStore:
         while True:
             with self._lock:
                 rows = self._execute(
-                    "SELECT seq, decision, kind, reward, learned FROM decision_log WHERE seq > ? "
+                    f"SELECT seq, {_DECISION}, kind, reward, learned FROM decision_log WHERE seq > ? "
                     "ORDER BY seq LIMIT 1000", (seq,),
                 ).fetchall()
             if not rows:
                 return
             for row_seq, decision, kind, reward, learned in rows:
-                yield LogEntry(row_seq, _decision(decision, f"decision log entry {row_seq}"), kind,
+                yield LogEntry(row_seq, self._decision(decision, f"decision log entry {row_seq}"), kind,
                                reward, bool(learned))
             seq = rows[-1][0]
 

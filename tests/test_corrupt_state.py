@@ -3,9 +3,12 @@ never silently starts from an empty model over real data."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from builders import request
 from learner import Pricer
@@ -60,10 +63,19 @@ def test_a_corrupted_snapshot_is_refused_and_kept(tmp_path: Path, refused_start:
         assert db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 10
 
 
-def test_an_unreadable_log_entry_is_refused(tmp_path: Path, refused_start: Callable[..., str]) -> None:
+@pytest.mark.parametrize(("value", "damage"), [
+    ("?", lambda row: "{not json"),
+    ("CAST(? AS TEXT)", lambda row: b'{"\xff": 1}'),
+    ("?", lambda row: row[:-1]),
+    ("?", lambda row: row[:200] + bytes([row[200] ^ 1]) + row[201:]),
+    ("?", lambda row: random.Random(7).randbytes(len(row))),
+], ids=["JSON that is not", "text that is not UTF-8", "a record cut short", "a bit flipped", "random bytes"])
+def test_an_unreadable_log_entry_is_refused(tmp_path: Path, refused_start: Callable[..., str],
+                                            value: str, damage: Callable[[bytes], object]) -> None:
     saved_state(tmp_path)
     with sqlite3.connect(tmp_path / FILE) as db:
         db.execute("DELETE FROM snapshots")
-        db.execute("UPDATE decision_log SET decision = '{not json' WHERE seq = 7")
+        (row,) = db.execute("SELECT decision FROM decision_log WHERE seq = 7").fetchone()
+        db.execute(f"UPDATE decision_log SET decision = {value} WHERE seq = 7", (damage(row),))
     log = refused_start(tmp_path, *AS_SAVED)
     assert "decision log entry 7 is unreadable" in log and "restore it from a backup" in log

@@ -3,9 +3,7 @@ opportunity cost restored exactly after a SIGKILL mid-season."""
 
 from __future__ import annotations
 
-import json
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
@@ -17,9 +15,9 @@ from prometheus_client import generate_latest
 from bench.process import ServerProcess
 from builders import product, quote_request
 from conftest import DEADLINE, ServerHandle, make_config
-from learner import Decision
 from learner.inventory import MIN_QUOTES, StockBook
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from server.store import SQLiteStore
 
 
 def stock(units: int = 40, days: float = 1.0, salvage: float = 5.0) -> pricing_pb2.Stock:
@@ -64,16 +62,18 @@ def test_bad_stock_is_invalid_argument_naming_the_field(pricing: ServerHandle, m
     assert error.value.details().startswith("products[1]." + field.removeprefix("product."))
 
 
-def learned_stock(state_file: Path) -> StockBook:
+def learned_stock(data_dir: Path) -> StockBook:
     """The opportunity costs a clean replay of the state file's decision log gives."""
     book = StockBook()
-    with sqlite3.connect(state_file) as db:
-        rows = db.execute("SELECT reward, learned, decision FROM decision_log ORDER BY seq").fetchall()
-    for reward, learned, text in rows:
-        decision = Decision.from_dict(json.loads(text))
-        if learned and decision.stock_units:
-            book.learn(decision.product_id, decision.unit_cost, decision.list_price, decision.stock_units,
-                       decision.sell_by, decision.salvage, decision.created_at, reward > 0)
+    store = SQLiteStore(data_dir, reader=True)
+    try:
+        for entry in store.log_after(0):
+            decision = entry.decision
+            if entry.learned and decision.stock_units:
+                book.learn(decision.product_id, decision.unit_cost, decision.list_price, decision.stock_units,
+                           decision.sell_by, decision.salvage, decision.created_at, entry.reward > 0)
+    finally:
+        store.close()
     return book
 
 
@@ -94,7 +94,7 @@ def test_a_sigkill_mid_season_restores_the_opportunity_cost_exactly(
     restarted = ServerHandle(make_config(data_dir))
     try:
         book = restarted.server.service.pricer.stock
-        assert book.state() == learned_stock(data_dir / "pricebandit.sqlite3").state()
+        assert book.state() == learned_stock(data_dir).state()
         assert book.mu(product().product_id) != 0.0
     finally:
         restarted.stop()

@@ -5,6 +5,7 @@ tests/test_store_contract.py)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,7 +18,9 @@ from bench.redis_process import RedisProcess
 from builders import request
 from learner import AlreadyClosed, Decision, Pricer, StoreCorrupt, StoreFailed
 from learner.value import BehaviorEvent, StateChange, UserStates, load
+from server.record import VERSION
 from server.redis_store import CLAIM_SECONDS, RedisStore, key
+from server.store import JSON_SCHEMA_VERSION, SCHEMA_VERSION
 
 VALUE_MODEL = load("default")
 
@@ -196,3 +199,62 @@ def test_a_redis_that_does_not_fsync_every_write_is_warned_of(tmp_path: Path, re
     finally:
         lax.stop()
     assert "appendfsync=everysec: a Redis crash can lose acknowledged quotes" in caplog.text
+
+
+def test_a_layout_one_replica_stored_is_read_by_another_and_stored_once(replicas: list[RedisStore],
+                                                                        redis_url: str) -> None:
+    first, second = replicas
+    quote = decision("q-1")
+    other = replace(decision("q-2"), feature_names=tuple(f"other.{name}" for name in quote.feature_names))
+    first.put_pending([quote, other])
+    second.put_pending([replace(quote, quote_id="q-3")])
+    assert second.pending("q-1") == quote and second.pending("q-2") == other
+    first.close_quote(other, "reward", 1.0, True, 5.0)
+    assert [entry.decision for entry in second.log_after(0)] == [other]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.hlen(key("layouts")) == 2
+        row = client.get(key("quote:q-1"))
+        assert row[0] == VERSION and b"context.is_mobile" not in row
+    finally:
+        client.close()
+
+
+def test_entries_from_before_records_still_read_and_the_store_takes_records(redis_url: str) -> None:
+    """A Redis of schema 2 holds JSON decisions: they read and close as they are; new ones are records."""
+    old, logged = decision("q-old"), decision("q-logged")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.hset(key("meta"), "schema_version", str(JSON_SCHEMA_VERSION))
+        client.set(key("quote:q-old"), json.dumps(old.to_dict()))
+        client.zadd(key("expiry"), {"q-old": old.expires_at})
+        client.set(key("seq"), 1)
+        client.xadd(key("log"), {"quote_id": "q-logged", "kind": "reward", "reward": "1.0", "learned": "1",
+                                 "closed_at": "5.0", "decision": json.dumps(logged.to_dict())}, id="0-1")
+        client.hset(key("closed"), "q-logged", 1)
+        store = RedisStore(redis_url)
+        try:
+            assert client.hget(key("meta"), "schema_version") == str(SCHEMA_VERSION).encode()
+            assert store.pending("q-old") == old and store.find_decision("q-logged") == logged
+            assert store.close_quote(old, "expired", 0.0, True, 6.0) == 2
+            store.put_pending([decision("q-new")])
+            assert [entry.decision for entry in store.log_after(0)] == [logged, old]
+            assert client.get(key("quote:q-new"))[0] == VERSION
+        finally:
+            store.close()
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("garbage", [b"{not json", b"\x01" + bytes(40), b"\x09garbage"])
+def test_an_unreadable_decision_is_named(redis_url: str, garbage: bytes) -> None:
+    store = RedisStore(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        store.put_pending([decision("q-1")])
+        client.set(key("quote:q-1"), garbage)
+        with pytest.raises(StoreCorrupt, match=r"pending quote 'q-1' is unreadable \(.+\): the Redis store"):
+            store.pending("q-1")
+    finally:
+        client.close()
+        store.close()

@@ -3,6 +3,7 @@ file checks (what every backend must do is tests/test_store_contract.py)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -16,6 +17,7 @@ import pytest
 from builders import request
 from learner import AlreadyClosed, Decision, Pricer, QuoteIdTaken, StoreCorrupt, Unavailable
 from learner.value import BehaviorEvent, StateChange, UserStates, load
+from server.record import VERSION
 from server.store import SQLiteStore
 
 T = TypeVar("T")
@@ -169,3 +171,21 @@ def test_a_state_change_commits_with_its_close_or_not_at_all(tmp_path: Path) -> 
     assert users.get(quote.user_id).events == 1
     store.close()
     assert UserStates(VALUE_MODEL, SQLiteStore(tmp_path)).get(quote.user_id).events == 1
+
+
+def test_decisions_are_stored_as_records_with_their_feature_layout_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    quotes = [decision(f"q-{i}") for i in range(4)]
+    store.put_pending(quotes[:2])
+    store.put_pending(quotes[2:])
+    store.close_quote(quotes[0], "reward", 1.0, True, 5.0)
+    store.append_log(quotes[0], "late", 0.0, False, 6.0)
+    store.close()
+    with sqlite3.connect(tmp_path / SQLiteStore.FILENAME) as db:
+        rows = db.execute("SELECT decision FROM pending UNION ALL "
+                          "SELECT decision FROM decision_log").fetchall()
+        layouts = db.execute("SELECT names FROM layouts").fetchall()
+    db.close()
+    assert len(rows) == 5 and all(isinstance(row, bytes) and row[0] == VERSION for (row,) in rows)
+    assert all(b"context.is_mobile" not in row for (row,) in rows)
+    assert layouts == [(json.dumps(list(quotes[0].feature_names)),)]

@@ -194,6 +194,25 @@ def test_state_survives_reopening(store: Store, backend: Backend) -> None:
         reopened.close()
 
 
+def test_decisions_of_every_feature_layout_read_back_in_a_new_process(store: Store, backend: Backend) -> None:
+    """A stored decision names its feature layout, which its store holds: a store opened afresh (a
+    restart, another replica) reads each layout from there."""
+    first = decision("q-1")
+    layouts = [tuple(f"{prefix}{name}" for name in first.feature_names) for prefix in ("", "a.", "b.")]
+    quotes = [replace(decision(f"q-{i}"), feature_names=names) for i, names in enumerate(layouts)]
+    store.put_pending(quotes[:2])
+    store.close_quote(quotes[1], "reward", 1.0, True, 5.0)
+    store.append_log(quotes[2], "late", 0.0, False, 6.0)
+    store.close()
+    reopened = backend.open()
+    try:
+        assert reopened.pending("q-0") == quotes[0]
+        assert [entry.decision for entry in reopened.log_after(0)] == quotes[1:]
+        assert reopened.due(now=1e9, limit=5) == quotes[:1]
+    finally:
+        reopened.close()
+
+
 def test_recent_quotes_keep_the_time_their_price_was_set(store: Store) -> None:
     first = decision("q-1", created_at=10.0)
     store.put_pending([first], remember_prices=True)
