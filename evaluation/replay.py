@@ -41,7 +41,7 @@ from learner.arms import same_price
 from learner.policies.shared import SharedLogit
 from learner.pricer import AskRows, PricedRows
 from learner.primitives import log_price_ratio
-from learner.seeding import decision_rng, decision_uniform
+from learner.seeding import decision_rng
 
 CATEGORY_PREFIX = "category."
 EMBEDDING_PREFIX = "user.embedding."
@@ -283,7 +283,7 @@ class _Run:
         self.levels[index] = plan.priced.masked.levels[row]
         self.could_take += arm >= 0
         if arm >= 0 and probability > 0.0:
-            draw = decision_uniform(self.candidate.config.seed, decision.quote_id + ACCEPT_STREAM)
+            draw = decision_rng(self.candidate.config.seed, decision.quote_id + ACCEPT_STREAM).random()
             if draw < multiplier * weight:
                 self.pricer.policy.learn_one(x, arm, float(log.level[index]), float(decision.purchased),
                                              probability)

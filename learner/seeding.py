@@ -31,15 +31,6 @@ class _LazyGenerator:
         return getattr(self._generator, name)
 
 
-def _digest(seed: int, stream: str) -> bytes:
-    return hashlib.blake2b(f"{seed}\x00{stream}".encode(), digest_size=16).digest()
-
-
 def decision_rng(seed: int, quote_id: str) -> np.random.Generator:
-    return cast(np.random.Generator, _LazyGenerator(int.from_bytes(_digest(seed, quote_id), "big")))
-
-
-def decision_uniform(seed: int, stream: str) -> float:
-    """One uniform number in [0, 1) for ``stream``, from the digest itself: reproducible as
-    ``decision_rng``, for a single draw that should not pay for seeding a generator (53 bits)."""
-    return (int.from_bytes(_digest(seed, stream)[:8], "big") >> 11) * 2.0 ** -53
+    digest = hashlib.blake2b(f"{seed}\x00{quote_id}".encode(), digest_size=16).digest()
+    return cast(np.random.Generator, _LazyGenerator(int.from_bytes(digest, "big")))
