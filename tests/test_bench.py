@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.aio_handler import INLINE, THREAD, answered, command
+from bench.process import free_port
+from bench.servers import process
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -45,3 +49,13 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> 
     client = "h2load" if shutil.which("h2load") else "python client; h2load not installed"
     assert sum(f"({client})" in line for line in targets) == 4
     assert sum("against the empty aio server's" in line for line in targets) == 5
+
+
+def test_the_aio_handler_comparison_serves_priced_quotes(tmp_path: Path) -> None:
+    """``bench.aio_handler``'s aio servers run the real service: a Quote comes back priced, on the loop
+    and on its executor (h2load alone could not tell: a failed gRPC call is HTTP 200 too)."""
+    for name in (INLINE, THREAD):
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        with process(command(name, port, str(tmp_path / name.replace(" ", "-"))), address):
+            answered(address)
