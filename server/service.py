@@ -169,8 +169,17 @@ class PricingService:
         learned if it was learned when logged and the running Pricer's grid can take it (a quote
         priced on another grid, before the rollout gate switched, may not); a switch entry changes
         the configuration here (``_switch``). The caller holds the learn lock; a log written under
-        other settings raises SnapshotError (it stops a start)."""
-        self._last_seq = entry.seq
+        other settings raises SnapshotError (it stops a start).
+
+        ``_last_seq`` moves on only once the entry is applied: a replica's reward thread that finds
+        no entry after it (``follow_log``, outside the lock) must find its own already learned, not
+        half-way on the follower thread (its answer said the model before it, once on CI)."""
+        try:
+            return self._settle(entry)
+        finally:
+            self._last_seq = entry.seq
+
+    def _settle(self, entry: LogEntry | SwitchEntry) -> bool:
         if isinstance(entry, SwitchEntry):
             self._switch(entry)
             return False
