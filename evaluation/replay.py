@@ -19,7 +19,7 @@ gives the purchase probability at any price, so DR also covers prices the log ne
 Limits, said in the report: the guardrails (floor, ceiling) are not logged; a bound is taken where
 the log shows it (an arm refused beyond the nearest offered price), and a side with no refused arm
 takes the default (floor at unit cost, no ceiling). A candidate's own ``--spread-limit`` applies,
-around its own reference price (``Pricer.choose_many``, the server's pricing step); the logger's band shows
+around its own reference price (``Pricer.choose_rows``, the server's pricing step); the logger's band shows
 only as such bounds, and a stable price is not replayed. A candidate with the value model uses the
 logged V and embedding: it is the logging model, not another one.
 """

@@ -107,7 +107,7 @@ class PricerConfig:
 
 @dataclass(frozen=True)
 class Pricing:
-    """One pricing step (``Pricer.choose_many``): what the guardrails allow, and the policy's choice."""
+    """One ask's row of ``Pricer.choose_rows``: what the guardrails allow, and the policy's choice."""
 
     arm_prices: ArmPrices
     levels: np.ndarray
@@ -131,7 +131,7 @@ class Pricing:
 
 @dataclass(frozen=True, eq=False)
 class Ask:
-    """What one pricing step is asked (``Pricer.choose_many`` says what each field does)."""
+    """What one pricing step is asked (``Pricer.choose_rows`` says what each field does)."""
 
     product: Product
     value: float
@@ -265,7 +265,7 @@ class Pricer:
             alphas=self.grid.alphas,
         )
         self.stock = StockBook()
-        self._lock = threading.RLock()  # reentrant: quote holds it across choose and reference
+        self._lock = threading.RLock()  # reentrant: quote_many holds it across choose_rows calls
 
     @property
     def model_version(self) -> str:
@@ -462,25 +462,19 @@ class Pricer:
         model, the embedding of its zero state (what the reference price is quoted for)."""
         return self.features.neutral(x, self._neutral_embedding)
 
-    def choose_many(self, asks: Sequence[Ask]) -> list[Pricing]:
-        """The pricing step the server (``quote_many``) and the offline replay share, for each ask:
-        each arm's price at ``V = ask.value``, masked outside the guardrails, and the policy's choice
-        among the rest, the policy choosing for every ask with an allowed arm at once.
+    def choose_rows(self, asks: AskRows) -> PricedRows:
+        """The pricing step the server (``quote_many``) and the offline replay share, for each ask (a
+        row; ``AskRows.of`` makes them of ``Ask`` objects): each arm's price at ``V = value``, masked
+        outside the guardrails, and the policy's choice among the rest, the policy choosing for every
+        ask with an allowed arm at once; ``PricedRows.pricing`` is one ask's answer.
 
         The guardrails are the product's floor and ceiling, the spread band ``limit`` around
-        ``reference`` (``Pricer.reference``; needed with a limit) and, with ``stable_price`` (a
+        ``reference`` (``Pricer.references``; needed with a limit) and, with ``stable_price`` (a
         price this user keeps), that one price; a pin that no longer fits is dropped. With no arm
         allowed, the price is the bound nearest the grid (``guardrail_bound``, propensity 1). Arms are
         weighed against the unit cost plus ``opportunity``, the value of a unit of stock kept
         (``learner.inventory``; 0 without stock).
         """
-        if not asks:
-            return []
-        priced = self.choose_rows(AskRows.of(asks))
-        return [priced.pricing(row) for row in range(len(asks))]
-
-    def choose_rows(self, asks: AskRows) -> PricedRows:
-        """``choose_many`` on asks given as columns, answered as columns."""
         with self._lock:
             masked = self._guardrail_rows(asks)
             n, arms = masked.prices.shape
@@ -538,18 +532,15 @@ class Pricer:
         levels = log_price_ratio(prices, asks.list_price[:, None])
         return _Masked(prices, allowed, payoffs, levels, spread_bound, pinned, low, high)
 
-    def reference(self, product: Product, neutral: np.ndarray, opportunity: float = 0.0) -> float:
-        """The reference price: what the policy would quote a shopper with no history and neutral
-        context (every context value 0, the value model's zero state, V the list margin) under the
-        product's floor and ceiling and the stock's opportunity cost, now. Computed with each quote
-        from the same model state, so it is always current. A stochastic policy's reference is the most
-        probable arm of its distribution (drawn with a generator seeded by the product id), so it does
-        not jitter from quote to quote."""
-        return self.references([product], [neutral], [opportunity])[0]
-
     def references(self, products: Sequence[Product], neutrals: Sequence[np.ndarray],
                    opportunities: Sequence[float] | None = None) -> list[float]:
-        """``reference`` of each product, the policy choosing for all at once."""
+        """Each product's reference price: what the policy would quote a shopper with no history and
+        neutral context (``neutrals``: every context value 0, the value model's zero state; V the list
+        margin) under the product's floor and ceiling and the stock's opportunity cost, now, the
+        policy choosing for all at once. Computed with each quote from the same model state, so it is
+        always current. A stochastic policy's reference is the most probable arm of its distribution
+        (drawn with a generator seeded by the product id), so it does not jitter from quote to
+        quote."""
         opportunities = opportunities or [0.0] * len(products)
         anchors = [self._reference_ask(product, neutral, opportunity) for product, neutral, opportunity
                    in zip(products, neutrals, opportunities, strict=True)]

@@ -183,7 +183,7 @@ def test_a_candidate_that_does_not_fit_the_log_is_named(start_server: Callable[.
 
 def test_a_candidates_spread_band_masks_the_prices_outside_it(
         start_server: Callable[..., ServerHandle]) -> None:
-    """The replay prices through ``Pricer.choose_many``, as the server does: a candidate with
+    """The replay prices through ``Pricer.choose_rows``, as the server does: a candidate with
     ``--spread-limit 0`` may quote its reference price only, so of a uniform logger's prices it
     could have taken about one in eleven, where the same candidate without a band takes them all."""
     server = start_server(value_model="none", policy="egreedy", policy_options={"epsilon": 1.0})
