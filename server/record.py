@@ -47,7 +47,7 @@ from struct import Struct
 from struct import error as StructError
 from typing import TypeVar
 
-from learner import Decision
+from learner import Decision, StoreCorrupt
 from learner.types import ArmView
 
 VERSION = 1
@@ -106,12 +106,14 @@ def _layout_text(names: Sequence[str]) -> str:
 class RecordCodec:
     """Decisions to records and back, for one store: ``load(digest)`` reads a layout's stored text
     (None: not there), ``save({digest: text})`` stores layouts durably before any record naming them
-    is written."""
+    is written; ``damaged`` is what the store's ``StoreCorrupt`` tells the operator (``stored``)."""
 
     def __init__(self, load: Callable[[bytes], str | None],
-                 save: Callable[[Mapping[bytes, str]], None]) -> None:
+                 save: Callable[[Mapping[bytes, str]], None], *,
+                 damaged: str = "the store is damaged") -> None:
         self._load = load
         self._save = save
+        self._damaged = damaged
         self._digests: dict[tuple[str, ...], bytes] = {}
         self._names: dict[bytes, tuple[str, ...]] = {}  # layouts this store is known to hold
 
@@ -137,6 +139,13 @@ class RecordCodec:
             return self._from_record(data)
         except (StructError, TypeError, KeyError) as error:
             raise ValueError(f"not a stored decision ({error!r})") from None
+
+    def stored(self, data: bytes, where: str) -> Decision:
+        """``decode`` for a store: StoreCorrupt naming the row (``where``) if it is unreadable."""
+        try:
+            return self.decode(data)
+        except ValueError as exc:
+            raise StoreCorrupt(f"{where} is unreadable ({exc}): {self._damaged}") from None
 
     def _from_record(self, data: bytes) -> Decision:
         version, checksum = _START.unpack_from(data)

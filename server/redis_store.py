@@ -245,7 +245,8 @@ class RedisStore:
         self._snapshot = self._client.register_script(_SNAPSHOT)
         self._records = RecordCodec(
             lambda digest: _text(self._io(lambda: self._client.hget(key("layouts"), digest))),
-            lambda layouts: self._io(lambda: self._client.hset(key("layouts"), mapping=dict(layouts))))
+            lambda layouts: self._io(lambda: self._client.hset(key("layouts"), mapping=dict(layouts))),
+            damaged="the Redis store is damaged")
         self._fault: StoreFailed | None = None
         try:
             self._check_schema_version()
@@ -358,7 +359,7 @@ class RedisStore:
 
     def pending(self, quote_id: str) -> Decision | None:
         text = self._io(lambda: self._client.get(key(f"quote:{quote_id}")))
-        return None if text is None else self._decision(text, f"pending quote {quote_id!r}")
+        return None if text is None else self._records.stored(text, f"pending quote {quote_id!r}")
 
     def find_decision(self, quote_id: str) -> Decision | None:
         found = self.pending(quote_id)
@@ -377,7 +378,7 @@ class RedisStore:
             return []
         texts = self._io(lambda: self._client.mget([key(f"quote:{i.decode()}") for i in ids]))
         stored = zip(ids, texts, strict=True)
-        return [self._decision(text, f"pending quote {i.decode()!r}") for i, text in stored
+        return [self._records.stored(text, f"pending quote {i.decode()!r}") for i, text in stored
                 if text is not None]  # closed since the claim read it: nothing to expire
 
     def pending_count(self) -> int:
@@ -552,17 +553,11 @@ class RedisStore:
     def close(self) -> None:
         self._client.close()
 
-    def _decision(self, data: bytes, where: str) -> Decision:
-        try:
-            return self._records.decode(data)
-        except ValueError as exc:
-            raise StoreCorrupt(f"{where} is unreadable ({exc}): the Redis store is damaged") from None
-
     def _log_entry(self, entry_id: bytes, fields: dict[bytes, bytes]) -> LogEntry | SwitchEntry:
         seq = int(entry_id.split(b"-")[1])
         if fields[b"kind"] == b"switch":
             snapshot = fields[b"snapshot"]
             return SwitchEntry(seq, Switch(fields[b"record"].decode(), snapshot or None,
                                            json.loads(fields[b"learner"]), float(fields[b"closed_at"])))
-        return LogEntry(seq, self._decision(fields[b"decision"], f"log entry {seq}"),
+        return LogEntry(seq, self._records.stored(fields[b"decision"], f"log entry {seq}"),
                         fields[b"kind"].decode(), float(fields[b"reward"]), fields[b"learned"] == b"1")

@@ -61,6 +61,8 @@ A version-2 file's decisions are JSON, read as they are; the first writer to ope
 new rows are records, which a build of version 2 could not read). A version-1 file, which holds raw
 user ids, is migrated in place when the server first opens it with a key."""
 JSON_SCHEMA_VERSION = 2
+DAMAGED = "the state file is damaged; restore it from a backup"
+"""What an unreadable row's StoreCorrupt tells the operator."""
 LEGACY_SCHEMA_VERSION = 1
 SNAPSHOTS_KEPT = 3
 WAL_CHECKPOINT_PAGES = 256
@@ -265,7 +267,8 @@ class SQLiteStore:
         self._after_commit_lock = threading.Lock()
         self._queue: list[_Write] = []
         self._records = RecordCodec(self._read_layout,
-                                    lambda layouts: self._commit(lambda: self._write_layouts(layouts)))
+                                    lambda layouts: self._commit(lambda: self._write_layouts(layouts)),
+                                    damaged=DAMAGED)
         self._owner = None if reader else DataDirLock(self.path.parent)
         try:
             self._open()
@@ -360,7 +363,7 @@ class SQLiteStore:
     def _pseudonymize(self, key: UserIdKey) -> int:
         """Replace every raw user id of a version-1 file by its pseudonym, inside a transaction (whose
         layouts its records are read and written with)."""
-        records = RecordCodec(self._layout, self._write_layouts)
+        records = RecordCodec(self._layout, self._write_layouts, damaged=DAMAGED)
         migrated = 0
         for table, id_column in (("pending", "quote_id"), ("decision_log", "seq")):
             rows = self._db.execute(f"SELECT {id_column}, {_DECISION} FROM {table}").fetchall()
@@ -375,15 +378,6 @@ class SQLiteStore:
         self._db.executemany("INSERT INTO user_states VALUES (?, ?, ?, ?)",
                              [(key.pseudonym(user), *rest) for user, *rest in states])
         return migrated + len(states)
-
-    def _decision(self, data: bytes, where: str) -> Decision:
-        """The decision a row holds; StoreCorrupt naming the row (``where``) if it is unreadable."""
-        try:
-            return self._records.decode(data)
-        except ValueError as exc:
-            raise StoreCorrupt(
-                f"{where} is unreadable ({exc}): the state file is damaged; restore it from a backup"
-            ) from None
 
     def _read_layout(self, digest: bytes) -> str | None:
         with self._lock:
@@ -569,7 +563,7 @@ class SQLiteStore:
     def pending(self, quote_id: str) -> Decision | None:
         with self._lock:
             row = self._execute(f"SELECT {_DECISION} FROM pending WHERE quote_id = ?", (quote_id,)).fetchone()
-        return None if row is None else self._decision(row[0], f"pending quote {quote_id!r}")
+        return None if row is None else self._records.stored(row[0], f"pending quote {quote_id!r}")
 
     def find_decision(self, quote_id: str) -> Decision | None:
         """The decision with this id, pending or closed."""
@@ -580,7 +574,7 @@ class SQLiteStore:
             row = self._execute(
                 f"SELECT {_DECISION} FROM decision_log WHERE quote_id = ? ORDER BY seq LIMIT 1", (quote_id,)
             ).fetchone()
-        return None if row is None else self._decision(row[0], f"decision log entry for {quote_id!r}")
+        return None if row is None else self._records.stored(row[0], f"decision log entry for {quote_id!r}")
 
     def due(self, now: float, limit: int) -> list[Decision]:
         """Pending quotes whose window has closed, oldest first (then by id): the learning order."""
@@ -589,7 +583,7 @@ class SQLiteStore:
                 f"SELECT quote_id, {_DECISION} FROM pending WHERE expires_at <= ? "
                 "ORDER BY expires_at, quote_id LIMIT ?", (now, limit),
             ).fetchall()
-        return [self._decision(decision, f"pending quote {quote_id!r}") for quote_id, decision in rows]
+        return [self._records.stored(decision, f"pending quote {quote_id!r}") for quote_id, decision in rows]
 
     def pending_count(self) -> int:
         with self._lock:
@@ -667,7 +661,7 @@ class SQLiteStore:
             if not rows:
                 return
             for row_seq, decision, kind, reward, learned in rows:
-                yield LogEntry(row_seq, self._decision(decision, f"decision log entry {row_seq}"), kind,
+                yield LogEntry(row_seq, self._records.stored(decision, f"decision log entry {row_seq}"), kind,
                                reward, bool(learned))
             seq = rows[-1][0]
 
