@@ -30,7 +30,7 @@ import numpy as np
 
 from evaluation.candidates import Candidate, parse_candidate
 from evaluation.logs import read_dsjson
-from evaluation.replay import Evaluation, evaluate
+from evaluation.replay import DEFAULT_BOOTSTRAP, Evaluation, evaluate
 from learner import Decision, PricerConfig
 from server.config import parse_config
 from server.decision_log import dsjson_line
@@ -135,14 +135,15 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     return score / total if total else float("nan")
 
 
-def run(spec: Scenario, seed: int, rounds: int, specs: Sequence[str]) -> dict[str, Any]:
+def run(spec: Scenario, seed: int, rounds: int, specs: Sequence[str],
+        bootstrap: int = DEFAULT_BOOTSTRAP) -> dict[str, Any]:
     candidates = [replace(parse_candidate(text), value_model="none") for text in specs]
     lines = log_run(spec, seed, rounds)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "decisions.dsjson"
         path.write_text("\n".join(lines) + "\n")
         started = time.process_time()  # CPU time: the shared machine's load counts less
-        evaluation: Evaluation = evaluate(read_dsjson(path), candidates)
+        evaluation: Evaluation = evaluate(read_dsjson(path), candidates, bootstrap)
         seconds = time.process_time() - started
     rows: list[dict[str, Any]] = []
     for candidate, result in zip(candidates, evaluation.results, strict=True):
@@ -154,7 +155,7 @@ def run(spec: Scenario, seed: int, rounds: int, specs: Sequence[str]) -> dict[st
                      "covered": covered, "ess": result.effective_sample_size})
     tau = {name: kendall_tau([row["estimates"][name]["value"] for row in rows],
                              [row["true_profit"] for row in rows]) for name in ("ips", "snips", "dr")}
-    return {"scenario": spec.name, "seed": seed, "rounds": rounds, "candidates": rows,
+    return {"scenario": spec.name, "seed": seed, "rounds": rounds, "bootstrap": bootstrap, "candidates": rows,
             "coverage": {name: sum(row["covered"][name] for row in rows) for name in ("ips", "snips", "dr")},
             "kendall_tau": tau, "seconds": seconds, "seconds_per_candidate": seconds / len(candidates),
             "logged_profit": evaluation.logged_profit.to_dict()}
@@ -162,7 +163,8 @@ def run(spec: Scenario, seed: int, rounds: int, specs: Sequence[str]) -> dict[st
 
 def report(outcome: dict[str, Any]) -> str:
     rows = [f"{outcome['scenario']}, seed {outcome['seed']}: {outcome['rounds']:,} quotes logged by "
-            f"{LOGGER_FLAGS!r}; logged profit per quote {outcome['logged_profit']['value']:.4f}", "",
+            f"{LOGGER_FLAGS!r}; logged profit per quote {outcome['logged_profit']['value']:.4f}; "
+            f"{outcome['bootstrap']} bootstrap streams per candidate", "",
             "| candidate | learned | true profit/quote | IPS | SNIPS | DR | covered (I/S/D) |",
             "|---|---|---|---|---|---|---|"]
     for row in outcome["candidates"]:
@@ -187,9 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     top.add_argument("--seed", type=int, default=0)
     top.add_argument("--rounds", type=int, default=40_000)
     top.add_argument("--candidates", type=int, default=len(CANDIDATES), help="the first N of the list")
+    top.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP,
+                     help="bootstrap streams of each candidate's learning (0: the plain replay alone)")
     top.add_argument("--json", type=Path)
     args = top.parse_args(argv)
-    outcome = run(scenario(args.scenario), args.seed, args.rounds, CANDIDATES[:args.candidates])
+    outcome = run(scenario(args.scenario), args.seed, args.rounds, CANDIDATES[:args.candidates],
+                  args.bootstrap)
     print(report(outcome))
     if args.json:
         args.json.write_text(json.dumps(outcome, indent=2) + "\n")

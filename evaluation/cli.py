@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evaluation.candidates import parse_candidate
 from evaluation.logs import BadRecord, read_log
-from evaluation.replay import evaluate
+from evaluation.replay import DEFAULT_BOOTSTRAP, evaluate
 from evaluation.report import plot, table, to_json
 
 
@@ -28,6 +28,10 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--candidate", action="append", default=[], metavar="[LABEL:] FLAGS",
                      help="a configuration as pricebandit-server flags, e.g. 'ts: --policy thompson "
                           "--decay 0.999' (repeat; default: the server's defaults)")
+    top.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="K",
+                     help="bootstrap streams of each candidate's learning, whose spread widens its "
+                          f"intervals (default {DEFAULT_BOOTSTRAP}; 0: the plain replay alone, K + 1 times "
+                          "faster, its intervals counting the log's noise only)")
     top.add_argument("--skip-bad", action="store_true",
                      help="skip and count bad log lines instead of stopping at the first")
     top.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -41,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         candidates = [parse_candidate(spec) for spec in args.candidate or [""]]
         reading = read_log(args.log, skip_bad=args.skip_bad)
-        evaluation = evaluate(reading, candidates)
+        evaluation = evaluate(reading, candidates, args.bootstrap)
     except BadRecord as bad:
         print(f"pricebandit-evaluate: {args.log}: {bad} (--skip-bad skips and counts such lines)",
               file=sys.stderr)

@@ -11,6 +11,17 @@ probability never exceeds 1); the accepted decisions are then distributed as the
 traffic. A candidate thus learns from about ``M·n`` of ``n`` decisions: its estimate is that of a run
 ``M·n`` quotes long, spread over the log (reported as ``learned``).
 
+The decisions a candidate learns decide its learning path, and another sample of shoppers would have
+taught it otherwise: one path's estimate, with an interval for the log's noise alone, missed the truth
+together for every learning candidate on some simulator logs (``python -m bench.offline_eval --seed
+1``). So besides the plain replay, which gives the estimates, each candidate is replayed on
+``bootstrap`` K streams of its learning: every accepted decision is learned a Poisson(1) number of
+times, drawn per stream (the online bootstrap of bagging), while every stream is scored on the whole
+log as it stands. The streams' estimates differ by their paths alone, and
+``evaluation.estimators.widened`` adds that spread to the plain replay's interval. A candidate whose
+prices do not depend on what it learned has one path in every stream. K = 0 is the plain replay alone:
+K + 1 times faster, and its interval counts the log's noise only.
+
 A reward model for DR (``learner.policies.shared.SharedLogit``, the server's demand model, without
 forgetting) is fitted on every logged decision in the same order, a block of ``REWARD_MODEL_BLOCK``
 at a time, each block scored before it is learned, so it never predicts an outcome it has seen. It
@@ -28,13 +39,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
 
 from evaluation.candidates import Candidate, CandidateError
-from evaluation.estimators import Estimate, doubly_robust, effective_sample_size, ips, snips
+from evaluation.estimators import Estimate, doubly_robust, effective_sample_size, ips, snips, widened
 from evaluation.logs import LoggedDecision, LogReading
 from learner import Pricer, Product
 from learner.arms import same_price
@@ -50,6 +61,10 @@ LOGGED_VALUE_SOURCE = "lstm"
 """``Decision.value_source`` of a V that the value model computed."""
 ACCEPT_STREAM = "\x00explore_eval"
 """Appended to the quote id to seed the acceptance draw apart from the decision's own draws."""
+BOOTSTRAP_STREAM = "\x00bootstrap"
+"""Appended to the quote id, with the stream's number, to seed how often a stream learns a decision."""
+DEFAULT_BOOTSTRAP = 4
+"""Bootstrap streams per candidate, unless asked otherwise (see the module docstring)."""
 
 
 def guardrails(prices: np.ndarray, allowed: np.ndarray, unit_cost: np.ndarray
@@ -114,6 +129,14 @@ class Result:
     """Mean probability the candidate put on prices the logger gave no chance: IPS and SNIPS see
     none of it (they read it as no reward), only DR's model speaks for it."""
     learned: int
+
+    def widened(self, replicates: Sequence[Result]) -> Result:
+        """This plain replay's result with its intervals widened by the bootstrap streams' spread."""
+        return replace(
+            self, profit={name: widened(estimate, [other.profit[name] for other in replicates])
+                          for name, estimate in self.profit.items()},
+            conversion={name: widened(estimate, [other.conversion[name] for other in replicates])
+                        for name, estimate in self.conversion.items()})
 
 
 LOOKAHEAD = 8
@@ -200,16 +223,20 @@ class _Plan(NamedTuple):
 
 
 class _Run:
-    """One candidate going through the log."""
+    """One candidate going through the log: the plain replay (``stream`` None) or one bootstrap stream
+    of its learning. ``like``: the candidate's plain run, whose features it shares."""
 
-    def __init__(self, candidate: Candidate, log: _Log) -> None:
+    def __init__(self, candidate: Candidate, log: _Log, stream: int | None = None,
+                 like: _Run | None = None) -> None:
         self.candidate = candidate
+        self.bootstrap_key = None if stream is None else f"{BOOTSTRAP_STREAM}{stream}"
         self.pricer: Pricer = candidate.pricer()
         names = self.pricer.features.names
         self.names = names
         self.index = {name: j for j, name in enumerate(names)}
         self.checked_names: tuple[str, ...] | None = None
-        self.x = np.array([self.features(decision) for decision in log.decisions])
+        self.x: np.ndarray = like.x if like is not None else np.array(
+            [self.features(decision) for decision in log.decisions])
         self.value = log.value if candidate.uses_value_model else log.list_price - log.unit_cost
         n, arms = len(log.decisions), len(self.pricer.grid)
         self.weight = np.zeros(n)
@@ -283,12 +310,17 @@ class _Run:
         self.levels[index] = plan.priced.masked.levels[row]
         self.could_take += arm >= 0
         if arm >= 0 and probability > 0.0:
-            draw = decision_rng(self.candidate.config.seed, decision.quote_id + ACCEPT_STREAM).random()
+            seed = self.candidate.config.seed
+            draw = decision_rng(seed, decision.quote_id + ACCEPT_STREAM).random()
             if draw < multiplier * weight:
-                self.pricer.policy.learn_one(x, arm, float(log.level[index]), float(decision.purchased),
-                                             probability)
                 self.learned += 1
-                self._plan = None  # priced by the model before this outcome
+                times = 1 if self.bootstrap_key is None else int(
+                    decision_rng(seed, decision.quote_id + self.bootstrap_key).poisson(1.0))
+                for _ in range(times):
+                    self.pricer.policy.learn_one(x, arm, float(log.level[index]), float(decision.purchased),
+                                                 probability)
+                if times:
+                    self._plan = None  # priced by the model before this outcome
 
     def result(self, log: _Log, model: RewardModel) -> Result:
         """The estimates, from every decision's terms at once."""
@@ -316,16 +348,26 @@ class Evaluation:
     deterministic_share: float
     """Share of logged decisions with propensity 1: the candidate's other prices get no weight there."""
     multiplier: float
+    bootstrap: int
+    """Bootstrap streams per candidate (0: the plain replay's intervals)."""
     results: list[Result]
 
 
-def evaluate(reading: LogReading, candidates: Sequence[Candidate]) -> Evaluation:
-    """Replay ``reading`` through every candidate at once (one pass over the log)."""
+def evaluate(reading: LogReading, candidates: Sequence[Candidate],
+             bootstrap: int = DEFAULT_BOOTSTRAP) -> Evaluation:
+    """Replay ``reading`` through every candidate at once (one pass over the log), plainly and on
+    ``bootstrap`` streams of its learning (0 or at least 2)."""
     decisions = reading.decisions
     if not decisions:
         raise ValueError("the log holds no decision to evaluate on")
+    if bootstrap < 0 or bootstrap == 1:
+        raise ValueError(f"bootstrap: expected 0 (none) or at least 2 streams (a spread needs two), "
+                         f"got {bootstrap}")
     log = _Log.of(decisions)
-    runs = [_Run(candidate, log) for candidate in candidates]
+    runs: list[_Run] = []
+    for candidate in candidates:
+        plain = _Run(candidate, log)
+        runs += [plain, *(_Run(candidate, log, stream, like=plain) for stream in range(bootstrap))]
     models: dict[tuple[str, ...], RewardModel] = {}
     for run in runs:
         if run.names not in models:
@@ -334,7 +376,9 @@ def evaluate(reading: LogReading, candidates: Sequence[Candidate]) -> Evaluation
     for index in range(len(decisions)):
         for run in runs:
             run.step(log, index, multiplier)
-    results = [run.result(log, models[run.names]) for run in runs]
+    each = [run.result(log, models[run.names]) for run in runs]
+    step = bootstrap + 1
+    results = [each[start].widened(each[start + 1:start + step]) for start in range(0, len(each), step)]
     for result in results:
         if result.could_not_take == 1.0:
             raise CandidateError(f"candidate {result.label!r} does not fit the log: it could take none of "
@@ -342,4 +386,4 @@ def evaluate(reading: LogReading, candidates: Sequence[Candidate]) -> Evaluation
     deterministic = sum(decision.propensity == 1.0 for decision in decisions) / len(decisions)
     return Evaluation(decisions=len(decisions), logged_profit=Estimate.of_terms(log.profit),
                       logged_conversion=Estimate.of_terms(log.purchased), deterministic_share=deterministic,
-                      multiplier=multiplier, results=results)
+                      multiplier=multiplier, bootstrap=bootstrap, results=results)

@@ -20,7 +20,8 @@ def _interval(estimate: Estimate, digits: int) -> str:
 
 def notes(evaluation: Evaluation) -> list[str]:
     """The limits of these numbers, in words."""
-    lines = [f"95% intervals: normal approximation (IPS, DR), delta method (SNIPS). Learning candidates "
+    lines = [f"95% intervals: normal approximation (IPS, DR), delta method (SNIPS), widened by the spread "
+             f"of {evaluation.bootstrap} bootstrap streams of the learning (Student t). Learning candidates "
              f"are scored before each decision and learn an explore_eval rejection sample of it "
              f"(multiplier {evaluation.multiplier:.4g}: about {evaluation.multiplier:.1%} of the log)."]
     if evaluation.deterministic_share > 0:
@@ -63,6 +64,7 @@ def to_json(evaluation: Evaluation, reading: LogReading) -> str:
         "logged": {"profit": evaluation.logged_profit.to_dict(),
                    "conversion": evaluation.logged_conversion.to_dict()},
         "deterministic_share": evaluation.deterministic_share, "multiplier": evaluation.multiplier,
+        "bootstrap": evaluation.bootstrap,
         "candidates": [_result_dict(result) for result in evaluation.results],
         "notes": notes(evaluation),
     }, indent=2)

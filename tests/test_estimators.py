@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
-from evaluation.estimators import doubly_robust, effective_sample_size, ips, snips
+from evaluation.estimators import (
+    Z_95,
+    Estimate,
+    doubly_robust,
+    effective_sample_size,
+    ips,
+    snips,
+    student_t_quantile,
+    widened,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "obp_estimators.npz"
 
@@ -61,3 +71,33 @@ def test_obps_readme_result_on_the_open_bandit_dataset_sample() -> None:
     weight = data["evaluation_probability"] / data["pscore"]
     assert abs(ips(data["reward"], weight).value - 0.00455288) < 5e-9
     assert abs(snips(data["reward"], weight).value - 0.0047758331) < 5e-11
+
+
+def test_student_t_quantiles_match_the_tables() -> None:
+    assert abs(student_t_quantile(0.975, 1) - 12.706204736174707) < 1e-9
+    assert abs(student_t_quantile(0.975, 3) - 3.182446305284263) < 1e-9
+    assert abs(student_t_quantile(0.975, 10) - 2.228138851986274) < 1e-9
+    assert math.isclose(student_t_quantile(0.975, math.inf), Z_95, rel_tol=1e-12)
+
+
+def test_the_bootstrap_spread_widens_an_interval_to_cover_the_learning_paths() -> None:
+    """The plain replay's estimate is the truth plus the log's noise plus its learning path's deviation;
+    its interval counts only the log's noise. The bootstrap streams are scored on the same log (the
+    same noise) along paths of their own. The plain interval then misses the truth far more often than
+    1 time in 20; widened by the streams' spread, it covers."""
+    rng = np.random.default_rng(11)
+    truth, noise, path, streams, trials = 5.0, 0.1, 0.15, 4, 400
+    plain_covers = widened_covers = 0
+    for _ in range(trials):
+        shared = truth + rng.normal(0.0, noise)
+        value, *others = shared + rng.normal(0.0, path, size=1 + streams)
+        plain = Estimate(value, value - Z_95 * noise, value + Z_95 * noise)
+        replicates = [Estimate(v, v - Z_95 * noise, v + Z_95 * noise) for v in others]
+        plain_covers += plain.low <= truth <= plain.high
+        wide = widened(plain, replicates)
+        widened_covers += wide.low <= truth <= wide.high
+        assert wide.value == plain.value
+    assert plain_covers < 0.8 * trials and widened_covers >= 0.93 * trials, (plain_covers, widened_covers)
+    assert widened(plain, []) == plain
+    same = widened(plain, [plain] * 3)  # one path (prices that do not depend on learning): no spread
+    assert math.isclose(same.low, plain.low) and math.isclose(same.high, plain.high)

@@ -218,3 +218,28 @@ def test_on_the_simulator_the_estimates_rank_and_cover_the_truth(tmp_path: Path)
     assert truths == sorted(truths) and [e.value for e in estimates] == sorted(e.value for e in estimates)
     for estimate, true in zip(estimates, truths, strict=True):
         assert estimate.low <= true <= estimate.high
+
+
+def test_bootstrap_streams_widen_a_learners_interval_by_its_paths_spread(tmp_path: Path) -> None:
+    """LinUCB decides deterministically, so every acceptance draw of the plain replay gives it the same
+    path; its bootstrap streams learn other paths, and its interval is wider by their spread, around
+    the same estimate. The uniform candidate prices alike whatever it learned: one path, the plain
+    replay's interval."""
+    from bench.offline_eval import log_run
+    from simulator.scenarios import scenario
+
+    path = tmp_path / "decisions.dsjson"
+    path.write_text("\n".join(log_run(scenario("stationary"), 2, 3000)) + "\n")
+    reading = read_dsjson(path)
+    candidates = [parse_candidate("linucb: --value-model none"),
+                  parse_candidate("uniform: --policy egreedy --policy-options epsilon=1 --value-model none")]
+    plain, widened = evaluate(reading, candidates, bootstrap=0), evaluate(reading, candidates, bootstrap=4)
+    assert (plain.bootstrap, widened.bootstrap) == (0, 4)
+    (linucb, uniform), (linucb_widened, uniform_widened) = (
+        [result.profit["dr"] for result in run.results] for run in (plain, widened))
+    assert linucb_widened.value == linucb.value
+    assert linucb_widened.high - linucb_widened.low > 1.2 * (linucb.high - linucb.low)
+    assert uniform_widened == pytest.approx(uniform)
+    for streams in (1, -1):
+        with pytest.raises(ValueError, match="bootstrap"):
+            evaluate(reading, candidates, bootstrap=streams)
