@@ -12,7 +12,7 @@ import collections
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,13 @@ class Metrics:
     _recent: collections.deque[float]
     _recent_lock: threading.Lock
     _ignored_labels: BoundedLabels
+
+    def record_quotes(self, decisions: Sequence[Decision], seconds: float) -> None:
+        """Count new quotes (``record_quote``), each priced in ``seconds`` (a page's share each)."""
+        for decision in decisions:
+            self.record_quote(decision)
+        for _ in decisions:
+            self.quote_duration.observe(seconds)
 
     def record_quote(self, decision: Decision) -> None:
         """Count a new quote: its arm, exploration, guardrails, stable price, spread and inputs."""

@@ -54,6 +54,10 @@ def quote_response(decision: Decision) -> pricing_pb2.QuoteResponse:
     )
 
 
+def batch_response(decisions: list[Decision]) -> pricing_pb2.QuoteBatchResponse:
+    return pricing_pb2.QuoteBatchResponse(quotes=[quote_response(d) for d in decisions])
+
+
 class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
     def __init__(self, service: PricingService, reader: RequestReader) -> None:
         self._service = service
@@ -70,7 +74,7 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
                    ) -> pricing_pb2.QuoteBatchResponse:
         decisions = self._service.quote(self._reader.batch(request), caller_ids=bool(request.request_id),
                                         time_left=context.time_remaining, incumbent_field="incumbent_prices")
-        return pricing_pb2.QuoteBatchResponse(quotes=[quote_response(d) for d in decisions])
+        return batch_response(decisions)
 
     def Reward(self, request: pricing_pb2.RewardRequest, context: grpc.ServicerContext
                ) -> pricing_pb2.RewardResponse:
