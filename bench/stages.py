@@ -6,7 +6,7 @@ repeats of its mean, in CPU time of the measuring thread (so that other processe
 machine do not count), except the store stages: their cost is mostly waiting for the disk, so they
 are wall-clock time. "assemble the decision" is what ``Pricer.quote`` spends beyond the stages
 timed inside it. A QuoteBatch's stages are per quote of a listing page (``BATCH_SIZE`` products),
-each stage run on whole pages as the server runs it.
+each stage run on whole pages as the server runs it, with the server's value model in the loop.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.load import BATCH_SIZE, BENCH_KEY, batch_requests, quote_requests
-from learner import Pricer, PricerConfig
+from learner import Pricer, PricerConfig, build_pricer
 from learner.objective import margin_payoffs
 from learner.primitives import log_price_ratio
 from learner.seeding import decision_rng
+from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2
 from server.config import ServerConfig
 from server.metrics import create_metrics
@@ -103,15 +104,16 @@ def measure(count: int, policy: str = "linucb") -> list[Stage]:
             lambda d: pricing_pb2.RewardResponse(quote_id=d.quote_id, learned=True, status=1,
                                                  model_version=d.model_version).SerializeToString(),
             decisions)))
-        stages += batch_stages(pricer, reader, store, max(1, count // BATCH_SIZE))
+        stages += batch_stages(config, store, max(1, count // BATCH_SIZE))
         store.close()
     return [Stage(rpc, name, round(seconds * 1e6, 1)) for rpc, name, seconds in stages]
 
 
-def batch_stages(pricer: Pricer, reader: RequestReader, store: SQLiteStore, count: int
-                 ) -> list[tuple[str, str, float]]:
+def batch_stages(config: ServerConfig, store: SQLiteStore, count: int) -> list[tuple[str, str, float]]:
     """Seconds per quote of each stage of ``count`` QuoteBatch pages: what ``PricingServicer.QuoteBatch``
-    and ``PricingService.quote`` run for a page, in their order."""
+    and ``PricingService.quote`` run for a page, in their order, with ``config``'s value model."""
+    pricer = build_pricer(config.pricer, load_value_model(config.value_model))
+    reader = RequestReader(pricer.features, config.currency, config.max_batch, BENCH_KEY.pseudonym)
     wire = [page.SerializeToString() for page in batch_requests(count)]
     pages = [reader.batch(pricing_pb2.QuoteBatchRequest.FromString(data)) for data in wire]
     priced = [pricer.quote_many(page, 0.0) for page in pages]
