@@ -19,7 +19,6 @@ import numpy as np
 from learner import snapshot
 from learner.arms import (
     DEFAULT_ALPHAS,
-    ArmPrices,
     PriceBounds,
     PriceGrid,
     band_rows,
@@ -35,7 +34,7 @@ from learner.policies.base import check_hyperparameters, masked_argmax_rows
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
-from learner.types import SHADOW, ArmView, Decision, Product, QuoteRequest
+from learner.types import SHADOW, Decision, Product, QuoteRequest, arm_view
 from learner.value.artifact import ValueModel
 from learner.value.events import BehaviorEvent
 from learner.value.states import (
@@ -103,30 +102,6 @@ class PricerConfig:
         data["context_features"] = list(self.context_features)
         data["policy_options"] = dict(self.policy_options)
         return data
-
-
-@dataclass(frozen=True)
-class Pricing:
-    """One ask's row of ``Pricer.choose_rows``: what the guardrails allow, and the policy's choice."""
-
-    arm_prices: ArmPrices
-    levels: np.ndarray
-    """``log(price_a / list price)`` of every arm: what the demand model reads."""
-    spread_bound: bool
-    """Whether the spread band masked an arm that the floor and ceiling allowed."""
-    pinned: bool
-    """Whether a stable price pinned the quote."""
-    arm: int
-    price: float
-    pmf: np.ndarray
-    propensity: float
-    explored: bool
-    guardrail_bound: bool
-    """No arm fit: ``price`` is the bound nearest the grid, ``arm`` the arm nearest it."""
-    estimates: np.ndarray
-    """The demand model's purchase probability of every arm."""
-    payoffs: np.ndarray
-    """Each arm's margin in units of ``V``, against the unit cost plus the opportunity cost."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,15 +181,18 @@ class PricedRows:
     propensity: np.ndarray
     explored: np.ndarray
     guardrail_bound: np.ndarray
+    """No arm fit: ``price`` is the bound nearest the grid, ``arm`` the arm nearest it."""
     estimates: np.ndarray
+    """The demand model's purchase probability of every arm."""
 
-    def pricing(self, row: int) -> Pricing:
-        masked = self.masked
-        return Pricing(ArmPrices(masked.prices[row], masked.allowed[row]), masked.levels[row],
-                       bool(masked.spread_bound[row]), bool(masked.pinned[row]), int(self.arm[row]),
-                       float(self.price[row]), self.pmf[row], float(self.propensity[row]),
-                       bool(self.explored[row]), bool(self.guardrail_bound[row]), self.estimates[row],
-                       masked.payoffs[row])
+    def rows(self, start: int, stop: int) -> PricedRows:
+        """The asks ``start`` to ``stop`` (views, not copies)."""
+        return PricedRows(_Masked(*(column[start:stop] for column in self.masked)),
+                          *(getattr(self, name)[start:stop] for name in _PRICED_COLUMNS))
+
+
+_PRICED_COLUMNS = ("arm", "price", "pmf", "propensity", "explored", "guardrail_bound", "estimates")
+"""``PricedRows``' arrays after ``masked``, in its order."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -355,7 +333,7 @@ class Pricer:
         if follow and any(request.incumbent_price is None for request in requests):
             raise InvalidInput("incumbent_price", "is required in shadow mode: the shop's own price, which "
                                                   "the quote answers")
-        read = [self._read(request, now) for request in requests]  # a refused request prices nothing
+        read = self._read_all(requests, now)  # a refused request prices nothing
         with self._lock:
             version = self.model_version
             stocks = [self._stock_terms(request.product, now) for request in requests]
@@ -373,24 +351,33 @@ class Pricer:
                 anchored = self.choose_rows(AskRows.of(anchors))
                 references: list[float | None] = list(self._reference_prices(anchored))
                 priced = self.choose_rows(AskRows.of(asks(references)))
-                pricings = [priced.pricing(i) for i in range(count)]
             else:
                 both = self.choose_rows(AskRows.of(anchors + asks([None] * count)))
-                references = list(self._reference_prices(both)[:count])
-                pricings = [both.pricing(i) for i in range(count, 2 * count)]
+                references = list(self._reference_prices(both.rows(0, count)))
+                priced = both.rows(count, 2 * count)
             effects = self._input_effects(
                 np.array([row.x for row in read]), np.array([row.neutral for row in read]),
-                np.array([pricing.levels for pricing in pricings]), [pricing.arm for pricing in pricings])
-            shown = [self._follow(row.x, request.product, pricing, request.incumbent_price)
+                priced.masked.levels, priced.arm)
+            shown = [self._follow(row.x, request.product, priced.masked.prices[i], priced.masked.levels[i],
+                                  request.incumbent_price)
                      if follow and request.incumbent_price is not None else None
-                     for request, row, pricing in zip(requests, read, pricings, strict=True)]
-        return [self._decision(*parts, version=version, now=now) for parts in zip(
-            requests, read, pricings, references, effects, shown, stocks, pins, strict=True)]
+                     for i, (request, row) in enumerate(zip(requests, read, strict=True))]
+        return self._decisions(requests, read, priced, references, effects, shown, stocks, pins,
+                               version=version, now=now)
 
-    def _read(self, request: QuoteRequest, now: float) -> _Read:
-        """Read ``request`` for pricing: its context (validated once), its recent events applied to the
-        user's state, then the user's value and features."""
-        use = self.features.read_context(request.context)  # a refused quote applies no event
+    def _read_all(self, requests: Sequence[QuoteRequest], now: float) -> list[_Read]:
+        """``_read`` of each request, in order; a page's requests share one context, sorted out once."""
+        uses: list[tuple[Mapping[str, float], ContextUse]] = []
+        read = []
+        for request in requests:
+            if not uses or uses[-1][0] is not request.context:
+                uses.append((request.context, self.features.read_context(request.context)))
+            read.append(self._read(request, uses[-1][1], now))
+        return read
+
+    def _read(self, request: QuoteRequest, use: ContextUse, now: float) -> _Read:
+        """Read ``request`` for pricing, its context sorted out (``use``: validated once): its recent
+        events applied to the user's state, then the user's value and features."""
         if request.recent_events and self.users is not None:
             self.users.observe(request.recent_events, now, strict=True)
         value, embedding = self.user_value(request)
@@ -407,53 +394,64 @@ class Pricer:
         return (self.stock.opportunity_cost(product.product_id, product.unit_cost, product.list_price, stock),
                 self.stock.sell_through_target(product.product_id, stock, now))
 
-    def _decision(self, request: QuoteRequest, read: _Read, pricing: Pricing, reference: float,
-                  effects: tuple[tuple[str, float], ...], shown: tuple[int, float] | None,
-                  stock_terms: tuple[float, float | None], stable_of: Decision | None, *,
-                  version: str, now: float) -> Decision:
-        """The record of one priced quote (see ``Decision``)."""
-        product, stock = request.product, request.product.stock
-        opportunity, target = stock_terms
-        arm_prices, arm, estimates = pricing.arm_prices, pricing.arm, pricing.estimates
-        profits = expected_profit(estimates, arm_prices.prices, product.unit_cost)
-        arms = tuple(map(ArmView, range(len(self.grid)), self.grid.alphas.tolist(),  # one per arm
-                         arm_prices.prices.tolist(), arm_prices.allowed.tolist(), estimates.tolist(),
-                         profits.tolist(), pricing.pmf.tolist()))
-        decision = Decision(
-            quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
-            category=product.category, currency=product.currency, unit_cost=product.unit_cost,
-            list_price=product.list_price,
-            arm=arm, alpha=float(self.grid.alphas[arm]), price=pricing.price, user_value=read.value,
-            propensity=pricing.propensity, explored=pricing.explored,
-            deterministic=self.policy.deterministic, guardrail_bound=pricing.guardrail_bound,
-            policy=self.policy.name, model_version=version,
-            value_source=self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE,
-            value_model_version="" if self.users is None else self.users.model.version,
-            features=tuple(read.x.tolist()), feature_names=self.features.names, arms=arms,
-            created_at=now, expires_at=self.window.expires_at(now),
-            request_fingerprint=fingerprint(request),
-            reference_price=reference, spread_limit=read.limit,
-            spread_bound=pricing.spread_bound, input_effects=effects,
-            stable_of="" if not pricing.pinned or stable_of is None else stable_of.quote_id,
-            protected_context=dict(read.use.protected), ignored_context=read.use.ignored,
-            stock_units=0 if stock is None else stock.units, sell_by=0.0 if stock is None else stock.sell_by,
-            salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
-            sell_through_target=None if stock is None else target,
-        )
-        if shown is None or request.incumbent_price is None:
-            return decision
-        arm, estimate = shown
-        return replace(decision, mode=SHADOW, price=float(request.incumbent_price), arm=arm,
+    def _decisions(self, requests: Sequence[QuoteRequest], read: Sequence[_Read], priced: PricedRows,
+                   references: Sequence[float | None], effects: Sequence[tuple[tuple[str, float], ...]],
+                   shown: Sequence[tuple[int, float] | None], stocks: Sequence[tuple[float, float | None]],
+                   pins: Sequence[Decision | None], *, version: str, now: float) -> list[Decision]:
+        """The records of a page's priced quotes (see ``Decision``), a row of ``priced`` each: the
+        page's arrays are read into lists once, each row's arms built from its columns."""
+        masked = priced.masked
+        costs = np.array([request.product.unit_cost for request in requests])
+        profits = expected_profit(priced.estimates, masked.prices, costs[:, None])
+        numbers, alphas = range(len(self.grid)), self.grid.alphas.tolist()
+        arms = [tuple(map(arm_view, zip(numbers, alphas, *columns, strict=True))) for columns in zip(
+            masked.prices.tolist(), masked.allowed.tolist(), priced.estimates.tolist(), profits.tolist(),
+            priced.pmf.tolist(), strict=True)]
+        common = {"deterministic": self.policy.deterministic, "policy": self.policy.name,
+                  "model_version": version, "feature_names": self.features.names, "created_at": now,
+                  "expires_at": self.window.expires_at(now),
+                  "value_source": self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE,
+                  "value_model_version": "" if self.users is None else self.users.model.version}
+        decisions = []
+        for parts in zip(requests, read, arms, priced.arm.tolist(), priced.price.tolist(),
+                         priced.propensity.tolist(), priced.explored.tolist(),
+                         priced.guardrail_bound.tolist(), masked.spread_bound.tolist(),
+                         masked.pinned.tolist(), references, effects, stocks, pins, strict=True):
+            (request, row, views, arm, price, propensity, explored, bound, spread_bound, pinned, reference,
+             effect, (opportunity, target), stable_of) = parts
+            product, stock = request.product, request.product.stock
+            decisions.append(Decision(
+                quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
+                category=product.category, currency=product.currency, unit_cost=product.unit_cost,
+                list_price=product.list_price, arm=arm, alpha=alphas[arm], price=price, user_value=row.value,
+                propensity=propensity, explored=explored, guardrail_bound=bound,
+                features=tuple(row.x.tolist()), arms=views, request_fingerprint=fingerprint(request),
+                reference_price=reference, spread_limit=row.limit, spread_bound=spread_bound,
+                input_effects=effect, stable_of="" if not pinned or stable_of is None else stable_of.quote_id,
+                protected_context=dict(row.use.protected), ignored_context=row.use.ignored,
+                stock_units=0 if stock is None else stock.units,
+                sell_by=0.0 if stock is None else stock.sell_by,
+                salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
+                sell_through_target=None if stock is None else target, **common,
+            ))
+        return [decision if answer is None or request.incumbent_price is None
+                else self._shadow(decision, request.incumbent_price, *answer)
+                for decision, request, answer in zip(decisions, requests, shown, strict=True)]
+
+    def _shadow(self, decision: Decision, incumbent: float, arm: int, estimate: float) -> Decision:
+        """``decision`` answering the shop's ``incumbent`` price, the policy's choice kept beside it."""
+        return replace(decision, mode=SHADOW, price=float(incumbent), arm=arm,
                        alpha=float(self.grid.alphas[arm]), propensity=1.0, explored=False,
                        guardrail_bound=False, proposed_arm=decision.arm, proposed_price=decision.price,
                        proposed_propensity=decision.propensity, incumbent_estimate=estimate)
 
-    def _follow(self, x: np.ndarray, product: Product, pricing: Pricing, incumbent: float
-                ) -> tuple[int, float]:
-        """The grid arm nearest the incumbent's price, and the demand model's purchase probability at
-        that price (at its own level, so off the grid too); called under the lock of the quote."""
-        arm = int(np.argmin(np.abs(pricing.arm_prices.prices - incumbent)))
-        levels = pricing.levels.copy()
+    def _follow(self, x: np.ndarray, product: Product, prices: np.ndarray, levels: np.ndarray,
+                incumbent: float) -> tuple[int, float]:
+        """The grid arm nearest the incumbent's price among the ask's arm ``prices``, and the demand
+        model's purchase probability at that price (at its own level, so off the grid too); called
+        under the lock of the quote."""
+        arm = int(np.argmin(np.abs(prices - incumbent)))
+        levels = levels.copy()
         levels[arm] = log_price_ratio(incumbent, product.list_price)
         return arm, float(self.policy.estimates(x, levels)[arm])
 
@@ -570,12 +568,12 @@ class Pricer:
         if not moved.any():
             return [()] * len(x)
         effects = self.policy.score_effects(deltas, levels, np.asarray(arms))
-        answers = []
-        for row_moved, row_effects in zip(moved, effects, strict=True):
-            shown = np.flatnonzero(row_moved)
-            order = shown[np.argsort(-np.abs(row_effects[shown]), kind="stable")]
-            answers.append(tuple((groups[g][0], float(row_effects[g])) for g in order.tolist()))
-        return answers
+        # each row's moved groups first, largest effect first, ties in group order (lexsort is stable)
+        order = np.lexsort((-np.abs(effects), ~moved), axis=-1).tolist()
+        names = [name for name, _ in groups]
+        return [tuple((names[g], row_effects[g]) for g in row_order[:shown])
+                for row_order, row_effects, shown in zip(order, effects.tolist(), moved.sum(axis=1).tolist(),
+                                                         strict=True)]
 
     def own_arm(self, decision: Decision) -> int | None:
         """The arm of this Pricer's grid that ``decision``'s arm is: itself when the decision was made
