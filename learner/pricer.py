@@ -407,11 +407,10 @@ class Pricer:
         arms = [tuple(map(arm_view, zip(numbers, alphas, *columns, strict=True))) for columns in zip(
             masked.prices.tolist(), masked.allowed.tolist(), priced.estimates.tolist(), profits.tolist(),
             priced.pmf.tolist(), strict=True)]
-        common = {"deterministic": self.policy.deterministic, "policy": self.policy.name,
-                  "model_version": version, "feature_names": self.features.names, "created_at": now,
-                  "expires_at": self.window.expires_at(now),
-                  "value_source": self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE,
-                  "value_model_version": "" if self.users is None else self.users.model.version}
+        deterministic, policy, names = self.policy.deterministic, self.policy.name, self.features.names
+        expires_at = self.window.expires_at(now)
+        value_source = self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE
+        value_model_version = "" if self.users is None else self.users.model.version
         decisions = []
         for parts in zip(requests, read, arms, priced.arm.tolist(), priced.price.tolist(),
                          priced.propensity.tolist(), priced.explored.tolist(),
@@ -432,7 +431,9 @@ class Pricer:
                 stock_units=0 if stock is None else stock.units,
                 sell_by=0.0 if stock is None else stock.sell_by,
                 salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
-                sell_through_target=None if stock is None else target, **common,
+                sell_through_target=None if stock is None else target, deterministic=deterministic,
+                policy=policy, model_version=version, feature_names=names, created_at=now,
+                expires_at=expires_at, value_source=value_source, value_model_version=value_model_version,
             ))
         return [decision if answer is None or request.incumbent_price is None
                 else self._shadow(decision, request.incumbent_price, *answer)
@@ -557,7 +558,7 @@ class Pricer:
         return np.where(priced.guardrail_bound, priced.price, best).tolist()
 
     def _input_effects(self, x: np.ndarray, neutral: np.ndarray, levels: np.ndarray,
-                       arms: Sequence[int]) -> list[tuple[tuple[str, float], ...]]:
+                       arms: np.ndarray) -> list[tuple[tuple[str, float], ...]]:
         """For each decision (a row of ``x``, ``neutral`` and ``levels``): how much each input (a
         context feature; the behavior embedding as one) moves the chosen arm's purchase logit away
         from the neutral shopper's, largest first; inputs that do not differ are left out. Exact:
@@ -567,7 +568,7 @@ class Pricer:
         moved = deltas.any(axis=2)
         if not moved.any():
             return [()] * len(x)
-        effects = self.policy.score_effects(deltas, levels, np.asarray(arms))
+        effects = self.policy.score_effects(deltas, levels, arms)
         # each row's moved groups first, largest effect first, ties in group order (lexsort is stable)
         order = np.lexsort((-np.abs(effects), ~moved), axis=-1).tolist()
         names = [name for name, _ in groups]
