@@ -179,8 +179,11 @@ class ValueNetwork:
         which a few dozen events pin down far less well, and finding the best share of the accepted
         margin is what the bandit's arms do anyway. Both margins count as at least ``NO_MARGIN`` of the
         list margin, so a product a new user is predicted to buy only near cost gives a finite factor
-        (the Pricer bounds it).
+        (the Pricer bounds it). A user with no history (the zero state) is the user compared
+        against: 1 exactly, without the heads (both margins are one finite number).
         """
+        if state is self._zero:
+            return 1.0, self._zero_embedding
         embedding = self.embedding(state)
         product = product_inputs(unit_cost, category, list_price)
         user = self.head(embedding, product)[0]
