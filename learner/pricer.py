@@ -11,7 +11,7 @@ import json
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -105,23 +105,10 @@ class PricerConfig:
 
 
 @dataclass(frozen=True, eq=False)
-class Ask:
-    """What one pricing step is asked (``Pricer.choose_rows`` says what each field does)."""
-
-    product: Product
-    value: float
-    x: np.ndarray
-    rng: np.random.Generator
-    limit: float | None = None
-    reference: float | None = None
-    stable_price: float | None = None
-    opportunity: float = 0.0
-
-
-@dataclass(frozen=True, eq=False)
 class AskRows:
-    """Pricing asks as columns, a row each (``Pricer.choose_rows``): what ``Ask`` holds, with NaN for
-    a limit, reference or stable price that is not set. The replay fills it from its log's columns."""
+    """Pricing asks as columns, a row each (``Pricer.choose_rows`` says what each does), with NaN for
+    a limit, reference or stable price that is not set. ``of`` makes them from products and their
+    asks; the replay fills them from its log's columns."""
 
     unit_cost: np.ndarray
     list_price: np.ndarray
@@ -136,22 +123,35 @@ class AskRows:
     opportunity: np.ndarray
 
     @staticmethod
-    def of(asks: Sequence[Ask]) -> AskRows:
-        products = [ask.product for ask in asks]
-
-        def column(values: Sequence[float | None]) -> np.ndarray:
-            return np.array([np.nan if value is None else value for value in values], dtype=float)
+    def of(products: Sequence[Product], value: Sequence[float], x: Sequence[np.ndarray],
+           rngs: Sequence[np.random.Generator], *, limit: Sequence[float | None] | None = None,
+           reference: Sequence[float | None] | None = None,
+           stable_price: Sequence[float | None] | None = None,
+           opportunity: Sequence[float] | None = None) -> AskRows:
+        """An ask of each product: at ``value``, for features ``x``, drawing with ``rngs``; a column
+        left out is not set (NaN; an opportunity cost of 0)."""
+        def column(values: Sequence[float | None] | None, unset: float = np.nan) -> np.ndarray:
+            if values is None:
+                return np.full(len(products), unset)
+            return np.array([unset if value is None else value for value in values], dtype=float)
 
         return AskRows(
             unit_cost=column([product.unit_cost for product in products]),
             list_price=column([product.list_price for product in products]),
             floor=column([product.floor for product in products]),
             ceiling=column([product.ceiling for product in products]),
-            value=column([ask.value for ask in asks]), x=np.array([ask.x for ask in asks]),
-            rngs=[ask.rng for ask in asks], limit=column([ask.limit for ask in asks]),
-            reference=column([ask.reference for ask in asks]),
-            stable_price=column([ask.stable_price for ask in asks]),
-            opportunity=column([ask.opportunity for ask in asks]))
+            value=column(value), x=np.array(x, dtype=float), rngs=list(rngs), limit=column(limit),
+            reference=column(reference), stable_price=column(stable_price),
+            opportunity=column(opportunity, 0.0))
+
+    def then(self, more: AskRows) -> AskRows:
+        """These asks, then ``more``'s, as one set of rows."""
+        arrays: dict[str, Any] = {name: np.concatenate((getattr(self, name), getattr(more, name)))
+                                  for name in _ASK_ARRAYS}
+        return AskRows(rngs=[*self.rngs, *more.rngs], **arrays)
+
+
+_ASK_ARRAYS = tuple(spec.name for spec in fields(AskRows) if spec.name != "rngs")
 
 
 class _Masked(NamedTuple):
@@ -337,22 +337,23 @@ class Pricer:
         with self._lock:
             version = self.model_version
             stocks = [self._stock_terms(request.product, now) for request in requests]
-            anchors = [self._reference_ask(request.product, row.neutral, opportunity)
-                       for request, row, (opportunity, _) in zip(requests, read, stocks, strict=True)]
+            products = [request.product for request in requests]
+            opportunities = [opportunity for opportunity, _ in stocks]
+            anchors = self._reference_asks(products, [row.neutral for row in read], opportunities)
 
-            def asks(references: Sequence[float | None]) -> list[Ask]:
-                return [Ask(request.product, row.value, row.x, row.rng, limit=row.limit, reference=reference,
-                            stable_price=None if pin is None else pin.price, opportunity=opportunity)
-                        for request, row, pin, reference, (opportunity, _)
-                        in zip(requests, read, pins, references, stocks, strict=True)]
+            def asks(references: Sequence[float | None] | None) -> AskRows:
+                return AskRows.of(products, [row.value for row in read], [row.x for row in read],
+                                  [row.rng for row in read], limit=[row.limit for row in read],
+                                  reference=references, opportunity=opportunities,
+                                  stable_price=[None if pin is None else pin.price for pin in pins])
 
             count = len(requests)
             if any(row.limit is not None for row in read):  # the band is around the reference: it first
-                anchored = self.choose_rows(AskRows.of(anchors))
+                anchored = self.choose_rows(anchors)
                 references: list[float | None] = list(self._reference_prices(anchored))
-                priced = self.choose_rows(AskRows.of(asks(references)))
+                priced = self.choose_rows(asks(references))
             else:
-                both = self.choose_rows(AskRows.of(anchors + asks([None] * count)))
+                both = self.choose_rows(anchors.then(asks(None)))
                 references = list(self._reference_prices(both.rows(0, count)))
                 priced = both.rows(count, 2 * count)
             effects = self._input_effects(
@@ -412,19 +413,19 @@ class Pricer:
         value_source = self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE
         value_model_version = "" if self.users is None else self.users.model.version
         decisions = []
-        for parts in zip(requests, read, arms, priced.arm.tolist(), priced.price.tolist(),
-                         priced.propensity.tolist(), priced.explored.tolist(),
+        for parts in zip(requests, fingerprints(requests), read, arms, priced.arm.tolist(),
+                         priced.price.tolist(), priced.propensity.tolist(), priced.explored.tolist(),
                          priced.guardrail_bound.tolist(), masked.spread_bound.tolist(),
                          masked.pinned.tolist(), references, effects, stocks, pins, strict=True):
-            (request, row, views, arm, price, propensity, explored, bound, spread_bound, pinned, reference,
-             effect, (opportunity, target), stable_of) = parts
+            (request, digest, row, views, arm, price, propensity, explored, bound, spread_bound, pinned,
+             reference, effect, (opportunity, target), stable_of) = parts
             product, stock = request.product, request.product.stock
             decisions.append(Decision(
                 quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
                 category=product.category, currency=product.currency, unit_cost=product.unit_cost,
                 list_price=product.list_price, arm=arm, alpha=alphas[arm], price=price, user_value=row.value,
                 propensity=propensity, explored=explored, guardrail_bound=bound,
-                features=tuple(row.x.tolist()), arms=views, request_fingerprint=fingerprint(request),
+                features=tuple(row.x.tolist()), arms=views, request_fingerprint=digest,
                 reference_price=reference, spread_limit=row.limit, spread_bound=spread_bound,
                 input_effects=effect, stable_of="" if not pinned or stable_of is None else stable_of.quote_id,
                 protected_context=dict(row.use.protected), ignored_context=row.use.ignored,
@@ -463,9 +464,9 @@ class Pricer:
 
     def choose_rows(self, asks: AskRows) -> PricedRows:
         """The pricing step the server (``quote_many``) and the offline replay share, for each ask (a
-        row; ``AskRows.of`` makes them of ``Ask`` objects): each arm's price at ``V = value``, masked
-        outside the guardrails, and the policy's choice among the rest, the policy choosing for every
-        ask with an allowed arm at once; ``PricedRows.pricing`` is one ask's answer.
+        row of ``AskRows``): each arm's price at ``V = value``, masked outside the guardrails, and the
+        policy's choice among the rest, the policy choosing for every ask with an allowed arm at once;
+        a row of ``PricedRows`` is one ask's answer.
 
         The guardrails are the product's floor and ceiling, the spread band ``limit`` around
         ``reference`` (``Pricer.references``; needed with a limit) and, with ``stable_price`` (a
@@ -540,14 +541,15 @@ class Pricer:
         always current. A stochastic policy's reference is the most probable arm of its distribution
         (drawn with a generator seeded by the product id), so it does not jitter from quote to
         quote."""
-        opportunities = opportunities or [0.0] * len(products)
-        anchors = [self._reference_ask(product, neutral, opportunity) for product, neutral, opportunity
-                   in zip(products, neutrals, opportunities, strict=True)]
-        return self._reference_prices(self.choose_rows(AskRows.of(anchors)))
+        asks = self._reference_asks(products, neutrals, opportunities)
+        return self._reference_prices(self.choose_rows(asks))
 
-    def _reference_ask(self, product: Product, neutral: np.ndarray, opportunity: float) -> Ask:
-        rng = decision_rng(self.config.seed, f"reference\x00{product.product_id}")
-        return Ask(product, product.list_price - product.unit_cost, neutral, rng, opportunity=opportunity)
+    def _reference_asks(self, products: Sequence[Product], neutrals: Sequence[np.ndarray],
+                        opportunities: Sequence[float] | None) -> AskRows:
+        """The asks of ``references``: the neutral shopper, at the list margin."""
+        margins = [product.list_price - product.unit_cost for product in products]
+        rngs = [decision_rng(self.config.seed, f"reference\x00{product.product_id}") for product in products]
+        return AskRows.of(products, margins, neutrals, rngs, opportunity=opportunities)
 
     @staticmethod
     def _reference_prices(priced: PricedRows) -> list[float]:
@@ -639,15 +641,29 @@ class Pricer:
 
 def fingerprint(request: QuoteRequest) -> str:
     """A stable digest of what was asked, to tell an idempotent retry from a reused quote id."""
-    product = request.product
-    data: list[Any] = [request.user_id, product.product_id, product.category, product.unit_cost,
-                       product.list_price, product.floor_price, product.ceiling_price, product.currency,
-                       sorted(request.context.items())]
-    if request.spread_limit is not None:  # appended only when set: older fingerprints stay valid
-        data.append(request.spread_limit)
-    if request.incumbent_price is not None:  # likewise
-        data.append(["incumbent_price", request.incumbent_price])
-    return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+    return fingerprints([request])[0]
+
+
+def fingerprints(requests: Sequence[QuoteRequest]) -> list[str]:
+    """``fingerprint`` of each request: the SHA-256 of the JSON list of the user, the product's
+    fields, the sorted context and, only when set (so older digests stay valid), the spread limit and
+    the incumbent price. The list's JSON is its items' JSON joined by ``", "``, so a context that a
+    page's requests share is encoded once, not once a product."""
+    contexts: list[tuple[Mapping[str, float], str]] = []
+    digests = []
+    for request in requests:
+        if not contexts or contexts[-1][0] is not request.context:
+            contexts.append((request.context, json.dumps(sorted(request.context.items()))))
+        product = request.product
+        items: list[Any] = [request.user_id, product.product_id, product.category, product.unit_cost,
+                            product.list_price, product.floor_price, product.ceiling_price, product.currency]
+        text = json.dumps(items)[:-1] + ", " + contexts[-1][1]
+        if request.spread_limit is not None:
+            text += ", " + json.dumps(request.spread_limit)
+        if request.incumbent_price is not None:
+            text += ", " + json.dumps(["incumbent_price", request.incumbent_price])
+        digests.append(hashlib.sha256((text + "]").encode()).hexdigest())
+    return digests
 
 
 def build_pricer(config: PricerConfig, value_model: ValueModel | None = None,
