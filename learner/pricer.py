@@ -123,7 +123,7 @@ class AskRows:
     opportunity: np.ndarray
 
     @staticmethod
-    def of(products: Sequence[Product], value: Sequence[float], x: Sequence[np.ndarray],
+    def of(products: Sequence[Product], value: Sequence[float], x: np.ndarray | Sequence[np.ndarray],
            rngs: Sequence[np.random.Generator], *, limit: Sequence[float | None] | None = None,
            reference: Sequence[float | None] | None = None,
            stable_price: Sequence[float | None] | None = None,
@@ -197,14 +197,16 @@ _PRICED_COLUMNS = ("arm", "price", "pmf", "propensity", "explored", "guardrail_b
 
 @dataclass(frozen=True, eq=False)
 class _Read:
-    """A quote request read for pricing: the context sorted out, the user's value and features."""
+    """A page's requests read for pricing (``Pricer._read``), in their order: each one's context
+    sorted out, its user's value, spread limit and generator, and the page's feature matrix (a row
+    each) and its neutral shopper's."""
 
-    use: ContextUse
-    value: float
+    uses: list[ContextUse]
+    values: list[float]
     x: np.ndarray
     neutral: np.ndarray
-    limit: float | None
-    rng: np.random.Generator
+    limits: list[float | None]
+    rngs: list[np.random.Generator]
 
 
 class Pricer:
@@ -333,22 +335,21 @@ class Pricer:
         if follow and any(request.incumbent_price is None for request in requests):
             raise InvalidInput("incumbent_price", "is required in shadow mode: the shop's own price, which "
                                                   "the quote answers")
-        read = self._read_all(requests, now)  # a refused request prices nothing
+        read = self._read(requests, now)  # a refused request prices nothing
         with self._lock:
             version = self.model_version
             stocks = [self._stock_terms(request.product, now) for request in requests]
             products = [request.product for request in requests]
             opportunities = [opportunity for opportunity, _ in stocks]
-            anchors = self._reference_asks(products, [row.neutral for row in read], opportunities)
+            anchors = self._reference_asks(products, read.neutral, opportunities)
 
             def asks(references: Sequence[float | None] | None) -> AskRows:
-                return AskRows.of(products, [row.value for row in read], [row.x for row in read],
-                                  [row.rng for row in read], limit=[row.limit for row in read],
+                return AskRows.of(products, read.values, read.x, read.rngs, limit=read.limits,
                                   reference=references, opportunity=opportunities,
                                   stable_price=[None if pin is None else pin.price for pin in pins])
 
             count = len(requests)
-            if any(row.limit is not None for row in read):  # the band is around the reference: it first
+            if any(limit is not None for limit in read.limits):  # the band is around the reference: it first
                 anchored = self.choose_rows(anchors)
                 references: list[float | None] = list(self._reference_prices(anchored))
                 priced = self.choose_rows(asks(references))
@@ -356,35 +357,34 @@ class Pricer:
                 both = self.choose_rows(anchors.then(asks(None)))
                 references = list(self._reference_prices(both.rows(0, count)))
                 priced = both.rows(count, 2 * count)
-            effects = self._input_effects(
-                np.array([row.x for row in read]), np.array([row.neutral for row in read]),
-                priced.masked.levels, priced.arm)
-            shown = [self._follow(row.x, request.product, priced.masked.prices[i], priced.masked.levels[i],
+            effects = self._input_effects(read.x, read.neutral, priced.masked.levels, priced.arm)
+            masked = priced.masked
+            shown = [self._follow(read.x[i], request.product, masked.prices[i], masked.levels[i],
                                   request.incumbent_price)
                      if follow and request.incumbent_price is not None else None
-                     for i, (request, row) in enumerate(zip(requests, read, strict=True))]
+                     for i, request in enumerate(requests)]
         return self._decisions(requests, read, priced, references, effects, shown, stocks, pins,
                                version=version, now=now)
 
-    def _read_all(self, requests: Sequence[QuoteRequest], now: float) -> list[_Read]:
-        """``_read`` of each request, in order; a page's requests share one context, sorted out once."""
-        uses: list[tuple[Mapping[str, float], ContextUse]] = []
-        read = []
+    def _read(self, requests: Sequence[QuoteRequest], now: float) -> _Read:
+        """Read each request for pricing, in order: its context sorted out (a page's shared context
+        once), its recent events applied to the user's state, the user's value; then the page's
+        features, one matrix."""
+        shared: tuple[Mapping[str, float], ContextUse] | None = None
+        uses, values, embeddings = [], [], []
         for request in requests:
-            if not uses or uses[-1][0] is not request.context:
-                uses.append((request.context, self.features.read_context(request.context)))
-            read.append(self._read(request, uses[-1][1], now))
-        return read
-
-    def _read(self, request: QuoteRequest, use: ContextUse, now: float) -> _Read:
-        """Read ``request`` for pricing, its context sorted out (``use``: validated once): its recent
-        events applied to the user's state, then the user's value and features."""
-        if request.recent_events and self.users is not None:
-            self.users.observe(request.recent_events, now, strict=True)
-        value, embedding = self.user_value(request)
-        x = self.features.build_priced(use.priced, request.product, embedding)
-        return _Read(use, value, x, self.neutral_features(x), self.spread_limit(request),
-                     decision_rng(self.config.seed, request.quote_id))
+            if shared is None or shared[0] is not request.context:
+                shared = (request.context, self.features.read_context(request.context))
+            if request.recent_events and self.users is not None:  # a refused context applies no event
+                self.users.observe(request.recent_events, now, strict=True)
+            value, embedding = self.user_value(request)
+            uses.append(shared[1])
+            values.append(value)
+            embeddings.append(embedding)
+        x = self.features.build_rows([use.priced for use in uses], [request.product for request in requests],
+                                     embeddings)
+        return _Read(uses, values, x, self.neutral_features(x), [self.spread_limit(r) for r in requests],
+                     [decision_rng(self.config.seed, request.quote_id) for request in requests])
 
     def _stock_terms(self, product: Product, now: float) -> tuple[float, float | None]:
         """The opportunity cost of a unit of ``product`` and its sell-through target (0 and None
@@ -395,7 +395,7 @@ class Pricer:
         return (self.stock.opportunity_cost(product.product_id, product.unit_cost, product.list_price, stock),
                 self.stock.sell_through_target(product.product_id, stock, now))
 
-    def _decisions(self, requests: Sequence[QuoteRequest], read: Sequence[_Read], priced: PricedRows,
+    def _decisions(self, requests: Sequence[QuoteRequest], read: _Read, priced: PricedRows,
                    references: Sequence[float | None], effects: Sequence[tuple[tuple[str, float], ...]],
                    shown: Sequence[tuple[int, float] | None], stocks: Sequence[tuple[float, float | None]],
                    pins: Sequence[Decision | None], *, version: str, now: float) -> list[Decision]:
@@ -413,22 +413,23 @@ class Pricer:
         value_source = self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE
         value_model_version = "" if self.users is None else self.users.model.version
         decisions = []
-        for parts in zip(requests, fingerprints(requests), read, arms, priced.arm.tolist(),
-                         priced.price.tolist(), priced.propensity.tolist(), priced.explored.tolist(),
+        for parts in zip(requests, fingerprints(requests), read.uses, read.values, read.limits,
+                         read.x.tolist(), arms, priced.arm.tolist(), priced.price.tolist(),
+                         priced.propensity.tolist(), priced.explored.tolist(),
                          priced.guardrail_bound.tolist(), masked.spread_bound.tolist(),
                          masked.pinned.tolist(), references, effects, stocks, pins, strict=True):
-            (request, digest, row, views, arm, price, propensity, explored, bound, spread_bound, pinned,
-             reference, effect, (opportunity, target), stable_of) = parts
+            (request, digest, use, value, limit, features, views, arm, price, propensity, explored, bound,
+             spread_bound, pinned, reference, effect, (opportunity, target), stable_of) = parts
             product, stock = request.product, request.product.stock
             decisions.append(Decision(
                 quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
                 category=product.category, currency=product.currency, unit_cost=product.unit_cost,
-                list_price=product.list_price, arm=arm, alpha=alphas[arm], price=price, user_value=row.value,
+                list_price=product.list_price, arm=arm, alpha=alphas[arm], price=price, user_value=value,
                 propensity=propensity, explored=explored, guardrail_bound=bound,
-                features=tuple(row.x.tolist()), arms=views, request_fingerprint=digest,
-                reference_price=reference, spread_limit=row.limit, spread_bound=spread_bound,
+                features=tuple(features), arms=views, request_fingerprint=digest,
+                reference_price=reference, spread_limit=limit, spread_bound=spread_bound,
                 input_effects=effect, stable_of="" if not pinned or stable_of is None else stable_of.quote_id,
-                protected_context=dict(row.use.protected), ignored_context=row.use.ignored,
+                protected_context=dict(use.protected), ignored_context=use.ignored,
                 stock_units=0 if stock is None else stock.units,
                 sell_by=0.0 if stock is None else stock.sell_by,
                 salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
@@ -458,8 +459,9 @@ class Pricer:
         return arm, float(self.policy.estimates(x, levels)[arm])
 
     def neutral_features(self, x: np.ndarray) -> np.ndarray:
-        """``x`` for the neutral shopper of the same product: every context value 0 and, with a value
-        model, the embedding of its zero state (what the reference price is quoted for)."""
+        """``x`` (or each row of it) for the neutral shopper of the same product: every context value
+        0 and, with a value model, the embedding of its zero state (what the reference price is quoted
+        for)."""
         return self.features.neutral(x, self._neutral_embedding)
 
     def choose_rows(self, asks: AskRows) -> PricedRows:
@@ -544,7 +546,7 @@ class Pricer:
         asks = self._reference_asks(products, neutrals, opportunities)
         return self._reference_prices(self.choose_rows(asks))
 
-    def _reference_asks(self, products: Sequence[Product], neutrals: Sequence[np.ndarray],
+    def _reference_asks(self, products: Sequence[Product], neutrals: np.ndarray | Sequence[np.ndarray],
                         opportunities: Sequence[float] | None) -> AskRows:
         """The asks of ``references``: the neutral shopper, at the list margin."""
         margins = [product.list_price - product.unit_cost for product in products]
