@@ -3,7 +3,8 @@
 1. Servers: two empty-handler servers (sync gRPC and grpc.aio) and the real one, each its own process,
    driven by a separate load process with Quote, Reward, then QuoteBatch at each concurrency;
    throughput, p50/p99, CPU per call and per quote, and the ratios against the empty aio server.
-2. Stages: what each stage of a Quote and a Reward costs, in-process; the slowest is named.
+2. Stages: what each stage of a Quote, a Reward and a QuoteBatch (per quote of a page) costs,
+   in-process; the slowest is named.
 3. Learner: decision and update cost by policy, context dimension and number of arms; memory.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import learner_scaling, servers, stages
+from bench.load import BATCH_SIZE
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 BASELINE = servers.EMPTY_AIO
@@ -143,9 +145,11 @@ def serving_targets(by_key: dict[tuple[str, str, str, int], servers.Row], concur
 def stage_section(measured: list[stages.Stage]) -> str:
     slowest = max(measured, key=lambda s: s.micros)
     rows = [[s.rpc, s.name, s.micros] for s in measured]
-    totals = {rpc: round(sum(s.micros for s in measured if s.rpc == rpc), 1) for rpc in ("Quote", "Reward")}
+    totals = {rpc: round(sum(s.micros for s in measured if s.rpc == rpc), 1)
+              for rpc in ("Quote", "Reward", "QuoteBatch")}
     return (table(["RPC", "stage", "µs"], rows)
-            + f"\n\nSum of stages: Quote {totals['Quote']} µs, Reward {totals['Reward']} µs. "
+            + f"\n\nSum of stages: Quote {totals['Quote']} µs, Reward {totals['Reward']} µs, QuoteBatch "
+              f"{totals['QuoteBatch']} µs a quote. "
             + f"Slowest stage: **{slowest.rpc} {slowest.name}, {slowest.micros} µs**.")
 
 
@@ -223,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_text,
         "",
         "### Stage costs (in-process, best of 5, CPU µs except the store's wall-clock µs; "
-        "default config: LinUCB, dim 16, 11 arms)",
+        f"default config: LinUCB, dim 16, 11 arms; QuoteBatch: µs a quote of a {BATCH_SIZE}-product page)",
         "",
         stage_text,
         "",

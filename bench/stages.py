@@ -1,10 +1,12 @@
-"""The cost of each stage of a Quote and a Reward, timed one stage at a time with the real parts.
+"""The cost of each stage of a Quote, a Reward and a QuoteBatch, timed one stage at a time with the
+real parts.
 
 Each stage runs over the same prepared inputs as in the server; a stage's cost is the best of a few
 repeats of its mean, in CPU time of the measuring thread (so that other processes on a shared
 machine do not count), except the store stages: their cost is mostly waiting for the disk, so they
 are wall-clock time. "assemble the decision" is what ``Pricer.quote`` spends beyond the stages
-timed inside it.
+timed inside it. A QuoteBatch's stages are per quote of a listing page (``BATCH_SIZE`` products),
+each stage run on whole pages as the server runs it, with the server's value model in the loop.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bench.load import BENCH_KEY, quote_requests
-from learner import Pricer, PricerConfig
+from bench.load import BATCH_SIZE, BENCH_KEY, batch_requests, quote_requests
+from learner import Pricer, PricerConfig, build_pricer
 from learner.objective import margin_payoffs
 from learner.primitives import log_price_ratio
 from learner.seeding import decision_rng
+from learner.value import load as load_value_model
 from pricing.v1 import pricing_pb2
 from server.config import ServerConfig
-from server.servicer import quote_response
+from server.metrics import create_metrics
+from server.servicer import batch_response, quote_response
 from server.store import SQLiteStore
 from server.validation import RequestReader
 
@@ -100,5 +104,31 @@ def measure(count: int, policy: str = "linucb") -> list[Stage]:
             lambda d: pricing_pb2.RewardResponse(quote_id=d.quote_id, learned=True, status=1,
                                                  model_version=d.model_version).SerializeToString(),
             decisions)))
+        stages += batch_stages(config, store, max(1, count // BATCH_SIZE))
         store.close()
     return [Stage(rpc, name, round(seconds * 1e6, 1)) for rpc, name, seconds in stages]
+
+
+def batch_stages(config: ServerConfig, store: SQLiteStore, count: int) -> list[tuple[str, str, float]]:
+    """Seconds per quote of each stage of ``count`` QuoteBatch pages: what ``PricingServicer.QuoteBatch``
+    and ``PricingService.quote`` run for a page, in their order, with ``config``'s value model."""
+    pricer = build_pricer(config.pricer, load_value_model(config.value_model))
+    reader = RequestReader(pricer.features, config.currency, config.max_batch, BENCH_KEY.pseudonym)
+    wire = [page.SerializeToString() for page in batch_requests(count)]
+    pages = [reader.batch(pricing_pb2.QuoteBatchRequest.FromString(data)) for data in wire]
+    priced = [pricer.quote_many(page, 0.0) for page in pages]
+    copies = [[[replace(d, quote_id=f"{d.quote_id}-{n}") for d in page] for page in priced]
+              for n in range(REPEATS)]
+    store_write = min(per_call(store.put_pending, batch, repeats=1, clock=time.perf_counter)
+                      for batch in copies)
+    metrics = create_metrics(policy=pricer.policy.name, version="bench", n_arms=len(pricer.grid),
+                             pending_count=lambda: 0.0, model_updates_now=lambda: 0.0)
+    stages = [
+        ("decode + validate page",
+         per_call(lambda data: reader.batch(pricing_pb2.QuoteBatchRequest.FromString(data)), wire)),
+        ("price the page (Pricer.quote_many)", per_call(lambda page: pricer.quote_many(page, 0.0), pages)),
+        ("store write of the page (fsync)", store_write),
+        ("metrics", per_call(lambda page: metrics.record_quotes(page, 0.001), priced)),
+        ("build + encode response", per_call(lambda page: batch_response(page).SerializeToString(), priced)),
+    ]
+    return [("QuoteBatch", name, seconds / BATCH_SIZE) for name, seconds in stages]

@@ -129,39 +129,44 @@ class FeatureBuilder:
         self.read_context(context, field)
 
     def neutral(self, x: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
-        """``x`` with every context value 0 and, with an embedding, that one in its place: the same
-        vector as ``build({}, product, embedding)`` for the product ``x`` was built for."""
+        """``x`` (a vector, or rows) with every context value 0 and, with an embedding, that one in its
+        place: the same vector as ``build({}, product, embedding)`` for the product ``x`` was built for."""
         neutral = x.copy()
-        neutral[1:1 + len(self.context_names)] = 0.0
+        neutral[..., 1:1 + len(self.context_names)] = 0.0
         if self.embedding_dim and embedding is not None:
-            neutral[-self.embedding_dim:] = embedding
+            neutral[..., -self.embedding_dim:] = embedding
         return neutral
 
     def build(self, context: Mapping[str, float], product: Product,
               embedding: np.ndarray | None = None) -> np.ndarray:
         """The feature vector for one decision: only the configured names price (validated first)."""
-        return self.build_priced(self.read_context(context).priced, product, embedding)
+        return self.build_rows([self.read_context(context).priced], [product], [embedding])[0]
 
-    def build_priced(self, priced: Mapping[str, float], product: Product,
-                     embedding: np.ndarray | None = None) -> np.ndarray:
-        """``build`` from the priced entries ``read_context`` already sorted out (read once per quote)."""
-        x = np.zeros(self.dim)
-        x[0] = 1.0
-        for name, value in priced.items():
-            x[1 + self._index[name]] = value
+    def build_rows(self, priced: Sequence[Mapping[str, float]], products: Sequence[Product],
+                   embeddings: Sequence[np.ndarray | None]) -> np.ndarray:
+        """``build``'s vector of each row, from the priced entries ``read_context`` sorted out (read once
+        per quote), the product and the embedding, as the rows of one matrix: a column at a time, and a
+        context that consecutive rows share (a page's) set once."""
+        x = np.zeros((len(products), self.dim))
+        x[:, 0] = 1.0
+        start = 0
+        for end in range(1, len(priced) + 1):
+            if end == len(priced) or priced[end] is not priced[start]:
+                for name, value in priced[start].items():
+                    x[start:end, 1 + self._index[name]] = value
+                start = end
         offset = 1 + len(self.context_names)
-        x[offset] = math.log1p(product.list_price) / 10.0
-        x[offset + 1] = (
-            (product.list_price - product.unit_cost) / product.list_price
-            if product.list_price > 0
-            else 0.0
-        )
-        bucket = category_bucket(product.category, self.category_buckets)
-        x[offset + 2 + bucket] = 1.0
+        x[:, offset] = [math.log1p(product.list_price) / 10.0 for product in products]
+        x[:, offset + 1] = [(product.list_price - product.unit_cost) / product.list_price
+                            if product.list_price > 0 else 0.0 for product in products]
+        buckets = [category_bucket(product.category, self.category_buckets) for product in products]
+        x[np.arange(len(products)), offset + 2 + np.array(buckets, dtype=np.int64)] = 1.0
         if self.embedding_dim:
-            if embedding is None or embedding.shape != (self.embedding_dim,):
-                raise ValueError(f"expected a user embedding of {self.embedding_dim} values, got {embedding}")
-            x[-self.embedding_dim:] = embedding
+            for embedding in embeddings:
+                if embedding is None or embedding.shape != (self.embedding_dim,):
+                    raise ValueError(f"expected a user embedding of {self.embedding_dim} values, "
+                                     f"got {embedding}")
+            x[:, -self.embedding_dim:] = np.array(embeddings)
         return x
 
 

@@ -18,6 +18,8 @@ def margin_payoffs(prices: np.ndarray, unit_cost: float | np.ndarray,
     return np.divide(margins, value, out=margins, where=value > 0)
 
 
-def expected_profit(purchase_probability: np.ndarray, prices: np.ndarray, unit_cost: float) -> np.ndarray:
-    """Expected profit per quote in currency units, for each arm."""
+def expected_profit(purchase_probability: np.ndarray, prices: np.ndarray,
+                    unit_cost: float | np.ndarray) -> np.ndarray:
+    """Expected profit per quote in currency units, for each arm (with a row of arms per quote,
+    ``unit_cost`` is a column (n, 1))."""
     return np.asarray(purchase_probability) * (np.asarray(prices) - unit_cost)

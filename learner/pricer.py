@@ -11,7 +11,7 @@ import json
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -19,7 +19,6 @@ import numpy as np
 from learner import snapshot
 from learner.arms import (
     DEFAULT_ALPHAS,
-    ArmPrices,
     PriceBounds,
     PriceGrid,
     band_rows,
@@ -35,7 +34,7 @@ from learner.policies.base import check_hyperparameters, masked_argmax_rows
 from learner.primitives import log_price_ratio
 from learner.rewards import RewardWindow
 from learner.seeding import decision_rng
-from learner.types import SHADOW, ArmView, Decision, Product, QuoteRequest
+from learner.types import SHADOW, Decision, Product, QuoteRequest, arm_view
 from learner.value.artifact import ValueModel
 from learner.value.events import BehaviorEvent
 from learner.value.states import (
@@ -105,48 +104,11 @@ class PricerConfig:
         return data
 
 
-@dataclass(frozen=True)
-class Pricing:
-    """One ask's row of ``Pricer.choose_rows``: what the guardrails allow, and the policy's choice."""
-
-    arm_prices: ArmPrices
-    levels: np.ndarray
-    """``log(price_a / list price)`` of every arm: what the demand model reads."""
-    spread_bound: bool
-    """Whether the spread band masked an arm that the floor and ceiling allowed."""
-    pinned: bool
-    """Whether a stable price pinned the quote."""
-    arm: int
-    price: float
-    pmf: np.ndarray
-    propensity: float
-    explored: bool
-    guardrail_bound: bool
-    """No arm fit: ``price`` is the bound nearest the grid, ``arm`` the arm nearest it."""
-    estimates: np.ndarray
-    """The demand model's purchase probability of every arm."""
-    payoffs: np.ndarray
-    """Each arm's margin in units of ``V``, against the unit cost plus the opportunity cost."""
-
-
-@dataclass(frozen=True, eq=False)
-class Ask:
-    """What one pricing step is asked (``Pricer.choose_rows`` says what each field does)."""
-
-    product: Product
-    value: float
-    x: np.ndarray
-    rng: np.random.Generator
-    limit: float | None = None
-    reference: float | None = None
-    stable_price: float | None = None
-    opportunity: float = 0.0
-
-
 @dataclass(frozen=True, eq=False)
 class AskRows:
-    """Pricing asks as columns, a row each (``Pricer.choose_rows``): what ``Ask`` holds, with NaN for
-    a limit, reference or stable price that is not set. The replay fills it from its log's columns."""
+    """Pricing asks as columns, a row each (``Pricer.choose_rows`` says what each does), with NaN for
+    a limit, reference or stable price that is not set. ``of`` makes them from products and their
+    asks; the replay fills them from its log's columns."""
 
     unit_cost: np.ndarray
     list_price: np.ndarray
@@ -161,22 +123,35 @@ class AskRows:
     opportunity: np.ndarray
 
     @staticmethod
-    def of(asks: Sequence[Ask]) -> AskRows:
-        products = [ask.product for ask in asks]
-
-        def column(values: Sequence[float | None]) -> np.ndarray:
-            return np.array([np.nan if value is None else value for value in values], dtype=float)
+    def of(products: Sequence[Product], value: Sequence[float], x: np.ndarray | Sequence[np.ndarray],
+           rngs: Sequence[np.random.Generator], *, limit: Sequence[float | None] | None = None,
+           reference: Sequence[float | None] | None = None,
+           stable_price: Sequence[float | None] | None = None,
+           opportunity: Sequence[float] | None = None) -> AskRows:
+        """An ask of each product: at ``value``, for features ``x``, drawing with ``rngs``; a column
+        left out is not set (NaN; an opportunity cost of 0)."""
+        def column(values: Sequence[float | None] | None, unset: float = np.nan) -> np.ndarray:
+            if values is None:
+                return np.full(len(products), unset)
+            return np.array([unset if value is None else value for value in values], dtype=float)
 
         return AskRows(
             unit_cost=column([product.unit_cost for product in products]),
             list_price=column([product.list_price for product in products]),
             floor=column([product.floor for product in products]),
             ceiling=column([product.ceiling for product in products]),
-            value=column([ask.value for ask in asks]), x=np.array([ask.x for ask in asks]),
-            rngs=[ask.rng for ask in asks], limit=column([ask.limit for ask in asks]),
-            reference=column([ask.reference for ask in asks]),
-            stable_price=column([ask.stable_price for ask in asks]),
-            opportunity=column([ask.opportunity for ask in asks]))
+            value=column(value), x=np.array(x, dtype=float), rngs=list(rngs), limit=column(limit),
+            reference=column(reference), stable_price=column(stable_price),
+            opportunity=column(opportunity, 0.0))
+
+    def then(self, more: AskRows) -> AskRows:
+        """These asks, then ``more``'s, as one set of rows."""
+        arrays: dict[str, Any] = {name: np.concatenate((getattr(self, name), getattr(more, name)))
+                                  for name in _ASK_ARRAYS}
+        return AskRows(rngs=[*self.rngs, *more.rngs], **arrays)
+
+
+_ASK_ARRAYS = tuple(spec.name for spec in fields(AskRows) if spec.name != "rngs")
 
 
 class _Masked(NamedTuple):
@@ -206,27 +181,32 @@ class PricedRows:
     propensity: np.ndarray
     explored: np.ndarray
     guardrail_bound: np.ndarray
+    """No arm fit: ``price`` is the bound nearest the grid, ``arm`` the arm nearest it."""
     estimates: np.ndarray
+    """The demand model's purchase probability of every arm."""
 
-    def pricing(self, row: int) -> Pricing:
-        masked = self.masked
-        return Pricing(ArmPrices(masked.prices[row], masked.allowed[row]), masked.levels[row],
-                       bool(masked.spread_bound[row]), bool(masked.pinned[row]), int(self.arm[row]),
-                       float(self.price[row]), self.pmf[row], float(self.propensity[row]),
-                       bool(self.explored[row]), bool(self.guardrail_bound[row]), self.estimates[row],
-                       masked.payoffs[row])
+    def rows(self, start: int, stop: int) -> PricedRows:
+        """The asks ``start`` to ``stop`` (views, not copies)."""
+        return PricedRows(_Masked(*(column[start:stop] for column in self.masked)),
+                          *(getattr(self, name)[start:stop] for name in _PRICED_COLUMNS))
+
+
+_PRICED_COLUMNS = ("arm", "price", "pmf", "propensity", "explored", "guardrail_bound", "estimates")
+"""``PricedRows``' arrays after ``masked``, in its order."""
 
 
 @dataclass(frozen=True, eq=False)
 class _Read:
-    """A quote request read for pricing: the context sorted out, the user's value and features."""
+    """A page's requests read for pricing (``Pricer._read``), in their order: each one's context
+    sorted out, its user's value, spread limit and generator, and the page's feature matrix (a row
+    each) and its neutral shopper's."""
 
-    use: ContextUse
-    value: float
+    uses: list[ContextUse]
+    values: list[float]
     x: np.ndarray
     neutral: np.ndarray
-    limit: float | None
-    rng: np.random.Generator
+    limits: list[float | None]
+    rngs: list[np.random.Generator]
 
 
 class Pricer:
@@ -355,48 +335,56 @@ class Pricer:
         if follow and any(request.incumbent_price is None for request in requests):
             raise InvalidInput("incumbent_price", "is required in shadow mode: the shop's own price, which "
                                                   "the quote answers")
-        read = [self._read(request, now) for request in requests]  # a refused request prices nothing
+        read = self._read(requests, now)  # a refused request prices nothing
         with self._lock:
             version = self.model_version
             stocks = [self._stock_terms(request.product, now) for request in requests]
-            anchors = [self._reference_ask(request.product, row.neutral, opportunity)
-                       for request, row, (opportunity, _) in zip(requests, read, stocks, strict=True)]
+            products = [request.product for request in requests]
+            opportunities = [opportunity for opportunity, _ in stocks]
+            anchors = self._reference_asks(products, read.neutral, opportunities)
 
-            def asks(references: Sequence[float | None]) -> list[Ask]:
-                return [Ask(request.product, row.value, row.x, row.rng, limit=row.limit, reference=reference,
-                            stable_price=None if pin is None else pin.price, opportunity=opportunity)
-                        for request, row, pin, reference, (opportunity, _)
-                        in zip(requests, read, pins, references, stocks, strict=True)]
+            def asks(references: Sequence[float | None] | None) -> AskRows:
+                return AskRows.of(products, read.values, read.x, read.rngs, limit=read.limits,
+                                  reference=references, opportunity=opportunities,
+                                  stable_price=[None if pin is None else pin.price for pin in pins])
 
             count = len(requests)
-            if any(row.limit is not None for row in read):  # the band is around the reference: it first
-                anchored = self.choose_rows(AskRows.of(anchors))
+            if any(limit is not None for limit in read.limits):  # the band is around the reference: it first
+                anchored = self.choose_rows(anchors)
                 references: list[float | None] = list(self._reference_prices(anchored))
-                priced = self.choose_rows(AskRows.of(asks(references)))
-                pricings = [priced.pricing(i) for i in range(count)]
+                priced = self.choose_rows(asks(references))
             else:
-                both = self.choose_rows(AskRows.of(anchors + asks([None] * count)))
-                references = list(self._reference_prices(both)[:count])
-                pricings = [both.pricing(i) for i in range(count, 2 * count)]
-            effects = self._input_effects(
-                np.array([row.x for row in read]), np.array([row.neutral for row in read]),
-                np.array([pricing.levels for pricing in pricings]), [pricing.arm for pricing in pricings])
-            shown = [self._follow(row.x, request.product, pricing, request.incumbent_price)
+                both = self.choose_rows(anchors.then(asks(None)))
+                references = list(self._reference_prices(both.rows(0, count)))
+                priced = both.rows(count, 2 * count)
+            effects = self._input_effects(read.x, read.neutral, priced.masked.levels, priced.arm)
+            masked = priced.masked
+            shown = [self._follow(read.x[i], request.product, masked.prices[i], masked.levels[i],
+                                  request.incumbent_price)
                      if follow and request.incumbent_price is not None else None
-                     for request, row, pricing in zip(requests, read, pricings, strict=True)]
-        return [self._decision(*parts, version=version, now=now) for parts in zip(
-            requests, read, pricings, references, effects, shown, stocks, pins, strict=True)]
+                     for i, request in enumerate(requests)]
+        return self._decisions(requests, read, priced, references, effects, shown, stocks, pins,
+                               version=version, now=now)
 
-    def _read(self, request: QuoteRequest, now: float) -> _Read:
-        """Read ``request`` for pricing: its context (validated once), its recent events applied to the
-        user's state, then the user's value and features."""
-        use = self.features.read_context(request.context)  # a refused quote applies no event
-        if request.recent_events and self.users is not None:
-            self.users.observe(request.recent_events, now, strict=True)
-        value, embedding = self.user_value(request)
-        x = self.features.build_priced(use.priced, request.product, embedding)
-        return _Read(use, value, x, self.neutral_features(x), self.spread_limit(request),
-                     decision_rng(self.config.seed, request.quote_id))
+    def _read(self, requests: Sequence[QuoteRequest], now: float) -> _Read:
+        """Read each request for pricing, in order: its context sorted out (a page's shared context
+        once), its recent events applied to the user's state, the user's value; then the page's
+        features, one matrix."""
+        shared: tuple[Mapping[str, float], ContextUse] | None = None
+        uses, values, embeddings = [], [], []
+        for request in requests:
+            if shared is None or shared[0] is not request.context:
+                shared = (request.context, self.features.read_context(request.context))
+            if request.recent_events and self.users is not None:  # a refused context applies no event
+                self.users.observe(request.recent_events, now, strict=True)
+            value, embedding = self.user_value(request)
+            uses.append(shared[1])
+            values.append(value)
+            embeddings.append(embedding)
+        x = self.features.build_rows([use.priced for use in uses], [request.product for request in requests],
+                                     embeddings)
+        return _Read(uses, values, x, self.neutral_features(x), [self.spread_limit(r) for r in requests],
+                     [decision_rng(self.config.seed, request.quote_id) for request in requests])
 
     def _stock_terms(self, product: Product, now: float) -> tuple[float, float | None]:
         """The opportunity cost of a unit of ``product`` and its sell-through target (0 and None
@@ -407,66 +395,80 @@ class Pricer:
         return (self.stock.opportunity_cost(product.product_id, product.unit_cost, product.list_price, stock),
                 self.stock.sell_through_target(product.product_id, stock, now))
 
-    def _decision(self, request: QuoteRequest, read: _Read, pricing: Pricing, reference: float,
-                  effects: tuple[tuple[str, float], ...], shown: tuple[int, float] | None,
-                  stock_terms: tuple[float, float | None], stable_of: Decision | None, *,
-                  version: str, now: float) -> Decision:
-        """The record of one priced quote (see ``Decision``)."""
-        product, stock = request.product, request.product.stock
-        opportunity, target = stock_terms
-        arm_prices, arm, estimates = pricing.arm_prices, pricing.arm, pricing.estimates
-        profits = expected_profit(estimates, arm_prices.prices, product.unit_cost)
-        arms = tuple(map(ArmView, range(len(self.grid)), self.grid.alphas.tolist(),  # one per arm
-                         arm_prices.prices.tolist(), arm_prices.allowed.tolist(), estimates.tolist(),
-                         profits.tolist(), pricing.pmf.tolist()))
-        decision = Decision(
-            quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
-            category=product.category, currency=product.currency, unit_cost=product.unit_cost,
-            list_price=product.list_price,
-            arm=arm, alpha=float(self.grid.alphas[arm]), price=pricing.price, user_value=read.value,
-            propensity=pricing.propensity, explored=pricing.explored,
-            deterministic=self.policy.deterministic, guardrail_bound=pricing.guardrail_bound,
-            policy=self.policy.name, model_version=version,
-            value_source=self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE,
-            value_model_version="" if self.users is None else self.users.model.version,
-            features=tuple(read.x.tolist()), feature_names=self.features.names, arms=arms,
-            created_at=now, expires_at=self.window.expires_at(now),
-            request_fingerprint=fingerprint(request),
-            reference_price=reference, spread_limit=read.limit,
-            spread_bound=pricing.spread_bound, input_effects=effects,
-            stable_of="" if not pricing.pinned or stable_of is None else stable_of.quote_id,
-            protected_context=dict(read.use.protected), ignored_context=read.use.ignored,
-            stock_units=0 if stock is None else stock.units, sell_by=0.0 if stock is None else stock.sell_by,
-            salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
-            sell_through_target=None if stock is None else target,
-        )
-        if shown is None or request.incumbent_price is None:
-            return decision
-        arm, estimate = shown
-        return replace(decision, mode=SHADOW, price=float(request.incumbent_price), arm=arm,
+    def _decisions(self, requests: Sequence[QuoteRequest], read: _Read, priced: PricedRows,
+                   references: Sequence[float | None], effects: Sequence[tuple[tuple[str, float], ...]],
+                   shown: Sequence[tuple[int, float] | None], stocks: Sequence[tuple[float, float | None]],
+                   pins: Sequence[Decision | None], *, version: str, now: float) -> list[Decision]:
+        """The records of a page's priced quotes (see ``Decision``), a row of ``priced`` each: the
+        page's arrays are read into lists once, each row's arms built from its columns."""
+        masked = priced.masked
+        costs = np.array([request.product.unit_cost for request in requests])
+        profits = expected_profit(priced.estimates, masked.prices, costs[:, None])
+        numbers, alphas = range(len(self.grid)), self.grid.alphas.tolist()
+        arms = [tuple(map(arm_view, zip(numbers, alphas, *columns, strict=True))) for columns in zip(
+            masked.prices.tolist(), masked.allowed.tolist(), priced.estimates.tolist(), profits.tolist(),
+            priced.pmf.tolist(), strict=True)]
+        deterministic, policy, names = self.policy.deterministic, self.policy.name, self.features.names
+        expires_at = self.window.expires_at(now)
+        value_source = self.VALUE_SOURCE if self.users is None else self.MODEL_VALUE_SOURCE
+        value_model_version = "" if self.users is None else self.users.model.version
+        decisions = []
+        for parts in zip(requests, fingerprints(requests), read.uses, read.values, read.limits,
+                         read.x.tolist(), arms, priced.arm.tolist(), priced.price.tolist(),
+                         priced.propensity.tolist(), priced.explored.tolist(),
+                         priced.guardrail_bound.tolist(), masked.spread_bound.tolist(),
+                         masked.pinned.tolist(), references, effects, stocks, pins, strict=True):
+            (request, digest, use, value, limit, features, views, arm, price, propensity, explored, bound,
+             spread_bound, pinned, reference, effect, (opportunity, target), stable_of) = parts
+            product, stock = request.product, request.product.stock
+            decisions.append(Decision(
+                quote_id=request.quote_id, user_id=request.user_id, product_id=product.product_id,
+                category=product.category, currency=product.currency, unit_cost=product.unit_cost,
+                list_price=product.list_price, arm=arm, alpha=alphas[arm], price=price, user_value=value,
+                propensity=propensity, explored=explored, guardrail_bound=bound,
+                features=tuple(features), arms=views, request_fingerprint=digest,
+                reference_price=reference, spread_limit=limit, spread_bound=spread_bound,
+                input_effects=effect, stable_of="" if not pinned or stable_of is None else stable_of.quote_id,
+                protected_context=dict(use.protected), ignored_context=use.ignored,
+                stock_units=0 if stock is None else stock.units,
+                sell_by=0.0 if stock is None else stock.sell_by,
+                salvage=0.0 if stock is None else stock.salvage, opportunity_cost=opportunity,
+                sell_through_target=None if stock is None else target, deterministic=deterministic,
+                policy=policy, model_version=version, feature_names=names, created_at=now,
+                expires_at=expires_at, value_source=value_source, value_model_version=value_model_version,
+            ))
+        return [decision if answer is None or request.incumbent_price is None
+                else self._shadow(decision, request.incumbent_price, *answer)
+                for decision, request, answer in zip(decisions, requests, shown, strict=True)]
+
+    def _shadow(self, decision: Decision, incumbent: float, arm: int, estimate: float) -> Decision:
+        """``decision`` answering the shop's ``incumbent`` price, the policy's choice kept beside it."""
+        return replace(decision, mode=SHADOW, price=float(incumbent), arm=arm,
                        alpha=float(self.grid.alphas[arm]), propensity=1.0, explored=False,
                        guardrail_bound=False, proposed_arm=decision.arm, proposed_price=decision.price,
                        proposed_propensity=decision.propensity, incumbent_estimate=estimate)
 
-    def _follow(self, x: np.ndarray, product: Product, pricing: Pricing, incumbent: float
-                ) -> tuple[int, float]:
-        """The grid arm nearest the incumbent's price, and the demand model's purchase probability at
-        that price (at its own level, so off the grid too); called under the lock of the quote."""
-        arm = int(np.argmin(np.abs(pricing.arm_prices.prices - incumbent)))
-        levels = pricing.levels.copy()
+    def _follow(self, x: np.ndarray, product: Product, prices: np.ndarray, levels: np.ndarray,
+                incumbent: float) -> tuple[int, float]:
+        """The grid arm nearest the incumbent's price among the ask's arm ``prices``, and the demand
+        model's purchase probability at that price (at its own level, so off the grid too); called
+        under the lock of the quote."""
+        arm = int(np.argmin(np.abs(prices - incumbent)))
+        levels = levels.copy()
         levels[arm] = log_price_ratio(incumbent, product.list_price)
         return arm, float(self.policy.estimates(x, levels)[arm])
 
     def neutral_features(self, x: np.ndarray) -> np.ndarray:
-        """``x`` for the neutral shopper of the same product: every context value 0 and, with a value
-        model, the embedding of its zero state (what the reference price is quoted for)."""
+        """``x`` (or each row of it) for the neutral shopper of the same product: every context value
+        0 and, with a value model, the embedding of its zero state (what the reference price is quoted
+        for)."""
         return self.features.neutral(x, self._neutral_embedding)
 
     def choose_rows(self, asks: AskRows) -> PricedRows:
         """The pricing step the server (``quote_many``) and the offline replay share, for each ask (a
-        row; ``AskRows.of`` makes them of ``Ask`` objects): each arm's price at ``V = value``, masked
-        outside the guardrails, and the policy's choice among the rest, the policy choosing for every
-        ask with an allowed arm at once; ``PricedRows.pricing`` is one ask's answer.
+        row of ``AskRows``): each arm's price at ``V = value``, masked outside the guardrails, and the
+        policy's choice among the rest, the policy choosing for every ask with an allowed arm at once;
+        a row of ``PricedRows`` is one ask's answer.
 
         The guardrails are the product's floor and ceiling, the spread band ``limit`` around
         ``reference`` (``Pricer.references``; needed with a limit) and, with ``stable_price`` (a
@@ -541,14 +543,15 @@ class Pricer:
         always current. A stochastic policy's reference is the most probable arm of its distribution
         (drawn with a generator seeded by the product id), so it does not jitter from quote to
         quote."""
-        opportunities = opportunities or [0.0] * len(products)
-        anchors = [self._reference_ask(product, neutral, opportunity) for product, neutral, opportunity
-                   in zip(products, neutrals, opportunities, strict=True)]
-        return self._reference_prices(self.choose_rows(AskRows.of(anchors)))
+        asks = self._reference_asks(products, neutrals, opportunities)
+        return self._reference_prices(self.choose_rows(asks))
 
-    def _reference_ask(self, product: Product, neutral: np.ndarray, opportunity: float) -> Ask:
-        rng = decision_rng(self.config.seed, f"reference\x00{product.product_id}")
-        return Ask(product, product.list_price - product.unit_cost, neutral, rng, opportunity=opportunity)
+    def _reference_asks(self, products: Sequence[Product], neutrals: np.ndarray | Sequence[np.ndarray],
+                        opportunities: Sequence[float] | None) -> AskRows:
+        """The asks of ``references``: the neutral shopper, at the list margin."""
+        margins = [product.list_price - product.unit_cost for product in products]
+        rngs = [decision_rng(self.config.seed, f"reference\x00{product.product_id}") for product in products]
+        return AskRows.of(products, margins, neutrals, rngs, opportunity=opportunities)
 
     @staticmethod
     def _reference_prices(priced: PricedRows) -> list[float]:
@@ -559,7 +562,7 @@ class Pricer:
         return np.where(priced.guardrail_bound, priced.price, best).tolist()
 
     def _input_effects(self, x: np.ndarray, neutral: np.ndarray, levels: np.ndarray,
-                       arms: Sequence[int]) -> list[tuple[tuple[str, float], ...]]:
+                       arms: np.ndarray) -> list[tuple[tuple[str, float], ...]]:
         """For each decision (a row of ``x``, ``neutral`` and ``levels``): how much each input (a
         context feature; the behavior embedding as one) moves the chosen arm's purchase logit away
         from the neutral shopper's, largest first; inputs that do not differ are left out. Exact:
@@ -569,13 +572,13 @@ class Pricer:
         moved = deltas.any(axis=2)
         if not moved.any():
             return [()] * len(x)
-        effects = self.policy.score_effects(deltas, levels, np.asarray(arms))
-        answers = []
-        for row_moved, row_effects in zip(moved, effects, strict=True):
-            shown = np.flatnonzero(row_moved)
-            order = shown[np.argsort(-np.abs(row_effects[shown]), kind="stable")]
-            answers.append(tuple((groups[g][0], float(row_effects[g])) for g in order.tolist()))
-        return answers
+        effects = self.policy.score_effects(deltas, levels, arms)
+        # each row's moved groups first, largest effect first, ties in group order (lexsort is stable)
+        order = np.lexsort((-np.abs(effects), ~moved), axis=-1).tolist()
+        names = [name for name, _ in groups]
+        return [tuple((names[g], row_effects[g]) for g in row_order[:shown])
+                for row_order, row_effects, shown in zip(order, effects.tolist(), moved.sum(axis=1).tolist(),
+                                                         strict=True)]
 
     def own_arm(self, decision: Decision) -> int | None:
         """The arm of this Pricer's grid that ``decision``'s arm is: itself when the decision was made
@@ -640,15 +643,29 @@ class Pricer:
 
 def fingerprint(request: QuoteRequest) -> str:
     """A stable digest of what was asked, to tell an idempotent retry from a reused quote id."""
-    product = request.product
-    data: list[Any] = [request.user_id, product.product_id, product.category, product.unit_cost,
-                       product.list_price, product.floor_price, product.ceiling_price, product.currency,
-                       sorted(request.context.items())]
-    if request.spread_limit is not None:  # appended only when set: older fingerprints stay valid
-        data.append(request.spread_limit)
-    if request.incumbent_price is not None:  # likewise
-        data.append(["incumbent_price", request.incumbent_price])
-    return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+    return fingerprints([request])[0]
+
+
+def fingerprints(requests: Sequence[QuoteRequest]) -> list[str]:
+    """``fingerprint`` of each request: the SHA-256 of the JSON list of the user, the product's
+    fields, the sorted context and, only when set (so older digests stay valid), the spread limit and
+    the incumbent price. The list's JSON is its items' JSON joined by ``", "``, so a context that a
+    page's requests share is encoded once, not once a product."""
+    contexts: list[tuple[Mapping[str, float], str]] = []
+    digests = []
+    for request in requests:
+        if not contexts or contexts[-1][0] is not request.context:
+            contexts.append((request.context, json.dumps(sorted(request.context.items()))))
+        product = request.product
+        items: list[Any] = [request.user_id, product.product_id, product.category, product.unit_cost,
+                            product.list_price, product.floor_price, product.ceiling_price, product.currency]
+        text = json.dumps(items)[:-1] + ", " + contexts[-1][1]
+        if request.spread_limit is not None:
+            text += ", " + json.dumps(request.spread_limit)
+        if request.incumbent_price is not None:
+            text += ", " + json.dumps(["incumbent_price", request.incumbent_price])
+        digests.append(hashlib.sha256((text + "]").encode()).hexdigest())
+    return digests
 
 
 def build_pricer(config: PricerConfig, value_model: ValueModel | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any, NamedTuple
 
 from learner.errors import InvalidInput
@@ -113,6 +114,10 @@ class ArmView(NamedTuple):
     purchase_probability: float
     expected_profit: float
     probability: float
+
+
+arm_view = partial(tuple.__new__, ArmView)
+"""``ArmView._make`` without its length check, for rows zipped from its 7 columns (11 per quote)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import collections
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,24 +133,35 @@ class Metrics:
     _recent_lock: threading.Lock
     _ignored_labels: BoundedLabels
 
-    def record_quote(self, decision: Decision) -> None:
-        """Count a new quote: its arm, exploration, guardrails, stable price, spread and inputs."""
-        self.quotes.labels(str(decision.arm)).inc()
-        if decision.explored:
-            self.quotes_explored.inc()
-        if decision.guardrail_bound:
-            self.quotes_guardrail_bound.inc()
-        if decision.spread_bound:
-            self.quotes_spread_bound.inc()
-        if decision.stable_of:
-            self.quotes_stable.labels("same_price").inc()
-        if decision.reference_price > 0:
-            self.price_to_reference.labels(price_band(decision.reference_price)).observe(
-                decision.price / decision.reference_price)
-        for name in decision.ignored_context:
-            self.context_ignored.labels(self._ignored_labels(name)).inc()
-        for name in decision.protected_context:
-            self.context_protected.labels(name).inc()
+    def record_quotes(self, decisions: Sequence[Decision], seconds: float) -> None:
+        """Count new quotes: their arms, exploration, guardrails, stable prices, spread and inputs,
+        each priced in ``seconds`` (a page's share each). A page's counts go to each series at once."""
+        for arm, count in collections.Counter(d.arm for d in decisions).items():
+            self.quotes.labels(str(arm)).inc(count)
+        stable = self.quotes_stable.labels("same_price")
+        for series, count in ((self.quotes_explored, sum(d.explored for d in decisions)),
+                              (self.quotes_guardrail_bound, sum(d.guardrail_bound for d in decisions)),
+                              (self.quotes_spread_bound, sum(d.spread_bound for d in decisions)),
+                              (stable, sum(bool(d.stable_of) for d in decisions))):
+            if count:
+                series.inc(count)
+        ratios: dict[str, list[float]] = collections.defaultdict(list)
+        for d in decisions:
+            if d.reference_price > 0:
+                ratios[price_band(d.reference_price)].append(d.price / d.reference_price)
+        for band, values in ratios.items():
+            histogram = self.price_to_reference.labels(band)
+            for value in values:
+                histogram.observe(value)
+        ignored = collections.Counter(self._ignored_labels(name)
+                                      for d in decisions for name in d.ignored_context)
+        for label, count in ignored.items():
+            self.context_ignored.labels(label).inc(count)
+        protected = collections.Counter(name for d in decisions for name in d.protected_context)
+        for name, count in protected.items():
+            self.context_protected.labels(name).inc(count)
+        for _ in decisions:
+            self.quote_duration.observe(seconds)
 
     def record_shadow_quote(self, decision: Decision, bounds: PriceBounds) -> None:
         """Count a shadow quote by agreement, and whether the incumbent's price is outside the

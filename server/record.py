@@ -40,7 +40,7 @@ import json
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
-from functools import lru_cache, partial
+from functools import lru_cache
 from itertools import accumulate
 from operator import attrgetter, itemgetter
 from struct import Struct
@@ -48,7 +48,7 @@ from struct import error as StructError
 from typing import TypeVar
 
 from learner import Decision, StoreCorrupt
-from learner.types import ArmView
+from learner.types import ArmView, arm_view
 
 VERSION = 1
 T = TypeVar("T")
@@ -69,8 +69,6 @@ _AS_FIELDS = itemgetter(*(_SOURCES.index(spec.name) for spec in fields(Decision)
 _texts, _numbers, _optional, _flags, _integers = (
     attrgetter(*names) for names in (_TEXTS, _NUMBERS, _OPTIONAL, _FLAGS, _INTEGERS))
 _SCALARS = len(_NUMBERS) + len(_OPTIONAL)
-_arm_view = partial(tuple.__new__, ArmView)
-"""``ArmView._make`` without its length check (each row is a zip of its 7 columns): 11 per record."""
 _ARM_FLOATS = 5  # alpha, price, purchase_probability, expected_profit, probability
 
 DIGEST_BYTES = 16
@@ -174,7 +172,7 @@ class RecordCodec:
         return Decision(*_AS_FIELDS([
             *texts, *numbers, *optional, *booleans, arm, proposed_arm, stock_units,
             features, self._layout(digest),
-            tuple(map(_arm_view, zip(arm_numbers, alpha, price, allowed, purchase_probability,
+            tuple(map(arm_view, zip(arm_numbers, alpha, price, allowed, purchase_probability,
                                      expected_profit, probability, strict=True))),
             tuple(zip(effect_names, effects, strict=True)),
             dict(zip(protected_names, protected, strict=True)), tuple(ignored)]))

@@ -283,7 +283,6 @@ class PricingService:
                 to_price.append(request)
                 pins.append(pin)
         fresh = self.pricer.quote_many(to_price, now, stable_of=pins, follow=shadow) if to_price else []
-        fresh_bounds = [PriceBounds.of(request.product) for request in to_price]
         priced = iter(fresh)
         decisions = [answer if answer is not None else next(priced) for answer in answers]
         if fresh:
@@ -293,14 +292,11 @@ class PricingService:
                             "quote")
             except QuoteIdTaken:  # a concurrent retry with the same caller id won the race
                 return [self._same_request(self._stored(r.quote_id), r) for r in requests]
-        for decision, bounds in zip(fresh, fresh_bounds, strict=True):
-            self.metrics.record_quote(decision)
-            if decision.shadow:
-                self.metrics.record_shadow_quote(decision, bounds)
         if fresh:
-            elapsed = (time.perf_counter() - start) / len(fresh)
-            for _ in fresh:
-                self.metrics.quote_duration.observe(elapsed)
+            self.metrics.record_quotes(fresh, (time.perf_counter() - start) / len(fresh))
+        for decision, request in zip(fresh, to_price, strict=True):
+            if decision.shadow:
+                self.metrics.record_shadow_quote(decision, PriceBounds.of(request.product))
         return decisions
 
     def _stable(self, request: QuoteRequest, now: float, caller_ids: bool

@@ -6,16 +6,16 @@ domain errors to status codes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from learner import Decision, InvalidInput, ReportStatus
 from learner.value import BehaviorEvent
 from pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from server.service import PricingService
 from server.validation import RequestReader
+from server.wire import arm_estimates
 
 REWARD_STATUS = {
     ReportStatus.LEARNED: pricing_pb2.RewardResponse.LEARNED,
@@ -25,33 +25,43 @@ REWARD_STATUS = {
 
 
 def quote_response(decision: Decision) -> pricing_pb2.QuoteResponse:
-    expires_at = Timestamp()
-    expires_at.FromNanoseconds(int(decision.expires_at * 1e9))
-    return pricing_pb2.QuoteResponse(
+    return _answer(pricing_pb2.QuoteResponse, decision)
+
+
+def batch_response(decisions: list[Decision]) -> pricing_pb2.QuoteBatchResponse:
+    page = pricing_pb2.QuoteBatchResponse()
+    add = page.quotes.add  # each quote made in place: no message built to be copied in
+    for decision in decisions:
+        _answer(add, decision)
+    return page
+
+
+def _answer(make: Callable[..., pricing_pb2.QuoteResponse], decision: Decision) -> pricing_pb2.QuoteResponse:
+    """The QuoteResponse of ``decision``, made by ``make`` (the class, or a page's ``quotes.add``): its
+    nested messages given as dicts, the arms merged in as wire bytes (``server/wire.py``)."""
+    seconds, nanos = divmod(int(decision.expires_at * 1e9), 1_000_000_000)  # Timestamp.FromNanoseconds
+    personalized = decision.personalized
+    response = make(
         quote_id=decision.quote_id, price=decision.price, alpha=decision.alpha, arm=decision.arm,
         user_value=decision.user_value, propensity=decision.propensity, explored=decision.explored,
-        model_version=decision.model_version, expires_at=expires_at, currency=decision.currency,
-        product_id=decision.product_id,
-        explanation=pricing_pb2.Explanation(
-            arms=[pricing_pb2.ArmEstimate(
-                arm=view.arm, alpha=view.alpha, price=view.price, allowed=view.allowed,
-                purchase_probability=view.purchase_probability,
-                expected_profit=view.expected_profit, probability=view.probability,
-            ) for view in decision.arms],
-            guardrail_bound=decision.guardrail_bound, policy=decision.policy,
-            deterministic=decision.deterministic, value_source=decision.value_source,
-            value_model_version=decision.value_model_version,
-            reference_price=decision.reference_price, personalized=decision.personalized,
-            price_change=decision.price_change if decision.personalized else 0.0,
-            inputs=[pricing_pb2.InputEffect(name=name, effect=effect)
-                    for name, effect in decision.input_effects],
-            value_factor=decision.value_factor, spread_limit=decision.spread_limit,
-            spread_bound=decision.spread_bound, stable_of=decision.stable_of,
-            ignored_context=decision.ignored_context,
-            opportunity_cost=decision.opportunity_cost if decision.stock_units else None,
-            sell_through_target=decision.sell_through_target,
-        ),
+        model_version=decision.model_version, expires_at={"seconds": seconds, "nanos": nanos},
+        currency=decision.currency, product_id=decision.product_id,
+        explanation={
+            "guardrail_bound": decision.guardrail_bound, "policy": decision.policy,
+            "deterministic": decision.deterministic, "value_source": decision.value_source,
+            "value_model_version": decision.value_model_version,
+            "reference_price": decision.reference_price, "personalized": personalized,
+            "price_change": decision.price_change if personalized else 0.0,
+            "inputs": [{"name": name, "effect": effect} for name, effect in decision.input_effects],
+            "value_factor": decision.value_factor, "spread_limit": decision.spread_limit,
+            "spread_bound": decision.spread_bound, "stable_of": decision.stable_of,
+            "ignored_context": decision.ignored_context,
+            "opportunity_cost": decision.opportunity_cost if decision.stock_units else None,
+            "sell_through_target": decision.sell_through_target,
+        },
     )
+    response.explanation.MergeFromString(arm_estimates(decision.arms))
+    return response
 
 
 class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
@@ -70,7 +80,7 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
                    ) -> pricing_pb2.QuoteBatchResponse:
         decisions = self._service.quote(self._reader.batch(request), caller_ids=bool(request.request_id),
                                         time_left=context.time_remaining, incumbent_field="incumbent_prices")
-        return pricing_pb2.QuoteBatchResponse(quotes=[quote_response(d) for d in decisions])
+        return batch_response(decisions)
 
     def Reward(self, request: pricing_pb2.RewardRequest, context: grpc.ServicerContext
                ) -> pricing_pb2.RewardResponse:

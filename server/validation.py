@@ -67,17 +67,19 @@ class RequestReader:
         self.pseudonym = pseudonym
 
     def product(self, message: pricing_pb2.Product, field: str) -> Product:
+        """The product of ``message``; a refusal names its field under ``field`` (``products[2]``),
+        renamed from ``product.<name>`` only when one fails (a page's 50 products build no names)."""
         try:
             return Product(
-                product_id=check_text(f"{field}.product_id", message.product_id,
+                product_id=check_text("product.product_id", message.product_id,
                                       max_length=MAX_ID_LENGTH, required=True),
-                category=check_text(f"{field}.category", message.category,
+                category=check_text("product.category", message.category,
                                     max_length=MAX_CATEGORY_LENGTH, required=False),
                 unit_cost=message.unit_cost,
                 list_price=message.list_price,
                 floor_price=message.floor_price if message.HasField("floor_price") else None,
                 ceiling_price=message.ceiling_price if message.HasField("ceiling_price") else None,
-                currency=check_pattern(f"{field}.currency", message.currency,
+                currency=check_pattern("product.currency", message.currency,
                                        CURRENCY_PATTERN, "an ISO 4217 code like 'EUR'")
                 if message.currency else self.default_currency,
                 stock=stock(message.stock) if message.HasField("stock") else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
 import numpy as np
@@ -19,15 +21,18 @@ from learner import (
     Pricer,
     PricerConfig,
     Product,
+    QuoteRequest,
     ReportStatus,
     RewardWindow,
     Settlement,
     SnapshotError,
+    fingerprint,
     judge_repeat,
 )
 from learner.policies import DEMAND_MODELS
 from learner.policies.base import masked_argmax, masked_argmax_rows
 from learner.policies.shared import SharedLogit
+from learner.pricer import fingerprints
 from learner.seeding import decision_rng
 
 # -- price grid and guardrails -----------------------------------------------------------------
@@ -334,3 +339,26 @@ def test_a_block_of_one_outcome_is_the_online_newton_step() -> None:
     assert online.total == ones.total == blocks.total == 200
     with pytest.raises(ValueError, match="no order to forget"):
         SharedLogit(1, 4, np.zeros(1), decay=0.99).learn_block(x[:2], levels[:2], rewards[:2])
+
+
+def _digest_as_defined(r: QuoteRequest) -> str:
+    """The digest stored decisions carry (a retry after an upgrade must still match it)."""
+    product = r.product
+    data: list[object] = [r.user_id, product.product_id, product.category, product.unit_cost,
+                          product.list_price, product.floor_price, product.ceiling_price, product.currency,
+                          sorted(r.context.items())]
+    if r.spread_limit is not None:
+        data.append(r.spread_limit)
+    if r.incumbent_price is not None:
+        data.append(["incumbent_price", r.incumbent_price])
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+
+
+def test_a_pages_fingerprints_are_each_requests_digest_with_its_context_encoded_once() -> None:
+    shared = {"is_mobile": 1.0, "hour_sin": -0.25, "zz_unknown": 1e-7}
+    page = [QuoteRequest("u-ü", Product(f"sku-{i}", unit_cost=40.0, list_price=100.5, category="shoes\n",
+                                        floor_price=41.0 if i % 2 else None, ceiling_price=None),
+                         f"q-{i}", shared if i < 3 else {}, spread_limit=0.05 if i % 3 else None,
+                         incumbent_price=90.0 if i == 4 else None) for i in range(6)]
+    assert fingerprints(page) == [_digest_as_defined(r) for r in page] == [fingerprint(r) for r in page]
+    assert len(set(fingerprints(page))) == len(page)

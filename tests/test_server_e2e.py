@@ -173,6 +173,8 @@ def test_bad_quote_requests_get_invalid_argument_naming_the_field(
     [({"products": []}, "products: 0 products; send 1 to 50 per batch"),
      ({"products": [product()] * 51}, "products: 51 products; send 1 to 50 per batch"),
      ({"products": [product(), product(unit_cost=-2.0)]}, "products[1].unit_cost: -2.0 must be >= 0"),
+     ({"products": [product(), product(), product(currency="eur")]}, "products[2].currency: 'eur' is not"),
+     ({"products": [product(product_id="")]}, "products[0].product_id: must not be empty"),
      ({"products": [product()], "request_id": "a/b"}, "request_id: 'a/b' is not")],
 )
 def test_bad_batches_are_refused_whole(pricing: ServerHandle, request_fields: dict, message: str) -> None:

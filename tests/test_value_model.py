@@ -367,3 +367,17 @@ def test_the_value_stays_within_half_and_twice_the_list_margin() -> None:
         decision = pricer.quote(request(f"q-{user}", user_id=user), NOW)
         assert 30.0 <= decision.user_value <= 120.0
         assert decision.price <= 40.0 + 120.0
+
+
+def test_a_user_with_no_history_is_worth_the_list_margin_with_the_embedding_of_the_zero_state() -> None:
+    """The zero state is answered without the heads: what they compute for it (here for an equal state
+    that is not the zero state object) is the same, exactly."""
+    network = DEFAULT.network
+    zero = network.zero_state
+    equal = UserState(zero.h.copy(), zero.c.copy())
+    for cost, category, list_price in ((40.0, "shoes", 100.0), (3.5, "", 3.6), (900.0, "audio", 5e4)):
+        shortcut, embedding = network.relative_value(zero, cost, category, list_price)
+        computed, computed_embedding = network.relative_value(equal, cost, category, list_price)
+        assert shortcut == computed == 1.0
+        assert np.array_equal(embedding, computed_embedding)
+        assert not embedding.flags.writeable  # shared: no caller may change it

@@ -231,14 +231,25 @@ def choose(pmf: np.ndarray, allowed: np.ndarray, greedy: int, estimates: np.ndar
                   estimates=estimates)
 
 
+def sample_arms(pmf: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """``sample_arm`` of each row: a row with all its mass on one arm takes it in one array step
+    (every row, with a deterministic policy), the others draw with their own generator."""
+    if len(rngs) != len(pmf):
+        raise ValueError(f"{len(rngs)} generators for {len(pmf)} rows")
+    support = pmf != 0
+    arms = support.argmax(axis=1)
+    for row in np.flatnonzero(support.sum(axis=1) != 1).tolist():
+        arms[row] = sample_arm(pmf[row], rngs[row])
+    return arms.astype(np.int64, copy=False)
+
+
 def choose_rows(pmf: np.ndarray, allowed: np.ndarray, greedy: np.ndarray, estimates: np.ndarray,
                 rngs: Sequence[np.random.Generator], drawn: np.ndarray | None = None) -> Choices:
     """``choose`` for each row: masked arms zeroed, each row normalised, row ``i``'s arm drawn with
     ``rngs[i]`` (``sample_arm``) unless the rule drew them all already (``drawn``)."""
     pmf = np.where(allowed, pmf, 0.0)
     pmf /= pmf.sum(axis=1, keepdims=True)
-    arms = drawn if drawn is not None else np.array(
-        [sample_arm(row, rng) for row, rng in zip(pmf, rngs, strict=True)], dtype=np.int64)
+    arms = drawn if drawn is not None else sample_arms(pmf, rngs)
     rows = np.arange(len(arms))
     return Choices(arms=arms, probabilities=pmf[rows, arms], pmf=pmf, explored=arms != greedy,
                    estimates=estimates)

@@ -99,6 +99,7 @@ class ValueNetwork:
         self._gate_scale = np.full(4 * self.units, 0.5)
         self._gate_scale[2 * self.units:3 * self.units] = 1.0
         self._zero = UserState(np.zeros(self.units, np.float32), np.zeros(self.units, np.float32))
+        self._last_embedding: tuple[UserState, np.ndarray] | None = None
         self._zero_embedding = self.embedding(self._zero)
 
     @property
@@ -130,7 +131,15 @@ class ValueNetwork:
         return state or self._zero
 
     def embedding(self, state: UserState) -> np.ndarray:
-        return np.tanh(state.h @ self.embed_w + self.embed_b)
+        """The state's embedding (read-only): the last state's is kept, since a listing page asks
+        for one user's embedding once per product."""
+        last = self._last_embedding
+        if last is not None and last[0] is state:
+            return last[1]
+        embedding = np.tanh(state.h @ self.embed_w + self.embed_b)
+        embedding.flags.writeable = False
+        self._last_embedding = (state, embedding)  # one assignment: threads see a whole pair
+        return embedding
 
     def head(self, embedding: np.ndarray, product: np.ndarray) -> tuple[float, float]:
         """``(m, k)``: the user's log willingness relative to the list price for this product, and
@@ -170,8 +179,11 @@ class ValueNetwork:
         which a few dozen events pin down far less well, and finding the best share of the accepted
         margin is what the bandit's arms do anyway. Both margins count as at least ``NO_MARGIN`` of the
         list margin, so a product a new user is predicted to buy only near cost gives a finite factor
-        (the Pricer bounds it).
+        (the Pricer bounds it). A user with no history (the zero state) is the user compared
+        against: 1 exactly, without the heads (both margins are one finite number).
         """
+        if state is self._zero:
+            return 1.0, self._zero_embedding
         embedding = self.embedding(state)
         product = product_inputs(unit_cost, category, list_price)
         user = self.head(embedding, product)[0]
