@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -129,14 +129,6 @@ class Result:
     """Mean probability the candidate put on prices the logger gave no chance: IPS and SNIPS see
     none of it (they read it as no reward), only DR's model speaks for it."""
     learned: int
-
-    def widened(self, replicates: Sequence[Result]) -> Result:
-        """This plain replay's result with its intervals widened by the bootstrap streams' spread."""
-        return replace(
-            self, profit={name: widened(estimate, [other.profit[name] for other in replicates])
-                          for name, estimate in self.profit.items()},
-            conversion={name: widened(estimate, [other.conversion[name] for other in replicates])
-                        for name, estimate in self.conversion.items()})
 
 
 LOOKAHEAD = 8
@@ -322,20 +314,32 @@ class _Run:
                 if times:
                     self._plan = None  # priced by the model before this outcome
 
-    def result(self, log: _Log, model: RewardModel) -> Result:
-        """The estimates, from every decision's terms at once."""
+    def estimates(self, log: _Log, model: RewardModel) -> tuple[dict[str, Estimate], dict[str, Estimate]]:
+        """The profit and conversion estimates, from every decision's terms at once."""
         weight, pmf, prices = self.weight, self.pmf, self.prices
-        n = weight.size
         levels = np.concatenate([self.levels, log.level[:, None]], axis=1)
         buy = model.purchase_probabilities(levels)
         at_arms, at_logged = buy[:, :-1] * pmf, buy[:, -1]
         conversion = _estimates(log.purchased, weight, at_arms.sum(axis=1), at_logged)
         profit = _estimates(log.profit, weight, (at_arms * (prices - log.unit_cost[:, None])).sum(axis=1),
                             at_logged * (log.price - log.unit_cost))
-        return Result(label=self.candidate.label, decisions=n, profit=profit, conversion=conversion,
-                      effective_sample_size=effective_sample_size(weight),
-                      could_not_take=1.0 - self.could_take / n,
-                      unsupported_mass=log.unsupported_mass(prices, pmf) / n, learned=self.learned)
+        return profit, conversion
+
+    def result(self, log: _Log, model: RewardModel, streams: Sequence[_Run] = ()) -> Result:
+        """This plain replay's result, its intervals widened by the spread of its bootstrap
+        ``streams`` (of which only the estimates are read)."""
+        profit, conversion = self.estimates(log, model)
+        replicates = [stream.estimates(log, model) for stream in streams]
+        n = self.weight.size
+        return Result(
+            label=self.candidate.label, decisions=n,
+            profit={name: widened(estimate, [other[name] for other, _ in replicates])
+                    for name, estimate in profit.items()},
+            conversion={name: widened(estimate, [other[name] for _, other in replicates])
+                        for name, estimate in conversion.items()},
+            effective_sample_size=effective_sample_size(self.weight),
+            could_not_take=1.0 - self.could_take / n,
+            unsupported_mass=log.unsupported_mass(self.prices, self.pmf) / n, learned=self.learned)
 
 
 @dataclass(frozen=True)
@@ -364,10 +368,11 @@ def evaluate(reading: LogReading, candidates: Sequence[Candidate],
         raise ValueError(f"bootstrap: expected 0 (none) or at least 2 streams (a spread needs two), "
                          f"got {bootstrap}")
     log = _Log.of(decisions)
-    runs: list[_Run] = []
+    groups: list[tuple[_Run, list[_Run]]] = []  # each candidate's plain run and its bootstrap streams
     for candidate in candidates:
         plain = _Run(candidate, log)
-        runs += [plain, *(_Run(candidate, log, stream, like=plain) for stream in range(bootstrap))]
+        groups.append((plain, [_Run(candidate, log, stream, like=plain) for stream in range(bootstrap)]))
+    runs = [run for plain, streams in groups for run in (plain, *streams)]
     models: dict[tuple[str, ...], RewardModel] = {}
     for run in runs:
         if run.names not in models:
@@ -376,9 +381,7 @@ def evaluate(reading: LogReading, candidates: Sequence[Candidate],
     for index in range(len(decisions)):
         for run in runs:
             run.step(log, index, multiplier)
-    each = [run.result(log, models[run.names]) for run in runs]
-    step = bootstrap + 1
-    results = [each[start].widened(each[start + 1:start + step]) for start in range(0, len(each), step)]
+    results = [plain.result(log, models[plain.names], streams) for plain, streams in groups]
     for result in results:
         if result.could_not_take == 1.0:
             raise CandidateError(f"candidate {result.label!r} does not fit the log: it could take none of "
