@@ -31,6 +31,7 @@ from learner import (
 )
 from learner.policies import DEMAND_MODELS
 from learner.policies.base import masked_argmax, masked_argmax_rows
+from learner.policies.demand import PRIOR_RIPPLE, Forgetting, add_outer
 from learner.policies.shared import SharedLogit
 from learner.pricer import fingerprints
 from learner.seeding import decision_rng
@@ -192,6 +193,50 @@ def test_decay_forgets_old_evidence(demand_model: str) -> None:
     assert remembered > 0.25
     assert forgotten < 0.1
     assert remembered > forgotten + 0.2
+
+
+def test_forgetting_keeps_the_prior_within_its_ripple_and_the_inverse_exact() -> None:
+    """Aging alone, at the default decay: the prior comes back one coordinate at a time, so after a
+    few cycles every coordinate's precision lies within ``PRIOR_RIPPLE`` of ``l2`` either way and no
+    other entry appears; with outcomes as well, the inverse kept by low-rank steps is the inverse."""
+    size, l2 = 8, 2.0
+    forgetting = Forgetting.of(size, 0.9995, l2)
+    assert forgetting.cycle == size  # one coordinate a step
+    A, A_inv = l2 * np.eye(size), np.eye(size) / l2
+    for step in range(5 * size):
+        A, A_inv = forgetting.age(A, A_inv, step)
+    diagonal = A.diagonal()
+    assert np.all(diagonal >= PRIOR_RIPPLE * l2) and np.all(diagonal <= l2 / PRIOR_RIPPLE)
+    assert np.ptp(diagonal) > 0  # the coordinates really take turns
+    np.testing.assert_array_equal(A - np.diag(diagonal), 0.0)
+    rng = np.random.default_rng(3)
+    for step in range(5 * size, 400):
+        A, A_inv = forgetting.age(A, A_inv, step)
+        z = rng.normal(size=size)
+        A, A_inv = add_outer(A, A_inv, z, 0.3)
+    np.testing.assert_allclose(A_inv, np.linalg.inv(A), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.98])
+def test_fast_forgetting_restores_more_coordinates_a_step(keep: float) -> None:
+    """The faster the decay, the shorter the cycle (the longest that keeps the prior above its ripple),
+    the restored coordinates' inverse still exact; a cycle of one is the whole-diagonal rule
+    ``keep·A + (1 − keep)·l2·I``."""
+    size, l2 = 12, 1.5
+    forgetting = Forgetting.of(size, keep, l2)
+    assert keep ** (forgetting.cycle - 1) >= PRIOR_RIPPLE
+    assert forgetting.cycle == 1 or keep ** forgetting.cycle < PRIOR_RIPPLE
+    rng = np.random.default_rng(4)
+    spread = rng.normal(size=(size, size))
+    before = l2 * np.eye(size) + spread @ spread.T
+    for step in range(3):
+        A, A_inv = forgetting.age(before, np.linalg.inv(before), step)
+        np.testing.assert_allclose(A_inv, np.linalg.inv(A), rtol=1e-9, atol=1e-12)
+        restored = np.zeros(size)
+        restored[step % forgetting.cycle::forgetting.cycle] = forgetting.cycle * (1.0 - keep) * l2
+        np.testing.assert_allclose(A, keep * before + np.diag(restored), rtol=1e-15, atol=0)
+    if keep == 0.5:
+        assert forgetting.cycle == 1
 
 
 # -- snapshots ---------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ Two are built:
 Both start from a prior demand curve, so a fresh model prices inside the grid, never at a
 zero-margin arm and, for all but thin margins, below the top one. Both forget at the rate ``decay``
 per learned outcome for *all* their evidence, played or not: a price the policy stopped playing grows
-uncertain again, so even a deterministic policy goes back to look when the market moves.
+uncertain again, so even a deterministic policy goes back to look when the market moves. The prior
+is given back a few coordinates at a time (``Forgetting``), so an update stays O(d²).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -171,6 +173,67 @@ def _answer(method: Callable[[np.ndarray, np.ndarray], np.ndarray], x: np.ndarra
     x, levels = np.asarray(x, dtype=float), np.asarray(levels, dtype=float)
     answer = method(np.atleast_2d(x), np.atleast_2d(levels))
     return answer[0] if x.ndim == 1 and levels.ndim == 1 else answer
+
+
+PRIOR_RIPPLE = 0.9
+"""Forgetting gives the prior back a few coordinates at a time (``Forgetting``): between two of its
+restorations no coordinate's prior precision falls below this share of what it was just after one."""
+
+
+@dataclass(frozen=True)
+class Forgetting:
+    """How a precision matrix ``A`` (D×D, or a stack of them) ages by ``keep`` per learned outcome
+    while keeping its prior ``l2·I``, with its inverse kept by low-rank steps: O(D²) per outcome at the
+    default decay, where restoring the prior on the whole diagonal at once (``keep·A + (1-keep)·l2·I``)
+    needs a full inverse, O(D³).
+
+    The coordinates take turns: coordinate ``j`` is restored at the outcomes ``t`` with
+    ``t ≡ j (mod cycle)``, by ``cycle·(1-keep)·l2``, what ``cycle`` outcomes of the whole-diagonal
+    rule give it, so the prior's average is the same and it never strays below ``PRIOR_RIPPLE`` of its
+    peak. The cycle is as long as that allows, up to D: at decay 0.9995 a single coordinate a step
+    (one Sherman–Morrison step); at decay 0.9, half of them; a cycle of 1 is the whole-diagonal rule.
+    """
+
+    size: int
+    keep: float
+    l2: float
+    cycle: int
+
+    @staticmethod
+    def of(size: int, keep: float, l2: float) -> Forgetting:
+        longest = 1 + math.floor(math.log(PRIOR_RIPPLE) / math.log(keep)) if keep < 1.0 else size
+        return Forgetting(size, keep, l2, max(1, min(size, longest)))
+
+    @property
+    def strength(self) -> float:
+        """The prior precision a coordinate gets back on its turn."""
+        return self.cycle * (1.0 - self.keep) * self.l2
+
+    def turn(self, step: int) -> slice:
+        """The coordinates restored on outcome ``step``."""
+        return slice(step % self.cycle, None, self.cycle)
+
+    def age(self, A: np.ndarray, A_inv: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """New arrays: ``A`` aged with the prior restored on outcome ``step``'s coordinates, and its
+        inverse by the Woodbury identity (their few columns: a rank-m step)."""
+        turn, strength = self.turn(step), self.strength
+        A = self.keep * A
+        diagonal = np.arange(self.size)[turn]
+        A[..., diagonal, diagonal] += strength
+        A_inv = A_inv * (1.0 / self.keep)
+        columns = A_inv[..., :, turn].copy()
+        core = np.eye(diagonal.size) / strength + A_inv[..., turn, turn]
+        gain = 1.0 / core if diagonal.size == 1 else np.linalg.inv(core)
+        A_inv -= (columns @ gain) @ np.swapaxes(columns, -1, -2)
+        return A, A_inv
+
+
+def add_outer(A: np.ndarray, A_inv: np.ndarray, z: np.ndarray, weight: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """New arrays: ``A + weight·z zᵀ`` and its inverse by one Sherman–Morrison step."""
+    along = A_inv @ z
+    return A + weight * (z[:, None] * z), A_inv - (weight / (1.0 + weight * float(z @ along))) * (
+        along[:, None] * along)
 
 
 def refuse_non_finite(*arrays: np.ndarray) -> None:

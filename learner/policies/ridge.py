@@ -4,17 +4,23 @@ For each arm ``a``: ``A_a = l2*I + sum x xᵀ`` and ``b_a = l2*theta0_a + sum r 
 where ``theta0_a`` puts the prior purchase probability of the arm's alpha on the bias. An arm is an
 index into the grid whatever its price, so the price levels are not used. The
 inverse is kept up to date with a rank-1 Sherman–Morrison step, O(d²) per update, and recomputed
-exactly every ``refresh_every`` updates of an arm so rounding never accumulates. With ``decay < 1``
-every arm's evidence is discounted on every learned outcome, played or not
-(``A <- decay*A + (1-decay)*l2*I``, ``b <- decay*b + (1-decay)*l2*theta0``), which keeps the prior and
-forgets old demand; all K inverses are then recomputed (a batched inverse, K·O(d³)).
-"""
+exactly every ``refresh_every`` updates so rounding never accumulates. With ``decay < 1``
+every arm's evidence is discounted on every learned outcome, played or not, with the prior given back
+a few coordinates at a time (``demand.Forgetting``; ``b`` regains ``l2*theta0`` on the same
+coordinates), which keeps the prior and forgets old demand in K·O(d²)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from learner.policies.demand import DemandModel, clip01, prior_purchase_by_alpha, refuse_non_finite
+from learner.policies.demand import (
+    DemandModel,
+    Forgetting,
+    add_outer,
+    clip01,
+    prior_purchase_by_alpha,
+    refuse_non_finite,
+)
 
 
 class RidgeArms(DemandModel):
@@ -24,9 +30,10 @@ class RidgeArms(DemandModel):
                  decay: float = 1.0, refresh_every: int = 1024) -> None:
         super().__init__(n_arms, dim, alphas, l2=l2, decay=decay)
         self.refresh_every = refresh_every
-        self._eye = np.eye(dim)
-        self._A = np.repeat(self._eye[None] * self.l2, n_arms, axis=0)
-        self._A_inv = np.repeat(self._eye[None] / self.l2, n_arms, axis=0)
+        self._forgetting = Forgetting.of(dim, self.decay, self.l2)
+        eye = np.eye(dim)
+        self._A = np.repeat(eye[None] * self.l2, n_arms, axis=0)
+        self._A_inv = np.repeat(eye[None] / self.l2, n_arms, axis=0)
         self._prior = np.zeros((n_arms, dim))
         self._prior[:, 0] = prior_purchase_by_alpha(self.alphas)
         self._b = self.l2 * self._prior
@@ -60,24 +67,26 @@ class RidgeArms(DemandModel):
 
     def _adding_one(self, x: np.ndarray, arm: int, reward: float
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Only ``arm`` changes: its new rows, with a rank-1 step for its inverse."""
-        A = self._A[arm] + x[:, None] * x
-        b = self._b[arm] + reward * x
+        """Only ``arm`` changes: its new rows, its inverse recomputed on its own count."""
+        A, A_inv = add_outer(self._A[arm], self._A_inv[arm], x, 1.0)
         if (self._counts[arm] + 1) % self.refresh_every == 0:
             A_inv = np.linalg.inv(A)
-        else:
-            A_inv_x = self._A_inv[arm] @ x
-            A_inv = self._A_inv[arm] - (A_inv_x[:, None] * A_inv_x) / (1.0 + x @ A_inv_x)
+        b = self._b[arm] + reward * x
         return A, A_inv, b, A_inv @ b
 
     def _forgetting_all(self, x: np.ndarray, arm: int, reward: float
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        keep = self.decay
-        A = keep * self._A + (1.0 - keep) * self.l2 * self._eye
-        b = keep * self._b + (1.0 - keep) * self.l2 * self._prior
-        A[arm] += x[:, None] * x
+        """Every arm ages, its mean drawn back to the prior on the coordinates whose turn it is; then
+        ``arm`` learns; every inverse is recomputed exactly every ``refresh_every`` outcomes."""
+        forgetting, step = self._forgetting, self._total
+        A, A_inv = forgetting.age(self._A, self._A_inv, step)
+        turn = forgetting.turn(step)
+        b = self.decay * self._b
+        b[:, turn] += forgetting.strength * self._prior[:, turn]
+        A[arm], A_inv[arm] = add_outer(A[arm], A_inv[arm], x, 1.0)
         b[arm] += reward * x
-        A_inv = np.linalg.inv(A)
+        if (step + 1) % self.refresh_every == 0:
+            A_inv = np.linalg.inv(A)
         return A, A_inv, b, np.einsum("kij,kj->ki", A_inv, b)
 
     def _shapes(self) -> dict[str, tuple[int, ...]]:

@@ -13,17 +13,20 @@ of ``theta``: the Laplace approximation of Chapelle and Li's logistic Thompson s
 matrix) built from the curvature ``w = p(1 - p)`` at the current estimate, floored at
 ``MIN_CURVATURE``:
 
-    p = sigmoid(thetaᵀz),  A <- decay·A + (1 - decay)·l2·I + w·z zᵀ,  theta <- theta + A⁻¹ z (r - p)
+    p = sigmoid(thetaᵀz),  A <- decay·A + prior restored + w·z zᵀ,  theta <- theta + A⁻¹ z (r - p)
+
+where forgetting gives back the prior ``l2`` on a few coordinates of ``A`` per outcome, in turn
+(``demand.Forgetting``: one coordinate at the default decay), so that the inverse follows by
+low-rank steps.
 
 The constant bound ``w = 1/4`` (Böhning's) was tried: ``A`` then does not depend on the order of the
 outcomes, but its steps are too short where purchases are nearly certain or nearly impossible, so
 the slope in price converged slowly, LinUCB grew confident in a too-flat demand curve and stayed one
 arm too high on a steep market (tests/test_learning.py). The exact curvature weighs recent outcomes
 more after a confidently predicted run (100 purchases then 30 refusals end near 30%, not 77%); in the
-simulator both earned the same. With ``decay`` 1 the inverse follows by a rank-1 Sherman–Morrison
-step (O(D²)) and is recomputed exactly every ``refresh_every`` outcomes; below 1, forgetting touches
-every direction of ``A``, so the inverse is recomputed each time (D is 2d: 32 with the default
-features).
+simulator both earned the same. The inverse follows each outcome by Sherman–Morrison steps, O(D²)
+(D is 2d: 32 with the default features), and is recomputed exactly every ``refresh_every`` outcomes
+so that rounding never accumulates.
 
 The scores of all arms at one ``x`` are ``B (I ⊗ xᵀ) theta`` with ``B`` the (K, 2) matrix of rows
 ``[1, LEVEL_SCALE·l]``, so their covariance ``B S Bᵀ`` has rank 2 and a Thompson draw needs only two
@@ -38,6 +41,8 @@ from learner.policies.demand import (
     PRIOR_LOGIT_PER_LOG_PRICE,
     PRIOR_PURCHASE_AT_LIST,
     DemandModel,
+    Forgetting,
+    add_outer,
     logit,
     refuse_non_finite,
     sigmoid,
@@ -58,9 +63,10 @@ class SharedLogit(DemandModel):
                  decay: float = 1.0, refresh_every: int = 1024) -> None:
         super().__init__(n_arms, dim, alphas, l2=l2, decay=decay)
         self.refresh_every = refresh_every
-        self._eye = np.eye(2 * dim)
-        self._A: np.ndarray = self.l2 * self._eye
-        self._A_inv: np.ndarray = self._eye / self.l2
+        self._forgetting = Forgetting.of(2 * dim, self.decay, self.l2)
+        eye = np.eye(2 * dim)
+        self._A: np.ndarray = self.l2 * eye
+        self._A_inv: np.ndarray = eye / self.l2
         self._theta: np.ndarray = np.zeros(2 * dim)
         self._theta[0] = logit(PRIOR_PURCHASE_AT_LIST)  # the bias, at the list price
         self._theta[dim] = PRIOR_LOGIT_PER_LOG_PRICE / LEVEL_SCALE  # the bias's slope in the level
@@ -117,19 +123,12 @@ class SharedLogit(DemandModel):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             p = 0.5 * (1.0 + float(np.tanh(0.5 * float(self._theta @ z))))  # sigmoid, on one number
             weight = max(p * (1.0 - p), MIN_CURVATURE)
+            A, A_inv = self._A, self._A_inv
             if self.decay < 1.0:
-                A = self.decay * self._A
-                A.flat[::A.shape[0] + 1] += (1.0 - self.decay) * self.l2  # the prior, on the diagonal
-                A += weight * (z[:, None] * z)
+                A, A_inv = self._forgetting.age(A, A_inv, self._total)
+            A, A_inv = add_outer(A, A_inv, z, weight)
+            if (self._total + 1) % self.refresh_every == 0:
                 A_inv = np.linalg.inv(A)
-            else:
-                A = self._A + weight * (z[:, None] * z)
-                if (self._total + 1) % self.refresh_every == 0:
-                    A_inv = np.linalg.inv(A)
-                else:
-                    A_inv_z = self._A_inv @ z
-                    A_inv = self._A_inv - (weight / (1.0 + weight * (z @ A_inv_z))) * (
-                        A_inv_z[:, None] * A_inv_z)
             theta = self._theta + (A_inv @ z) * (reward - p)
             refuse_non_finite(A.diagonal(), A_inv.diagonal(), theta)
         self._A, self._A_inv, self._theta = A, A_inv, theta
