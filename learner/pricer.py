@@ -481,17 +481,19 @@ class Pricer:
             masked = self._guardrail_rows(asks)
             n, arms = masked.prices.shape
             chosen = masked.allowed.any(axis=1)
+            if chosen.all():  # the usual asks: the policy's answer is every row's, taken as it is
+                picked = self.policy.select_many(asks.x, masked.levels, masked.payoffs, masked.allowed,
+                                                 asks.rngs)
+                return PricedRows(masked, picked.arms, masked.prices[np.arange(n), picked.arms], picked.pmf,
+                                  picked.probabilities, picked.explored, np.zeros(n, dtype=bool),
+                                  picked.estimates)
             arm, price = np.zeros(n, dtype=np.int64), np.zeros(n)
             pmf, propensity, explored = np.zeros((n, arms)), np.ones(n), np.zeros(n, dtype=bool)
             estimates = np.zeros((n, arms))
             rows = np.flatnonzero(chosen).tolist()
             if rows:
-                x, levels, payoffs, allowed = asks.x, masked.levels, masked.payoffs, masked.allowed
-                rngs = asks.rngs
-                if len(rows) < n:  # the usual page has an allowed arm in every row: no copies
-                    x, levels, payoffs, allowed = x[rows], levels[rows], payoffs[rows], allowed[rows]
-                    rngs = [rngs[i] for i in rows]
-                picked = self.policy.select_many(x, levels, payoffs, allowed, rngs)
+                picked = self.policy.select_many(asks.x[rows], masked.levels[rows], masked.payoffs[rows],
+                                                 masked.allowed[rows], [asks.rngs[i] for i in rows])
                 arm[rows], pmf[rows], propensity[rows] = picked.arms, picked.pmf, picked.probabilities
                 explored[rows], estimates[rows] = picked.explored, picked.estimates
                 price[rows] = masked.prices[rows, picked.arms]
@@ -553,9 +555,11 @@ class Pricer:
         rngs = [decision_rng(self.config.seed, f"reference\x00{product.product_id}") for product in products]
         return AskRows.of(products, margins, neutrals, rngs, opportunity=opportunities)
 
-    @staticmethod
-    def _reference_prices(priced: PricedRows) -> list[float]:
-        """The price of the most probable arm of each reference ask (the bound where none fits)."""
+    def _reference_prices(self, priced: PricedRows) -> list[float]:
+        """The price of the most probable arm of each reference ask (the bound where none fits): a
+        deterministic policy's choice is its only arm, so its price is the reference."""
+        if self.policy.deterministic:
+            return priced.price.tolist()
         masked = priced.masked
         arms = masked_argmax_rows(priced.pmf, masked.allowed, masked.payoffs)
         best = masked.prices[np.arange(len(arms)), arms]

@@ -41,7 +41,10 @@ class LinearThompson(DemandPolicy):
         profits = model.link(draws) * payoffs[:, None, :]
         profits[~np.broadcast_to(allowed[:, None, :], profits.shape)] = -np.inf
         winners = profits.argmax(axis=2)  # (n, samples)
-        pmf = np.stack([np.bincount(row, minlength=self.n_arms) for row in winners]) / self.samples
+        # every row's win counts in one bincount: row i's arms are counted at i·K + arm
+        offsets = (np.arange(len(winners)) * self.n_arms)[:, None]
+        wins = np.bincount((winners + offsets).ravel(), minlength=len(winners) * self.n_arms)
+        pmf = wins.reshape(len(winners), self.n_arms) / self.samples
         return Distribution(pmf, drawn=winners[:, 0])
 
     def hyperparameters(self) -> dict[str, Any]:
