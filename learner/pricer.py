@@ -11,7 +11,7 @@ import json
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -135,23 +135,13 @@ class AskRows:
                 return np.full(len(products), unset)
             return np.array([unset if value is None else value for value in values], dtype=float)
 
+        terms = np.array([(product.unit_cost, product.list_price, product.floor, product.ceiling)
+                          for product in products], dtype=float).reshape(len(products), 4)
         return AskRows(
-            unit_cost=column([product.unit_cost for product in products]),
-            list_price=column([product.list_price for product in products]),
-            floor=column([product.floor for product in products]),
-            ceiling=column([product.ceiling for product in products]),
+            unit_cost=terms[:, 0], list_price=terms[:, 1], floor=terms[:, 2], ceiling=terms[:, 3],
             value=column(value), x=np.array(x, dtype=float), rngs=list(rngs), limit=column(limit),
             reference=column(reference), stable_price=column(stable_price),
             opportunity=column(opportunity, 0.0))
-
-    def then(self, more: AskRows) -> AskRows:
-        """These asks, then ``more``'s, as one set of rows."""
-        arrays: dict[str, Any] = {name: np.concatenate((getattr(self, name), getattr(more, name)))
-                                  for name in _ASK_ARRAYS}
-        return AskRows(rngs=[*self.rngs, *more.rngs], **arrays)
-
-
-_ASK_ARRAYS = tuple(spec.name for spec in fields(AskRows) if spec.name != "rngs")
 
 
 class _Masked(NamedTuple):
@@ -341,20 +331,21 @@ class Pricer:
             stocks = [self._stock_terms(request.product, now) for request in requests]
             products = [request.product for request in requests]
             opportunities = [opportunity for opportunity, _ in stocks]
-            anchors = self._reference_asks(products, read.neutral, opportunities)
-
-            def asks(references: Sequence[float | None] | None) -> AskRows:
-                return AskRows.of(products, read.values, read.x, read.rngs, limit=read.limits,
-                                  reference=references, opportunity=opportunities,
-                                  stable_price=[None if pin is None else pin.price for pin in pins])
-
+            margins, reference_rngs = self._reference_terms(products)
+            stable = [None if pin is None else pin.price for pin in pins]
             count = len(requests)
             if any(limit is not None for limit in read.limits):  # the band is around the reference: it first
-                anchored = self.choose_rows(anchors)
+                anchored = self.choose_rows(AskRows.of(products, margins, read.neutral, reference_rngs,
+                                                       opportunity=opportunities))
                 references: list[float | None] = list(self._reference_prices(anchored))
-                priced = self.choose_rows(asks(references))
-            else:
-                both = self.choose_rows(anchors.then(asks(None)))
+                priced = self.choose_rows(AskRows.of(products, read.values, read.x, read.rngs,
+                                                     limit=read.limits, reference=references,
+                                                     opportunity=opportunities, stable_price=stable))
+            else:  # each product's reference ask, then its quote, as the rows of one set of asks
+                both = self.choose_rows(AskRows.of(
+                    [*products, *products], [*margins, *read.values], np.concatenate((read.neutral, read.x)),
+                    [*reference_rngs, *read.rngs], opportunity=[*opportunities, *opportunities],
+                    stable_price=[None] * count + stable))
                 references = list(self._reference_prices(both.rows(0, count)))
                 priced = both.rows(count, 2 * count)
             effects = self._input_effects(read.x, read.neutral, priced.masked.levels, priced.arm)
@@ -551,9 +542,14 @@ class Pricer:
     def _reference_asks(self, products: Sequence[Product], neutrals: np.ndarray | Sequence[np.ndarray],
                         opportunities: Sequence[float] | None) -> AskRows:
         """The asks of ``references``: the neutral shopper, at the list margin."""
+        margins, rngs = self._reference_terms(products)
+        return AskRows.of(products, margins, neutrals, rngs, opportunity=opportunities)
+
+    def _reference_terms(self, products: Sequence[Product]) -> tuple[list[float], list[np.random.Generator]]:
+        """Each product's list margin (the neutral shopper's V) and the generator of its reference ask."""
         margins = [product.list_price - product.unit_cost for product in products]
         rngs = [decision_rng(self.config.seed, f"reference\x00{product.product_id}") for product in products]
-        return AskRows.of(products, margins, neutrals, rngs, opportunity=opportunities)
+        return margins, rngs
 
     def _reference_prices(self, priced: PricedRows) -> list[float]:
         """The price of the most probable arm of each reference ask (the bound where none fits): a

@@ -29,6 +29,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -180,7 +181,7 @@ PRIOR_RIPPLE = 0.9
 restorations no coordinate's prior precision falls below this share of what it was just after one."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Forgetting:
     """How a precision matrix ``A`` (D×D, or a stack of them) ages by ``keep`` per learned outcome
     while keeping its prior ``l2·I``, with its inverse kept by low-rank steps: O(D²) per outcome at the
@@ -213,16 +214,23 @@ class Forgetting:
         """The coordinates restored on outcome ``step``."""
         return slice(step % self.cycle, None, self.cycle)
 
+    @cached_property
+    def _turns(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per turn: its coordinates, and the inverse of the prior it restores on them (``I / strength``)."""
+        coordinates = np.arange(self.size)
+        return [(coordinates[first::self.cycle], np.eye(coordinates[first::self.cycle].size) / self.strength)
+                for first in range(self.cycle)]
+
     def age(self, A: np.ndarray, A_inv: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
         """New arrays: ``A`` aged with the prior restored on outcome ``step``'s coordinates, and its
         inverse by the Woodbury identity (their few columns: a rank-m step)."""
-        turn, strength = self.turn(step), self.strength
+        turn = self.turn(step)
+        diagonal, prior_inverse = self._turns[turn.start]
         A = self.keep * A
-        diagonal = np.arange(self.size)[turn]
-        A[..., diagonal, diagonal] += strength
+        A[..., diagonal, diagonal] += self.strength
         A_inv = A_inv * (1.0 / self.keep)
         columns = A_inv[..., :, turn].copy()
-        core = np.eye(diagonal.size) / strength + A_inv[..., turn, turn]
+        core = prior_inverse + A_inv[..., turn, turn]
         gain = 1.0 / core if diagonal.size == 1 else np.linalg.inv(core)
         A_inv -= (columns @ gain) @ np.swapaxes(columns, -1, -2)
         return A, A_inv
