@@ -14,8 +14,7 @@ def margin_payoffs(prices: np.ndarray, unit_cost: float | np.ndarray,
     """Each arm's margin ``price - cost`` divided by ``V`` (plain margin when ``V`` is 0); with a row
     of prices per ask, ``unit_cost`` and ``user_value`` are columns (n, 1)."""
     margins = np.asarray(prices, dtype=float) - unit_cost
-    value = np.broadcast_to(user_value, margins.shape)
-    return np.divide(margins, value, out=margins, where=value > 0)
+    return np.divide(margins, user_value, out=margins, where=np.greater(user_value, 0))
 
 
 def expected_profit(purchase_probability: np.ndarray, prices: np.ndarray,
