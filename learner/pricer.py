@@ -331,17 +331,16 @@ class Pricer:
             stocks = [self._stock_terms(request.product, now) for request in requests]
             products = [request.product for request in requests]
             opportunities = [opportunity for opportunity, _ in stocks]
-            margins, reference_rngs = self._reference_terms(products)
             stable = [None if pin is None else pin.price for pin in pins]
             count = len(requests)
             if any(limit is not None for limit in read.limits):  # the band is around the reference: it first
-                anchored = self.choose_rows(AskRows.of(products, margins, read.neutral, reference_rngs,
-                                                       opportunity=opportunities))
+                anchored = self.choose_rows(self._reference_asks(products, read.neutral, opportunities))
                 references: list[float | None] = list(self._reference_prices(anchored))
                 priced = self.choose_rows(AskRows.of(products, read.values, read.x, read.rngs,
                                                      limit=read.limits, reference=references,
                                                      opportunity=opportunities, stable_price=stable))
             else:  # each product's reference ask, then its quote, as the rows of one set of asks
+                margins, reference_rngs = self._reference_terms(products)
                 both = self.choose_rows(AskRows.of(
                     [*products, *products], [*margins, *read.values], np.concatenate((read.neutral, read.x)),
                     [*reference_rngs, *read.rngs], opportunity=[*opportunities, *opportunities],
@@ -651,15 +650,15 @@ def fingerprints(requests: Sequence[QuoteRequest]) -> list[str]:
     fields, the sorted context and, only when set (so older digests stay valid), the spread limit and
     the incumbent price. The list's JSON is its items' JSON joined by ``", "``, so a context that a
     page's requests share is encoded once, not once a product."""
-    contexts: list[tuple[Mapping[str, float], str]] = []
+    shared: tuple[Mapping[str, float], str] | None = None  # the last context and its JSON
     digests = []
     for request in requests:
-        if not contexts or contexts[-1][0] is not request.context:
-            contexts.append((request.context, json.dumps(sorted(request.context.items()))))
+        if shared is None or shared[0] is not request.context:
+            shared = (request.context, json.dumps(sorted(request.context.items())))
         product = request.product
         items: list[Any] = [request.user_id, product.product_id, product.category, product.unit_cost,
                             product.list_price, product.floor_price, product.ceiling_price, product.currency]
-        text = json.dumps(items)[:-1] + ", " + contexts[-1][1]
+        text = json.dumps(items)[:-1] + ", " + shared[1]
         if request.spread_limit is not None:
             text += ", " + json.dumps(request.spread_limit)
         if request.incumbent_price is not None:

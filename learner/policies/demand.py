@@ -217,9 +217,8 @@ class Forgetting:
     @cached_property
     def _turns(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per turn: its coordinates, and the inverse of the prior it restores on them (``I / strength``)."""
-        coordinates = np.arange(self.size)
-        return [(coordinates[first::self.cycle], np.eye(coordinates[first::self.cycle].size) / self.strength)
-                for first in range(self.cycle)]
+        turns = [np.arange(self.size)[self.turn(first)] for first in range(self.cycle)]
+        return [(coordinates, np.eye(coordinates.size) / self.strength) for coordinates in turns]
 
     def age(self, A: np.ndarray, A_inv: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
         """New arrays: ``A`` aged with the prior restored on outcome ``step``'s coordinates, and its
